@@ -1,0 +1,30 @@
+/* Named caps for every size read from outside (network, bundle, files).
+ * Nothing is ever allocated from a size the input claims; readers grow a
+ * buffer up to one of these limits and fail past it. */
+#ifndef FERRY_LIMITS_H
+#define FERRY_LIMITS_H
+
+#define FERRY_MIB (1024u * 1024u)
+
+/* Any JSON document: manifest, index, config, index.json, ferry.json. */
+#define FERRY_MAX_JSON (4u * FERRY_MIB)
+/* Body of a registry error answer, kept only to quote its message. */
+#define FERRY_MAX_ERROR_BODY (1u * FERRY_MIB)
+/* Body of a token server answer. */
+#define FERRY_MAX_TOKEN_BODY (1u * FERRY_MIB)
+/* A Docker config.json credentials file. */
+#define FERRY_MAX_AUTHFILE (4u * FERRY_MIB)
+/* An images file given with -f. */
+#define FERRY_MAX_IMAGES_FILE (16u * FERRY_MIB)
+/* One HTTP header line we keep (Location, WWW-Authenticate, ...). */
+#define FERRY_MAX_HEADER (16u * 1024u)
+/* Largest blob size a descriptor may declare (1 TiB). */
+#define FERRY_MAX_BLOB_SIZE (1ull << 40)
+/* Redirects followed for one request. */
+#define FERRY_MAX_REDIRECTS 5
+/* Nesting depth accepted in any JSON document. */
+#define FERRY_MAX_JSON_DEPTH 32
+/* A Retry-After longer than this is clamped (seconds). */
+#define FERRY_MAX_RETRY_AFTER 60
+
+#endif
