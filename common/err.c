@@ -61,7 +61,23 @@ int ferr_prefix(struct ferr *e, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", head, old);
+	{
+		/* head + ": " + old, cut to fit */
+		size_t hn = strnlen(head, sizeof(head));
+		size_t on = strnlen(old, sizeof(old));
+		size_t room = sizeof(e->msg) - 1, k = 0;
+
+		memcpy(e->msg, head, hn < room ? hn : room);
+		k = hn < room ? hn : room;
+		if (k + 2 <= room) {
+			memcpy(e->msg + k, ": ", 2);
+			k += 2;
+		}
+		if (on > room - k)
+			on = room - k;
+		memcpy(e->msg + k, old, on);
+		e->msg[k + on] = '\0';
+	}
 	return -1;
 }
 

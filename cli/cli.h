@@ -1,0 +1,75 @@
+/* Command layer: the only code that prints or exits. */
+#ifndef FERRY_CLI_H
+#define FERRY_CLI_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "auth.h"
+#include "err.h"
+#include "reg.h"
+
+enum progress_mode { PROGRESS_AUTO, PROGRESS_PLAIN, PROGRESS_JSON, PROGRESS_NONE };
+
+/* Options every command takes. */
+struct cli_common {
+	int quiet;
+	int verbose;
+	enum progress_mode progress;
+	const char *ca_file;
+	const char **insecure;
+	size_t n_insecure;
+	const char *authfile;
+};
+
+extern volatile sig_atomic_t cli_interrupted;
+
+/* getopt_long values for the common options start here; commands use
+ * their own values below 256 or from CLI_OPT_CMD up. */
+enum {
+	CLI_OPT_CA_FILE = 1000,
+	CLI_OPT_INSECURE,
+	CLI_OPT_AUTHFILE,
+	CLI_OPT_PROGRESS,
+	CLI_OPT_VERSION,
+	CLI_OPT_CMD = 2000
+};
+
+/* The long options shared by every command; a command's table ends with
+ * CLI_COMMON_OPTIONS followed by {0}. */
+#define CLI_COMMON_OPTIONS                                                     \
+	{"help", no_argument, NULL, 'h'},                                      \
+	    {"version", no_argument, NULL, CLI_OPT_VERSION},                   \
+	    {"quiet", no_argument, NULL, 'q'},                                 \
+	    {"verbose", no_argument, NULL, 'v'},                               \
+	    {"progress", required_argument, NULL, CLI_OPT_PROGRESS},           \
+	    {"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},             \
+	    {"insecure-registry", required_argument, NULL, CLI_OPT_INSECURE},  \
+	{                                                                      \
+		"authfile", required_argument, NULL, CLI_OPT_AUTHFILE          \
+	}
+
+#define CLI_COMMON_SHORT "hqv"
+
+/* Handle one common option.  Returns 1 if consumed, 0 if not a common
+ * option, -1 on a bad value (message printed), 2 when the command must
+ * exit 0 at once (--version). */
+int cli_common_opt(struct cli_common *c, int opt, const char *arg,
+		   const char *cmd);
+void cli_common_release(struct cli_common *c);
+
+/* Text printed under every command's usage. */
+extern const char cli_common_help[];
+
+void cli_error(const struct ferr *e);
+void cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cli_install_signals(void);
+
+/* Fill registry options from the common ones. */
+void cli_reg_opts(const struct cli_common *c, const struct auth_store *creds,
+		  struct reg_opts *o);
+
+#endif

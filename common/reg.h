@@ -1,0 +1,139 @@
+/* Registry client (OCI distribution API over libcurl).
+ *
+ * One client talks to one registry host and keeps its connection(s) open
+ * across requests.  A client is used by one thread at a time; parallel
+ * transfers use one client each.
+ *
+ * Nothing a registry says is trusted: manifests are hashed locally and
+ * checked against the digest asked for (the Docker-Content-Digest header is
+ * only compared, never believed), their size is capped, blobs are hashed and
+ * counted while they stream.  Credentials go only to the registry host they
+ * are for: redirects and token realms on other hosts get none.
+ */
+#ifndef FERRY_REG_H
+#define FERRY_REG_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "digest.h"
+#include "err.h"
+
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_DOCKER_LIST                                                         \
+	"application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_SCHEMA1 "application/vnd.docker.distribution.manifest.v1+json"
+#define MT_DOCKER_SCHEMA1_SIGNED                                               \
+	"application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+struct reg_opts {
+	const char *ca_file;         /* extra trusted CAs (PEM) or NULL */
+	const char *const *insecure; /* "HOST" or "HOST:PORT" entries */
+	size_t n_insecure;
+	const struct auth_store *creds; /* may be NULL: anonymous */
+	unsigned max_attempts;          /* per request; 0: default (5) */
+	unsigned backoff_ms;            /* first retry delay; 0: default */
+	unsigned backoff_max_ms;        /* cap on one delay; 0: default */
+	long connect_timeout_s;         /* 0: default (15) */
+	long stall_timeout_s;           /* no byte for this long fails; 0: 60 */
+	/* Set asynchronously (SIGINT): transfers stop with FERR_INTERRUPT. */
+	volatile sig_atomic_t *cancel;
+	/* Diagnostics (retries, redirects) for -v; never sees credentials. */
+	void (*log)(void *ctx, const char *msg);
+	void *log_ctx;
+};
+
+struct reg_client;
+
+/* `host` is the API host ("registry-1.docker.io", "127.0.0.1:5000").  No
+ * network traffic happens here. `o` must outlive the client. */
+int reg_client_init(struct reg_client **out, const char *host,
+		    const struct reg_opts *o, struct ferr *e);
+void reg_client_release(struct reg_client *c);
+const char *reg_client_host(const struct reg_client *c);
+
+/* GET /v2/: reachable, and which scheme (for --insecure-registry hosts).
+ * Called implicitly before the first request. */
+int reg_ping(struct reg_client *c, struct ferr *e);
+
+/* Is `host` ("h" or "h:port") covered by the --insecure-registry list? */
+bool reg_host_insecure(const struct reg_opts *o, const char *host);
+
+struct reg_manifest {
+	unsigned char *data; /* exact bytes as served */
+	size_t len;
+	char *media_type;
+	struct digest digest; /* computed locally */
+};
+void reg_manifest_release(struct reg_manifest *m);
+
+/* Fetch a manifest or index by tag or digest.  The Accept list covers OCI
+ * index/manifest and Docker v2 manifest/list; schema1 is refused.  When
+ * `object` is a digest the content must hash to it (FERR_VERIFY). */
+int reg_get_manifest(struct reg_client *c, const char *repo,
+		     const char *object, struct reg_manifest *out,
+		     struct ferr *e);
+
+/* HEAD a manifest: what the registry claims (digest from its header, which
+ * must be verified by a later GET), size and media type.  *found is false
+ * on 404. */
+struct reg_head {
+	bool found;
+	bool has_digest;
+	struct digest digest;
+	uint64_t size;
+	char media_type[256];
+};
+int reg_head_manifest(struct reg_client *c, const char *repo,
+		      const char *object, struct reg_head *out, struct ferr *e);
+int reg_head_blob(struct reg_client *c, const char *repo,
+		  const struct digest *d, struct reg_head *out, struct ferr *e);
+
+/* Where blob bytes go.  `restart`, when set, discards what was written so
+ * far (the server ignored a Range request); without it such a download
+ * fails instead. */
+struct reg_sink {
+	int (*write)(void *ctx, const void *p, size_t n, struct ferr *e);
+	int (*restart)(void *ctx, struct ferr *e);
+	void *ctx;
+};
+
+struct reg_blob_req {
+	const char *repo;
+	struct digest digest;
+	uint64_t size; /* from the descriptor; more or fewer bytes fail */
+	/* Resume: the caller already holds the first `offset` bytes and
+	 * passes the hash state over them (copied, not consumed). */
+	uint64_t offset;
+	const struct digest_ctx *prefix;
+};
+
+/* Stream a blob into `sink`, hashing and counting as it goes; a connection
+ * lost midway continues with a Range request.  Returns FERR_VERIFY when the
+ * content does not match the digest or the size; the sink has then seen
+ * bad bytes and the caller must discard them. */
+int reg_get_blob(struct reg_client *c, const struct reg_blob_req *rq,
+		 const struct reg_sink *sink, struct ferr *e);
+
+/* Statistics, for tests and reports. */
+struct reg_stats {
+	unsigned long requests;
+	unsigned long retries;
+	unsigned long token_fetches;
+	unsigned long connections; /* new connections opened */
+	uint64_t bytes_in;
+};
+void reg_client_stats(const struct reg_client *c, struct reg_stats *out);
+
+/* Classify a manifest body: returns the media type it declares or implies
+ * (mediaType field, else by shape), or NULL if it is not a supported
+ * manifest.  Sets e with the reason on NULL. */
+const char *reg_manifest_kind(const unsigned char *data, size_t len,
+			      const char *content_type, struct ferr *e);
+
+#endif
