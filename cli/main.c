@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 struct command {
 	const char *name;
@@ -12,6 +13,8 @@ struct command {
 
 /* Commands are added here as they are implemented. */
 static const struct command commands[] = {
+    {"keygen", "create a signing key pair", cmd_keygen},
+    {"export", "pull images into one signed bundle", cmd_export},
     {NULL, NULL, NULL},
 };
 

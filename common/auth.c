@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "bounds.h"
 
 void auth_wipe_free(char *s)
 {

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
-#include "limits.h"
+#include "bounds.h"
 
 #define DEFAULT_ATTEMPTS 5
 #define DEFAULT_BACKOFF_MS 250

@@ -1,8 +1,8 @@
 /* Named caps for every size read from outside (network, bundle, files).
  * Nothing is ever allocated from a size the input claims; readers grow a
  * buffer up to one of these limits and fail past it. */
-#ifndef FERRY_LIMITS_H
-#define FERRY_LIMITS_H
+#ifndef FERRY_BOUNDS_H
+#define FERRY_BOUNDS_H
 
 #define FERRY_MIB (1024u * 1024u)
 

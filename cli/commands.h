@@ -1,0 +1,8 @@
+/* Entry points of the subcommands: argv[0] is the command name. */
+#ifndef FERRY_COMMANDS_H
+#define FERRY_COMMANDS_H
+
+int cmd_keygen(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+
+#endif

@@ -1,0 +1,685 @@
+/* ferry export: the command layer over common/exporter. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "buf.h"
+#include "cli.h"
+#include "commands.h"
+#include "exporter.h"
+#include "ref.h"
+#include "sig.h"
+
+static const char usage_text[] =
+    "usage: ferry export [REF...] [-f IMAGES_FILE] -o BUNDLE --key PRIVATE.pem\n"
+    "                    [options]\n"
+    "\n"
+    "Pull images from registries into one signed bundle (OCI layout in a\n"
+    "tar stream). Every manifest and blob is verified while it streams.\n"
+    "\n"
+    "Options:\n"
+    "  -f, --images-file FILE  one reference per line; '#' comments\n"
+    "  -o, --output BUNDLE     bundle to write (must not exist)\n"
+    "      --key FILE          private signing key (from 'ferry keygen')\n"
+    "      --passphrase-file F passphrase of an encrypted key\n"
+    "      --platform LIST     OS/ARCH[/VARIANT],... or 'all' (default)\n"
+    "      --jobs N            parallel downloads (default 4)\n"
+    "      --cache DIR         verified-blob cache (default\n"
+    "                          $XDG_CACHE_HOME/ferry or ~/.cache/ferry)\n"
+    "      --compress C        zstd (default), gzip or none\n"
+    "      --report FILE.json  write a JSON report\n"
+    "      --channel NAME      update channel (default 'default')\n"
+    "      --sequence N        sequence number (default: creation time)\n"
+    "\n";
+
+enum {
+	OPT_KEY = CLI_OPT_CMD,
+	OPT_PASSFILE,
+	OPT_PLATFORM,
+	OPT_JOBS,
+	OPT_CACHE,
+	OPT_COMPRESS,
+	OPT_REPORT,
+	OPT_CHANNEL,
+	OPT_SEQUENCE,
+};
+
+static const struct option long_opts[] = {
+    {"images-file", required_argument, NULL, 'f'},
+    {"output", required_argument, NULL, 'o'},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"passphrase-file", required_argument, NULL, OPT_PASSFILE},
+    {"platform", required_argument, NULL, OPT_PLATFORM},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"cache", required_argument, NULL, OPT_CACHE},
+    {"compress", required_argument, NULL, OPT_COMPRESS},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"channel", required_argument, NULL, OPT_CHANNEL},
+    {"sequence", required_argument, NULL, OPT_SEQUENCE},
+    CLI_COMMON_OPTIONS,
+    {NULL, 0, NULL, 0},
+};
+
+struct refs {
+	struct ref *v;
+	size_t n;
+};
+
+static int add_ref(struct refs *r, const char *s, struct ferr *e)
+{
+	struct ref *n = realloc(r->v, (r->n + 1) * sizeof(*n));
+
+	if (!n)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	r->v = n;
+	if (ref_parse(&r->v[r->n], s, e) < 0)
+		return -1;
+	r->n++;
+	return 0;
+}
+
+/* Read an images file; every bad line is reported (with its number)
+ * before anything is downloaded.  Returns the number of bad lines, or -1
+ * when the file cannot be read. */
+static int read_images_file(const char *path, struct refs *r, struct ferr *e)
+{
+	struct buf b;
+	char chunk[65536];
+	int fd, bad = 0;
+	unsigned long lineno = 0;
+	char *p, *end;
+
+	buf_init(&b, FERRY_MAX_IMAGES_FILE);
+	fd = !strcmp(path, "-") ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ferr_errno(e, FERR_IO, errno, "cannot open '%s'", path);
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ferr_errno(e, FERR_IO, errno, "cannot read '%s'", path);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		if (buf_append(&b, chunk, (size_t)n) < 0) {
+			ferr_set(e, FERR_INPUT, 0,
+				 "images file '%s' is larger than %u bytes", path,
+				 FERRY_MAX_IMAGES_FILE);
+			goto fail;
+		}
+	}
+	if (fd)
+		close(fd);
+	fd = -1;
+	if (buf_append(&b, "", 0) < 0)
+		goto fail;
+	for (p = (char *)b.data; p && *p; p = end) {
+		char *hash, *s, *t;
+		struct ferr le;
+
+		end = strchr(p, '\n');
+		if (end)
+			*end++ = '\0';
+		lineno++;
+		hash = strchr(p, '#');
+		if (hash)
+			*hash = '\0';
+		for (s = p; *s == ' ' || *s == '\t' || *s == '\r'; s++)
+			;
+		t = s + strlen(s);
+		while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
+			*--t = '\0';
+		if (!*s)
+			continue;
+		ferr_clear(&le);
+		if (add_ref(r, s, &le) < 0) {
+			fprintf(stderr, "ferry export: %s:%lu: %s\n", path, lineno,
+				le.msg);
+			if (!bad)
+				*e = le;
+			bad++;
+		}
+	}
+	buf_release(&b);
+	if (bad)
+		ferr_set(e, FERR_INPUT, 0,
+			 "'%s' has %d invalid line%s; nothing was downloaded",
+			 path, bad, bad == 1 ? "" : "s");
+	return bad;
+fail:
+	if (fd > 0)
+		close(fd);
+	buf_release(&b);
+	return -1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static bool valid_channel(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > 128)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ---- progress ---- */
+
+struct ui {
+	enum progress_mode mode;
+	int quiet;
+	struct exp_progress pr;
+	pthread_t ticker;
+	bool ticking;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	struct timespec t0;
+};
+
+static double since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t0->tv_sec) +
+	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void draw(struct ui *u, bool final)
+{
+	unsigned long long done = atomic_load(&u->pr.bytes_done);
+	unsigned long long total = atomic_load(&u->pr.bytes_total);
+	double t = since(&u->t0);
+	double rate = t > 0.2 ? (double)(done - atomic_load(&u->pr.bytes_cached)) / t : 0;
+	int phase = atomic_load(&u->pr.phase);
+	char bar[31];
+	int pct = total ? (int)(done * 100 / total) : 0;
+
+	if (phase == EXP_RESOLVING) {
+		fprintf(stderr, "\r\033[Kresolving images %u/%u",
+			atomic_load(&u->pr.images_resolved),
+			atomic_load(&u->pr.images_total));
+	} else {
+		int fill = pct * 30 / 100;
+		double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+		for (int i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = '\0';
+		fprintf(stderr,
+			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s ETA %ds "
+			"blobs %u/%u images %u",
+			bar, pct, (double)done / 1048576.0,
+			(double)total / 1048576.0, rate / 1048576.0, (int)eta,
+			atomic_load(&u->pr.blobs_done),
+			atomic_load(&u->pr.blobs_total),
+			atomic_load(&u->pr.images_total));
+	}
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+static void *tick(void *arg)
+{
+	struct ui *u = arg;
+
+	pthread_mutex_lock(&u->mu);
+	while (!u->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&u->cv, &u->mu, &ts);
+		if (!u->stop)
+			draw(u, false);
+	}
+	pthread_mutex_unlock(&u->mu);
+	return NULL;
+}
+
+static void on_event(void *ctx, const struct exp_event *ev)
+{
+	struct ui *u = ctx;
+
+	if (u->mode == PROGRESS_PLAIN) {
+		if (ev->type == EXP_EV_RESOLVED)
+			fprintf(stderr, "resolved %s %s (%.1f MiB)\n", ev->ref,
+				ev->digest, (double)ev->size / 1048576.0);
+		else if (ev->type == EXP_EV_BLOB)
+			fprintf(stderr, "%s %s %.1f MiB [%u/%u]\n",
+				ev->cached ? "cached " : "fetched", ev->digest,
+				(double)ev->size / 1048576.0,
+				atomic_load(&u->pr.blobs_done),
+				atomic_load(&u->pr.blobs_total));
+	} else if (u->mode == PROGRESS_JSON) {
+		json_t *o = json_object();
+		char *s;
+		if (ev->type == EXP_EV_RESOLVED) {
+			json_object_set_new(o, "event", json_string("resolved"));
+			json_object_set_new(o, "reference", json_string(ev->ref));
+			json_object_set_new(o, "digest", json_string(ev->digest));
+			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
+		} else {
+			json_object_set_new(o, "event", json_string("blob"));
+			json_object_set_new(o, "digest", json_string(ev->digest));
+			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
+			json_object_set_new(o, "cached", json_boolean(ev->cached));
+			json_object_set_new(o, "bytesDone",
+					    json_integer((json_int_t)atomic_load(&u->pr.bytes_done)));
+			json_object_set_new(o, "bytesTotal",
+					    json_integer((json_int_t)atomic_load(&u->pr.bytes_total)));
+		}
+		s = json_dumps(o, JSON_COMPACT);
+		if (s)
+			fprintf(stderr, "%s\n", s);
+		free(s);
+		json_decref(o);
+	}
+}
+
+/* ---- report ---- */
+
+static int write_report(const char *path, const char *bundle,
+			const struct exp_result *r, enum arc_compress c,
+			double secs, struct ferr *e)
+{
+	json_t *root = json_object(), *imgs = json_array(), *tot = json_object();
+	char when[32], *tmp = NULL;
+	int fd = -1, rc = -1;
+	size_t n;
+
+	bundle_time_format(r->meta.created, when);
+	json_object_set_new(root, "bundle", json_string(bundle));
+	json_object_set_new(root, "bundleId", json_string(r->meta.bundle_id));
+	json_object_set_new(root, "created", json_string(when));
+	json_object_set_new(root, "channel", json_string(r->meta.channel));
+	json_object_set_new(root, "sequence", json_integer((json_int_t)r->meta.sequence));
+	json_object_set_new(root, "signingKeyId", json_string(r->meta.key_id));
+	json_object_set_new(root, "compress", json_string(arc_compress_name(c)));
+	for (size_t i = 0; i < r->nimages; i++) {
+		const struct bundle_image *im = &r->images[i];
+		json_t *o = json_object(), *pl = json_array();
+		json_object_set_new(o, "reference", json_string(im->ref));
+		json_object_set_new(o, "digest", json_string(im->digest.str));
+		json_object_set_new(o, "mediaType", json_string(im->media_type));
+		for (size_t k = 0; k < im->nplatforms; k++)
+			json_array_append_new(pl, json_string(im->platforms[k]));
+		json_object_set_new(o, "platforms", pl);
+		json_object_set_new(o, "bytes", json_integer((json_int_t)im->total_size));
+		json_array_append_new(imgs, o);
+	}
+	json_object_set_new(root, "images", imgs);
+	json_object_set_new(tot, "images", json_integer((json_int_t)r->nimages));
+	json_object_set_new(tot, "blobs", json_integer((json_int_t)r->nblobs));
+	json_object_set_new(tot, "blobBytes", json_integer((json_int_t)r->blob_bytes));
+	json_object_set_new(tot, "bytesFetched", json_integer((json_int_t)r->bytes_fetched));
+	json_object_set_new(tot, "bytesFromCache", json_integer((json_int_t)r->bytes_cached));
+	json_object_set_new(tot, "bundleBytes", json_integer((json_int_t)r->bundle_bytes));
+	json_object_set_new(root, "totals", tot);
+	json_object_set_new(root, "durationSeconds", json_real(secs));
+	n = strlen(path) + 32;
+	tmp = malloc(n);
+	if (!tmp) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
+			   path);
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
+	    fsync(fd) < 0) {
+		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'",
+			   path);
+		goto out;
+	}
+	{
+		mode_t um = umask(0);
+		umask(um);
+		fchmod(fd, 0644 & ~um);
+	}
+	if (rename(tmp, path) < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot create '%s'", path);
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	json_decref(root);
+	return rc;
+}
+
+int cmd_export(int argc, char **argv)
+{
+	struct cli_common com;
+	struct refs refs = {NULL, 0};
+	const char *out = NULL, *keyfile = NULL, *passfile = NULL,
+		   *images_file = NULL, *report = NULL, *channel = "default",
+		   *cache = NULL, *platform_arg = "all";
+	char *default_cache = NULL, *pass = NULL, *platbuf = NULL;
+	const char **platforms = NULL;
+	size_t nplatforms = 0, passlen = 0;
+	uint64_t sequence = 0, jobs = 4;
+	bool has_sequence = false;
+	enum arc_compress compress = ARC_ZSTD;
+	struct auth_store creds = {0};
+	struct sig_key key;
+	struct reg_opts ropts;
+	struct exp_opts eo;
+	struct exp_result res;
+	struct ferr e;
+	struct ui u;
+	time_t created;
+	int c, rc = FERRY_EXIT_USAGE;
+
+	memset(&com, 0, sizeof(com));
+	memset(&key, 0, sizeof(key));
+	memset(&res, 0, sizeof(res));
+	memset(&u, 0, sizeof(u));
+	ferr_clear(&e);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "f:o:" CLI_COMMON_SHORT, long_opts,
+				NULL)) != -1) {
+		int r = cli_common_opt(&com, c, optarg, "export");
+		if (r == 2) {
+			rc = FERRY_EXIT_OK;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		if (r == 1)
+			continue;
+		switch (c) {
+		case 'h':
+			fputs(usage_text, stdout);
+			fputs(cli_common_help, stdout);
+			rc = FERRY_EXIT_OK;
+			goto out;
+		case 'f':
+			images_file = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case OPT_KEY:
+			keyfile = optarg;
+			break;
+		case OPT_PASSFILE:
+			passfile = optarg;
+			break;
+		case OPT_PLATFORM:
+			platform_arg = optarg;
+			break;
+		case OPT_JOBS:
+			if (parse_u64(optarg, &jobs) < 0 || jobs < 1 || jobs > 64) {
+				cli_usage_error("export",
+						"--jobs takes a number from 1 to "
+						"64, not '%s'",
+						optarg);
+				goto out;
+			}
+			break;
+		case OPT_CACHE:
+			cache = optarg;
+			break;
+		case OPT_COMPRESS:
+			if (arc_compress_parse(optarg, &compress) < 0) {
+				cli_usage_error("export",
+						"--compress takes zstd, gzip or "
+						"none, not '%s'",
+						optarg);
+				goto out;
+			}
+			break;
+		case OPT_REPORT:
+			report = optarg;
+			break;
+		case OPT_CHANNEL:
+			if (!valid_channel(optarg)) {
+				cli_usage_error("export",
+						"--channel takes 1 to 128 of "
+						"[A-Za-z0-9._-], not '%s'",
+						optarg);
+				goto out;
+			}
+			channel = optarg;
+			break;
+		case OPT_SEQUENCE:
+			if (parse_u64(optarg, &sequence) < 0 ||
+			    sequence > (1ull << 53)) {
+				cli_usage_error("export",
+						"--sequence takes a non-negative "
+						"integer, not '%s'",
+						optarg);
+				goto out;
+			}
+			has_sequence = true;
+			break;
+		default:
+			if (optopt && optopt < 256)
+				cli_usage_error("export", "unknown or incomplete option '-%c'",
+						optopt);
+			else
+				cli_usage_error("export", "unknown or incomplete option '%s'",
+						argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (!out || !keyfile) {
+		cli_usage_error("export", "%s is required",
+				!out ? "-o BUNDLE" : "--key PRIVATE.pem");
+		goto out;
+	}
+	if (optind == argc && !images_file) {
+		cli_usage_error("export", "no images: give references or -f FILE");
+		goto out;
+	}
+	if (strcmp(platform_arg, "all") != 0) {
+		char *p, *save = NULL;
+		platbuf = strdup(platform_arg);
+		if (!platbuf)
+			goto oom;
+		for (p = platbuf; p; p = save) {
+			save = strchr(p, ',');
+			if (save)
+				*save++ = '\0';
+			size_t sl = strcspn(p, "/");
+			if (!*p || !p[sl] || sl == 0 || !p[sl + 1] ||
+			    strchr(p, ' ')) {
+				cli_usage_error("export",
+						"--platform takes OS/ARCH[/VARIANT],"
+						"... or 'all', not '%s'",
+						platform_arg);
+				goto out;
+			}
+			const char **np = realloc(platforms, (nplatforms + 1) * sizeof(*np));
+			if (!np)
+				goto oom;
+			platforms = np;
+			platforms[nplatforms++] = p;
+		}
+	}
+	{
+		const char *sde = getenv("SOURCE_DATE_EPOCH");
+		uint64_t v;
+		if (sde && *sde) {
+			if (parse_u64(sde, &v) < 0 || v > (1ull << 40)) {
+				ferr_set(&e, FERR_INPUT, 0,
+					 "SOURCE_DATE_EPOCH is not a number of "
+					 "seconds: '%.40s'",
+					 sde);
+				goto fail;
+			}
+			created = (time_t)v;
+		} else {
+			created = time(NULL);
+		}
+	}
+	if (!has_sequence)
+		sequence = (uint64_t)created;
+
+	/* validate every reference before any download */
+	for (int i = optind; i < argc; i++) {
+		struct ferr le;
+		ferr_clear(&le);
+		if (add_ref(&refs, argv[i], &le) < 0) {
+			e = le;
+			goto fail;
+		}
+	}
+	if (images_file) {
+		int bad = read_images_file(images_file, &refs, &e);
+		if (bad != 0)
+			goto fail;
+		if (refs.n == 0) {
+			ferr_set(&e, FERR_INPUT, 0, "'%s' lists no images",
+				 images_file);
+			goto fail;
+		}
+	}
+	if (passfile && sig_read_passphrase_file(passfile, &pass, &passlen, &e) < 0)
+		goto fail;
+	if (sig_load_private(&key, keyfile, pass, passlen, &e) < 0)
+		goto fail;
+	if (auth_store_load(&creds, com.authfile, &e) < 0)
+		goto fail;
+	if (!cache) {
+		default_cache = exp_default_cache_dir();
+		if (!default_cache)
+			goto oom;
+		cache = default_cache;
+	}
+
+	cli_reg_opts(&com, &creds, &ropts);
+	memset(&eo, 0, sizeof(eo));
+	eo.reg = &ropts;
+	eo.cache_dir = cache;
+	eo.jobs = (int)jobs;
+	eo.compress = compress;
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		eo.threads = n > 0 ? (int)n : 1;
+	}
+	eo.platforms = platforms;
+	eo.nplatforms = nplatforms;
+	eo.key = &key;
+	eo.channel = channel;
+	eo.sequence = sequence;
+	eo.created = created;
+	eo.progress = &u.pr;
+	eo.event = on_event;
+	eo.event_ctx = &u;
+
+	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
+	if (u.mode == PROGRESS_AUTO)
+		u.mode = isatty(2) ? PROGRESS_AUTO : PROGRESS_PLAIN;
+	clock_gettime(CLOCK_MONOTONIC, &u.t0);
+	pthread_mutex_init(&u.mu, NULL);
+	pthread_cond_init(&u.cv, NULL);
+	if (u.mode == PROGRESS_AUTO &&
+	    pthread_create(&u.ticker, NULL, tick, &u) == 0)
+		u.ticking = true;
+
+	int er = exp_run(&eo, refs.v, refs.n, out, &res, &e);
+	if (u.ticking) {
+		pthread_mutex_lock(&u.mu);
+		u.stop = true;
+		pthread_cond_signal(&u.cv);
+		pthread_mutex_unlock(&u.mu);
+		pthread_join(u.ticker, NULL);
+		if (er == 0)
+			draw(&u, true);
+		else
+			fputc('\n', stderr);
+	}
+	if (er < 0)
+		goto fail;
+	double secs = since(&u.t0);
+	if (report && write_report(report, out, &res, compress, secs, &e) < 0)
+		goto fail;
+	if (u.mode == PROGRESS_JSON)
+		fprintf(stderr,
+			"{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
+			out, res.meta.bundle_id);
+	if (!com.quiet)
+		printf("wrote '%s': %zu image%s, %zu blobs, %.1f MiB (fetched %.1f "
+		       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
+		       "by key %s\n",
+		       out, res.nimages, res.nimages == 1 ? "" : "s", res.nblobs,
+		       (double)res.bundle_bytes / 1048576.0,
+		       (double)res.bytes_fetched / 1048576.0,
+		       (double)res.bytes_cached / 1048576.0, secs,
+		       res.meta.bundle_id, key.key_id);
+	rc = FERRY_EXIT_OK;
+	goto out;
+oom:
+	ferr_set(&e, FERR_IO, ENOMEM, "out of memory");
+fail:
+	cli_error(&e);
+	rc = ferr_exit_code(e.cat);
+out:
+	if (u.t0.tv_sec || u.t0.tv_nsec) {
+		pthread_mutex_destroy(&u.mu);
+		pthread_cond_destroy(&u.cv);
+	}
+	exp_result_release(&res);
+	for (size_t i = 0; i < refs.n; i++)
+		ref_release(&refs.v[i]);
+	free(refs.v);
+	free(platforms);
+	free(platbuf);
+	free(default_cache);
+	if (pass)
+		sig_wipe_free(pass, passlen);
+	sig_key_release(&key);
+	auth_store_release(&creds);
+	cli_common_release(&com);
+	return rc;
+}
