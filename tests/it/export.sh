@@ -238,5 +238,20 @@ proxy_pid=
 got=$(skopeo inspect --raw "oci-archive:d.tar:127.0.0.1:$pport/$(head -1 "$FERRY_TEST_IMAGES" | cut -f1)" | sha256sum | cut -d' ' -f1)
 check "resumed bundle is complete" [ "sha256:$got" = "$(head -1 "$FERRY_TEST_IMAGES" | cut -f2)" ]
 
+# --- Ctrl-C: exit 130, nothing left behind
+DIEPROXY_DELAY=1 python3 "$fixtures/dieproxy.py" proxy.port3 "$FERRY_TEST_PLAIN" slow.log - &
+proxy_pid=$!
+for _ in $(seq 100); do [ -s proxy.port3 ] && break; sleep 0.1; done
+list "127.0.0.1:$(cat proxy.port3)" >slow.txt
+"$ferry" export -f slow.txt -o i.tar --key ecdsa.key --cache cache-int --insecure-registry 127.0.0.1 -q &
+fpid=$!
+sleep 2
+kill -INT "$fpid"
+wait "$fpid"
+check "interrupted export exits 130" [ "$?" = 130 ]
+check "interrupted export leaves no output" no_output i.tar
+kill "$proxy_pid" 2>/dev/null
+proxy_pid=
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
