@@ -493,8 +493,8 @@ static void blob_done_event(struct exporter *x, struct item *it)
 {
 	struct exp_event ev;
 
-	atomic_fetch_add(&x->pr->blobs_done, 1);
 	memset(&ev, 0, sizeof(ev));
+	ev.count = atomic_fetch_add(&x->pr->blobs_done, 1) + 1;
 	ev.type = EXP_EV_BLOB;
 	ev.digest = it->d.str;
 	ev.size = it->size;

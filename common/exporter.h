@@ -39,6 +39,7 @@ struct exp_event {
 	const char *digest; /* EXP_EV_RESOLVED: top digest; EXP_EV_BLOB */
 	uint64_t size;
 	bool cached; /* EXP_EV_BLOB: taken from the cache */
+	unsigned count; /* EXP_EV_BLOB: blobs done so far, this one included */
 };
 
 struct exp_opts {

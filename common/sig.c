@@ -9,13 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The project's common/limits.h is found first for <limits.h> on this
- * include path (-I common), so the system header, and its INT_MAX that
- * <openssl/err.h> needs, is not reachable by name: take it from the
- * compiler. */
-#ifndef INT_MAX
-#define INT_MAX __INT_MAX__
-#endif
+#include <limits.h>
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>

@@ -282,8 +282,7 @@ static void on_event(void *ctx, const struct exp_event *ev)
 		else if (ev->type == EXP_EV_BLOB)
 			fprintf(stderr, "%s %s %.1f MiB [%u/%u]\n",
 				ev->cached ? "cached " : "fetched", ev->digest,
-				(double)ev->size / 1048576.0,
-				atomic_load(&u->pr.blobs_done),
+				(double)ev->size / 1048576.0, ev->count,
 				atomic_load(&u->pr.blobs_total));
 	} else if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_object();

@@ -9,10 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* common/limits.h shadows <limits.h> on the include path; see sig.c. */
-#ifndef INT_MAX
-#define INT_MAX __INT_MAX__
-#endif
+#include <limits.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -686,6 +683,26 @@ static void test_unsupported(void)
 			  k.type == SIG_ECDSA_P256,
 		      "traditional EC key: %s", e.msg);
 		sig_key_release(&k);
+		/* and its encrypted form ("Proc-Type: 4,ENCRYPTED") */
+		BIO *b = BIO_new_file(kp, "w");
+		CHECK(b && PEM_write_bio_PrivateKey_traditional(
+			       b, p, EVP_aes_256_cbc(),
+			       (const unsigned char *)"pw", 2, NULL, NULL) == 1,
+		      "write encrypted traditional key");
+		BIO_free(b);
+		CHECK(sig_load_private(&k, kp, "pw", 2, &e) == 0 &&
+			  k.type == SIG_ECDSA_P256,
+		      "encrypted traditional EC key: %s", e.msg);
+		sig_key_release(&k);
+		ferr_clear(&e);
+		CHECK(sig_load_private(&k, kp, "px", 2, &e) == -1 &&
+			  strstr(e.msg, "wrong passphrase"),
+		      "traditional key, wrong passphrase: %s", e.msg);
+		ferr_clear(&e);
+		CHECK(sig_load_private(&k, kp, NULL, 0, &e) == -1 &&
+			  strstr(e.msg, "no passphrase"),
+		      "traditional key, no passphrase: %s", e.msg);
+		CHECK(k.pkey == NULL, "nothing loaded");
 		EVP_PKEY_free(p);
 	}
 	/* malformed files */

@@ -1,0 +1,548 @@
+#!/usr/bin/env bash
+# ferry benchmark: ferry export against skopeo and against the raw limit.
+#
+#   bench/bench.sh [--size-mb N] [--repeat N] [--keep] [--clean]
+#
+#   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
+#   --keep       also keep the registry storage (the next run skips the push)
+#                and the outputs of this run (bundles, archives, blobs)
+#   --repeat N   run every measurement N times, report the fastest (default 1)
+#   --clean      delete bench/.work (corpora, registry storage) and exit
+#
+# Builds ferry (Release, in build-bench/) unless FERRY names a binary,
+# generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
+# starts a plain-HTTP docker-registry on a free 127.0.0.1 port, pushes the
+# corpus with skopeo, then times, in one run, with /usr/bin/time:
+#   ferry export --compress none, ferry export --compress zstd (empty cache
+#   each), skopeo copy of every image to an oci-archive, and curl (4 in
+#   parallel) + openssl dgst of every unique blob.
+# Prints a table, the ratios against the goals, and a last line
+#   BENCH {json}
+# Environment: FERRY (ferry binary; skips the build), PYTHON (python3),
+# FERRY_REGISTRY_BIN (docker-registry), FERRY_BENCH_WORK (bench/.work).
+# Exit status: 0 all measurements ran, 1 one of them failed (the others are
+# still measured and reported), 2 usage.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+WORK=${FERRY_BENCH_WORK:-$HERE/.work}
+PYTHON=${PYTHON:-python3}
+REGISTRY_BIN=${FERRY_REGISTRY_BIN:-docker-registry}
+TIME_BIN=/usr/bin/time
+READY_TIMEOUT=30
+SIZE_MB=1000
+KEEP=0
+CLEAN=0
+REPEAT=1
+
+# Goals (see bench/README.md).
+GOAL_SKOPEO=0.30
+GOAL_RAW=1.50
+GOAL_ZSTD=1.25
+GOAL_MIB=100
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+while (($#)); do
+    case $1 in
+    --size-mb)
+        (($# >= 2)) || usage
+        SIZE_MB=$2
+        shift 2
+        ;;
+    --size-mb=*)
+        SIZE_MB=${1#*=}
+        shift
+        ;;
+    --repeat)
+        (($# >= 2)) || usage
+        REPEAT=$2
+        shift 2
+        ;;
+    --keep) KEEP=1; shift ;;
+    --clean) CLEAN=1; shift ;;
+    -h | --help) usage ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+[[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "bench: --size-mb needs a positive integer" >&2; exit 2; }
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bench: --repeat needs a positive integer" >&2; exit 2; }
+
+if ((CLEAN)); then
+    [[ -d $WORK ]] || exit 0
+    exec 9>"$WORK/.lock"
+    flock -n 9 || die "another bench run is using $WORK"
+    find "$WORK" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
+    rm -f "$WORK/.lock"
+    rmdir "$WORK" 2>/dev/null || true
+    say "removed $WORK"
+    exit 0
+fi
+
+need() {
+    local missing=() t
+    for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (Debian packages: docker-registry skopeo curl openssl python3 jq time zstd tar findutils util-linux coreutils; to build ferry: cmake make gcc pkg-config libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libzstd-dev)"
+}
+need "$REGISTRY_BIN" skopeo curl openssl "$PYTHON" jq "$TIME_BIN" xargs flock setsid sha256sum awk zstd tar
+
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+exec 9>"$WORK/.lock"
+flock -n 9 || die "another bench run is using $WORK"
+
+CORPUS=$WORK/corpus-${SIZE_MB}mb
+REGDIR=$WORK/registry-${SIZE_MB}mb
+RUN=$WORK/run
+LOGS=$WORK/logs
+REG_PID=
+
+# Disk: corpus + registry storage + one output and one ferry cache at a time.
+need_mb=$((SIZE_MB * 3 + 200))
+[[ -d $CORPUS ]] || need_mb=$((need_mb + SIZE_MB))
+avail_mb=$(($(df -Pk "$WORK" | awk 'NR == 2 {print $4}') / 1024))
+((avail_mb >= need_mb)) || die "about ${need_mb} MiB of free disk needed under $WORK, ${avail_mb} MiB free"
+
+# ------------------------------------------------------------------ cleanup
+
+stop_registry() {
+    [[ -n $REG_PID ]] || return 0
+    local i
+    if kill -0 "$REG_PID" 2>/dev/null; then
+        kill -TERM "$REG_PID" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$REG_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$REG_PID" 2>/dev/null; then
+            say "registry (pid $REG_PID) ignored SIGTERM; sending SIGKILL"
+            kill -KILL "$REG_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$REG_PID" 2>/dev/null || true
+    REG_PID=
+}
+
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    stop_registry
+    if ((KEEP)); then
+        say "kept: registry storage $REGDIR/storage, outputs $RUN, logs $LOGS"
+    else
+        rm -rf "$RUN" "$REGDIR"
+    fi
+    rm -rf "$CORPUS.partial"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'say interrupted; exit 130' INT
+trap 'say terminated; exit 143' TERM
+
+rm -rf "$RUN" "$LOGS"
+mkdir -p "$RUN/tmp" "$LOGS"
+
+# ------------------------------------------------------------------ helpers
+
+# measure NAME CMD...: runs CMD under /usr/bin/time, output to $LOGS/NAME.log;
+# sets SECS[NAME] (wall), KIB[NAME] (peak RSS), CPU[NAME] (user+sys), RC[NAME].
+declare -A SECS=() KIB=() CPU=() RC=() OUTB=() NOTE=()
+measure() {
+    local name=$1 rc=0 line
+    shift
+    sync # the previous run's dirty pages are not this run's work
+    "$TIME_BIN" -f '%e %M %U %S' -o "$LOGS/$name.time" "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+    line=$(tail -n 1 "$LOGS/$name.time" 2>/dev/null || true)
+    if [[ $line =~ ^([0-9.]+)\ ([0-9]+)\ ([0-9.]+)\ ([0-9.]+)$ ]]; then
+        SECS[$name]=${BASH_REMATCH[1]}
+        KIB[$name]=${BASH_REMATCH[2]}
+        CPU[$name]=$(awk -v u="${BASH_REMATCH[3]}" -v s="${BASH_REMATCH[4]}" 'BEGIN {printf "%.2f", u + s}')
+    else
+        SECS[$name]=
+        KIB[$name]=
+        CPU[$name]=
+    fi
+    RC[$name]=$rc
+    return "$rc"
+}
+
+log_tail() {
+    echo "---- last lines of $1 ----" >&2
+    tail -n "${2:-15}" "$1" >&2 || true
+    echo "----" >&2
+}
+
+# skopeo, isolated from the host's containers configuration and credentials.
+mkdir -p "$WORK/skopeo"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$WORK/skopeo/policy.json"
+: >"$WORK/skopeo/registries.conf"
+echo '{"auths":{}}' >"$WORK/skopeo/auth.json"
+export CONTAINERS_REGISTRIES_CONF=$WORK/skopeo/registries.conf
+export REGISTRY_AUTH_FILE=$WORK/skopeo/auth.json
+export TMPDIR=$RUN/tmp
+SKOPEO_POLICY=$WORK/skopeo/policy.json
+
+# ------------------------------------------------------------------ ferry
+
+FERRY_BIN=
+if [[ -n ${FERRY:-} ]]; then
+    FERRY_BIN=$(command -v "$FERRY" 2>/dev/null || true)
+    [[ -n $FERRY_BIN && -x $FERRY_BIN ]] || die "FERRY=$FERRY is not an executable"
+    say "ferry: $FERRY_BIN (from FERRY)"
+else
+    say "building ferry (Release) in $ROOT/build-bench"
+    t0=$SECONDS
+    if cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >"$WORK/build.log" 2>&1 &&
+        make -C "$ROOT/build-bench" -j"$(nproc)" ferry >>"$WORK/build.log" 2>&1 &&
+        [[ -x $ROOT/build-bench/cli/ferry ]]; then
+        FERRY_BIN=$ROOT/build-bench/cli/ferry
+        say "built $FERRY_BIN in $((SECONDS - t0))s"
+    else
+        log_tail "$WORK/build.log"
+        say "ferry build failed (log: $WORK/build.log); ferry export will not be measured"
+    fi
+fi
+
+# ------------------------------------------------------------------ corpus
+
+GEN_SECS=
+stamp=$(sha256sum "$HERE/gen_corpus.py" | cut -d' ' -f1)
+if [[ ! -f $CORPUS/corpus.json || $(cat "$CORPUS.stamp" 2>/dev/null) != "$stamp" ]]; then
+    say "generating the ${SIZE_MB} MB corpus in $CORPUS"
+    rm -f "$CORPUS.stamp"
+    t0=$(date +%s.%N)
+    "$PYTHON" "$HERE/gen_corpus.py" "$CORPUS" --size-mb "$SIZE_MB" --force -q ||
+        die "gen_corpus.py failed"
+    GEN_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    echo "$stamp" >"$CORPUS.stamp"
+    say "corpus generated in ${GEN_SECS}s"
+else
+    say "using the cached corpus $CORPUS"
+fi
+CORPUS_BYTES=$(jq -r .bytes "$CORPUS/corpus.json")
+NBLOBS=$(jq -r .blobs "$CORPUS/corpus.json")
+mapfile -t IMAGES <"$CORPUS/images.txt"
+NIMAGES=${#IMAGES[@]}
+
+# ------------------------------------------------------------------ registry
+
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+PORT=$(free_port)
+HOST=127.0.0.1:$PORT
+mkdir -p "$REGDIR/storage"
+cat >"$REGDIR/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  formatter: text
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGDIR/storage
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $HOST
+  secret: $(openssl rand -hex 16)
+EOF
+
+(
+    # REGISTRY_* variables would override the registry's configuration
+    # (REGISTRY_AUTH_FILE, set above for skopeo, would even break it).
+    while read -r v; do unset "$v"; done < <(compgen -e | grep '^REGISTRY_' || true)
+    exec setsid "$REGISTRY_BIN" serve "$REGDIR/config.yml" </dev/null >"$REGDIR/registry.log" 2>&1
+) &
+REG_PID=$!
+deadline=$((SECONDS + READY_TIMEOUT))
+until [[ $(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 "http://$HOST/v2/" || true) == 200 ]]; do
+    if ! kill -0 "$REG_PID" 2>/dev/null; then
+        log_tail "$REGDIR/registry.log"
+        die "the registry exited during startup"
+    fi
+    ((SECONDS < deadline)) || { log_tail "$REGDIR/registry.log"; die "the registry is not ready after ${READY_TIMEOUT}s"; }
+    sleep 0.1
+done
+say "registry on $HOST (pid $REG_PID), storage $REGDIR/storage"
+
+# Are all tags in the registry with the corpus's manifest digests?
+all_pushed() {
+    local ref want got
+    while IFS=$'\t' read -r ref want; do
+        got=$(curl -sf --noproxy '*' -o /dev/null -I -w '%header{docker-content-digest}' \
+            -H 'Accept: application/vnd.oci.image.index.v1+json' \
+            -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+            "http://$HOST/v2/${ref%:*}/manifests/${ref##*:}" 2>/dev/null) || return 1
+        [[ $got == "$want" ]] || return 1
+    done < <(jq -r '.manifests[] | [.annotations["org.opencontainers.image.ref.name"], .digest] | @tsv' "$CORPUS/index.json")
+}
+
+PUSH_SECS=
+if all_pushed; then
+    say "the corpus is already in the registry storage; not pushing"
+else
+    say "pushing $NIMAGES images with skopeo"
+    t0=$(date +%s.%N)
+    for ref in "${IMAGES[@]}"; do
+        skopeo --policy "$SKOPEO_POLICY" copy --all --preserve-digests --dest-tls-verify=false \
+            "oci:$CORPUS:$ref" "docker://$HOST/$ref" >>"$LOGS/push.log" 2>&1 ||
+            { log_tail "$LOGS/push.log"; die "pushing $ref failed"; }
+    done
+    PUSH_SECS=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    all_pushed || die "the registry does not serve the pushed tags with the corpus's digests"
+    say "pushed in ${PUSH_SECS}s"
+fi
+
+# Same starting point for every contender: the registry's blobs in the page cache.
+find "$REGDIR/storage" -type f -name data -exec cat {} + >/dev/null
+
+FAILED=0
+declare -A BEST=() BCPU=() PEAK=() SAMPLES=() DEAD=()
+
+# keep NAME: fold this round's result into the best-of-REPEAT figures.
+keep_result() {
+    local name=$1
+    SAMPLES[$name]="${SAMPLES[$name]:-}${SAMPLES[$name]:+ }${SECS[$name]}"
+    if [[ -z ${BEST[$name]:-} ]] || awk -v a="${SECS[$name]}" -v b="${BEST[$name]}" 'BEGIN {exit !(a < b)}'; then
+        BEST[$name]=${SECS[$name]}
+        BCPU[$name]=${CPU[$name]}
+    fi
+    if [[ -z ${PEAK[$name]:-} ]] || ((KIB[$name] > PEAK[$name])); then
+        PEAK[$name]=${KIB[$name]}
+    fi
+}
+
+# mark_failed NAME: no figures for NAME, whatever the other rounds gave.
+mark_failed() {
+    DEAD[$1]=1
+    BEST[$1]='' BCPU[$1]='' PEAK[$1]='' SAMPLES[$1]=''
+    FAILED=1
+}
+
+# ------------------------------------------------------------------ (a) ferry
+
+printf '%s\n' "${IMAGES[@]/#/$HOST/}" >"$RUN/ferry-images.txt"
+KEY=
+if [[ -n $FERRY_BIN ]]; then
+    if "$FERRY_BIN" keygen -o "$RUN/bench-key" >"$LOGS/keygen.log" 2>&1; then
+        KEY=$(grep -l 'PRIVATE KEY' "$RUN"/bench-key* 2>/dev/null | head -n 1 || true)
+        [[ -n $KEY ]] || say "ferry keygen wrote no PEM private key under $RUN/bench-key*"
+    else
+        say "ferry keygen failed: $(tail -n 1 "$LOGS/keygen.log")"
+    fi
+    if [[ -z $KEY ]]; then
+        KEY=$RUN/openssl-p256.key
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$KEY" 2>/dev/null
+        say "signing with an ECDSA P-256 key made by openssl instead"
+    fi
+else
+    for name in ferry_none ferry_zstd; do
+        RC[$name]=127
+        mark_failed "$name"
+    done
+    say "ferry export failed (no ferry binary); it is not measured"
+fi
+
+bench_ferry() {
+    local comp=$1 name=ferry_$1 out cache n
+    out=$RUN/ferry-$comp.tar
+    [[ $comp == zstd ]] && out=$out.zst
+    cache=$RUN/ferry-cache-$comp
+    rm -rf "$cache" "$out"
+    mkdir -p "$cache"
+    say "timing ferry export --compress $comp$ROUND_NOTE"
+    if measure "$name" "$FERRY_BIN" export -f "$RUN/ferry-images.txt" -o "$out" --key "$KEY" \
+        --insecure-registry "$HOST" --compress "$comp" --cache "$cache" --progress none &&
+        [[ -s $out ]]; then
+        OUTB[$name]=$(stat -c %s "$out")
+        # Sanity check (not timed): every blob of the corpus is in the bundle.
+        if [[ $comp == none ]]; then
+            n=$(tar -tf "$out" 2>/dev/null | grep -cE '^blobs/sha256/[0-9a-f]{64}$' || true)
+        else
+            n=$(zstd -dcq "$out" 2>/dev/null | tar -tf - 2>/dev/null | grep -cE '^blobs/sha256/[0-9a-f]{64}$' || true)
+        fi
+        NOTE[$name]="$n/$NBLOBS blobs"
+        ((n == NBLOBS)) || say "warning: the ferry --compress $comp bundle has $n blobs, the corpus $NBLOBS"
+        keep_result "$name"
+    else
+        [[ ${RC[$name]} != 0 ]] || RC[$name]=1
+        say "ferry export failed (--compress $comp, exit ${RC[$name]}); continuing"
+        log_tail "$LOGS/$name.log" 5
+        mark_failed "$name"
+    fi
+    ((KEEP)) || rm -rf "$out" "$cache"
+}
+
+# ------------------------------------------------------------------ (b) skopeo
+
+bench_skopeo() {
+    rm -rf "$RUN/skopeo" "${TMPDIR:?}"/*
+    mkdir -p "$RUN/skopeo"
+    say "timing skopeo copy of $NIMAGES images to oci-archive$ROUND_NOTE"
+    # shellcheck disable=SC2016
+    if measure skopeo bash -c '
+        set -e
+        host=$1 dir=$2 policy=$3 list=$4
+        while read -r ref; do
+            [[ -n $ref ]] || continue
+            name=${ref//[\/:]/_}
+            skopeo --policy "$policy" copy --all --preserve-digests --src-tls-verify=false \
+                "docker://$host/$ref" "oci-archive:$dir/$name.tar:$ref"
+        done <"$list"' _ "$HOST" "$RUN/skopeo" "$SKOPEO_POLICY" "$CORPUS/images.txt"; then
+        OUTB[skopeo]=$(du -cb "$RUN"/skopeo/*.tar | tail -n 1 | cut -f1)
+        NOTE[skopeo]="$(find "$RUN/skopeo" -name '*.tar' | wc -l) archives"
+        keep_result skopeo
+    else
+        say "skopeo failed (exit ${RC[skopeo]})"
+        log_tail "$LOGS/skopeo.log"
+        mark_failed skopeo
+    fi
+    ((KEEP)) || rm -rf "$RUN/skopeo" "${TMPDIR:?}"/*
+}
+
+# ------------------------------------------------------------------ (c) raw
+
+# xargs input, one argument a line: OUTFILE -H "Accept: TYPE" URL
+while IFS=$'\t' read -r repo kind digest _size mtype; do
+    case $kind in
+    manifest) url=http://$HOST/v2/$repo/manifests/$digest ;;
+    *) url=http://$HOST/v2/$repo/blobs/$digest ;;
+    esac
+    printf '%s\n-H\nAccept: %s\n%s\n' "$RUN/raw/${digest#sha256:}" "$mtype" "$url"
+done <"$CORPUS/blobs.tsv" >"$RUN/raw-args.txt"
+
+bench_raw() {
+    local bad got
+    rm -rf "$RUN/raw" "$RUN/raw.sums"
+    mkdir -p "$RUN/raw"
+    say "timing the raw limit: curl -P4 + openssl dgst of $NBLOBS blobs$ROUND_NOTE"
+    # shellcheck disable=SC2016
+    if measure raw bash -c '
+        set -eo pipefail
+        xargs -d "\n" -n 4 -P 4 curl -sSf --noproxy "*" -o <"$1"
+        openssl dgst -sha256 -r "$2"/* >"$3"' _ "$RUN/raw-args.txt" "$RUN/raw" "$RUN/raw.sums"; then
+        # Not timed: every file hashes to its name.
+        bad=$(awk '{f = $2; sub(/^\*/, "", f); n = split(f, p, "/"); if (p[n] != $1) print p[n]}' "$RUN/raw.sums" | wc -l)
+        got=$(wc -l <"$RUN/raw.sums")
+        OUTB[raw]=$(du -cb "$RUN"/raw/* | tail -n 1 | cut -f1)
+        NOTE[raw]="$got/$NBLOBS blobs"
+        if ((bad > 0 || got != NBLOBS)); then
+            say "raw: $bad blobs do not match their digest, $got of $NBLOBS fetched"
+            mark_failed raw
+        else
+            keep_result raw
+        fi
+    else
+        say "the raw fetch failed (exit ${RC[raw]})"
+        log_tail "$LOGS/raw.log"
+        mark_failed raw
+    fi
+    ((KEEP)) || rm -rf "$RUN/raw"
+}
+
+# ------------------------------------------------------------------ rounds
+
+ROUND_NOTE=
+for ((round = 1; round <= REPEAT; round++)); do
+    ((REPEAT == 1)) || ROUND_NOTE=" (round $round of $REPEAT)"
+    [[ -n ${DEAD[ferry_none]:-} ]] || bench_ferry none
+    [[ -n ${DEAD[ferry_zstd]:-} ]] || bench_ferry zstd
+    [[ -n ${DEAD[skopeo]:-} ]] || bench_skopeo
+    [[ -n ${DEAD[raw]:-} ]] || bench_raw
+done
+
+stop_registry
+
+# ------------------------------------------------------------------ report
+
+# num EXPR: awk arithmetic, or empty when an operand is missing.
+ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b}'; }
+mibs() { [[ -n $1 ]] && awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+mbps() { [[ -n $1 ]] && awk -v n="$CORPUS_BYTES" -v s="$1" 'BEGIN {if (s > 0) printf "%.1f", n / 1e6 / s}'; }
+mb() { [[ -n $1 ]] && awk -v n="$1" 'BEGIN {printf "%.1f MB", n / 1e6}'; }
+verdict() { # VALUE GOAL: ok / MISSED / n/a (value must be <= goal)
+    if [[ -z $1 ]]; then echo "n/a"; else awk -v v="$1" -v g="$2" 'BEGIN {print (v <= g) ? "ok" : "MISSED"}'; fi
+}
+
+R_SKOPEO=$(ratio "${BEST[ferry_none]:-}" "${BEST[skopeo]:-}" || true)
+R_RAW=$(ratio "${BEST[ferry_none]:-}" "${BEST[raw]:-}" || true)
+R_ZSTD=$(ratio "${BEST[ferry_zstd]:-}" "${BEST[ferry_none]:-}" || true)
+FERRY_PEAK=
+for n in ferry_none ferry_zstd; do
+    [[ -n ${PEAK[$n]:-} ]] || continue
+    v=$(mibs "${PEAK[$n]}")
+    if [[ -z $FERRY_PEAK ]] || awk -v a="$v" -v b="$FERRY_PEAK" 'BEGIN {exit !(a > b)}'; then FERRY_PEAK=$v; fi
+done
+
+echo
+printf 'ferry bench: %d images, %d unique blobs, %s bytes (%.1f MB), registry %s, %s CPUs\n' \
+    "$NIMAGES" "$NBLOBS" "$CORPUS_BYTES" "$(awk -v n="$CORPUS_BYTES" 'BEGIN {print n / 1e6}')" \
+    "$HOST" "$(nproc)"
+[[ -z $GEN_SECS ]] || printf 'corpus generated in %ss\n' "$GEN_SECS"
+[[ -z $PUSH_SECS ]] || printf 'corpus pushed in %ss\n' "$PUSH_SECS"
+((REPEAT == 1)) || printf 'each run %d times: fastest time, highest peak memory\n' "$REPEAT"
+printf '\n%-30s %9s %7s %10s %8s   %s\n' "run" "seconds" "CPU s" "peak MiB" "MB/s" "output"
+row() {
+    local name=$1 label=$2 s
+    s=${BEST[$name]:-}
+    if [[ -z $s ]]; then
+        printf '%-30s %9s %7s %10s %8s   %s\n' "$label" "failed" "-" "-" "-" "exit ${RC[$name]:-?}"
+    else
+        printf '%-30s %9.2f %7s %10s %8s   %s\n' "$label" "$s" "${BCPU[$name]:-}" "$(mibs "${PEAK[$name]}")" \
+            "$(mbps "$s")" "$(mb "${OUTB[$name]:-}" || true)${NOTE[$name]:+, ${NOTE[$name]}}"
+    fi
+}
+row ferry_none "ferry export --compress none"
+row ferry_zstd "ferry export --compress zstd"
+row skopeo "skopeo ($NIMAGES oci-archives)"
+row raw "raw (curl -P4 + openssl)"
+printf '\n%-30s %9s %10s   %s\n' "ratio (time)" "value" "goal" "verdict"
+printf '%-30s %9s %10s   %s\n' "ferry(none)/skopeo" "${R_SKOPEO:-n/a}" "<= $GOAL_SKOPEO" "$(verdict "$R_SKOPEO" "$GOAL_SKOPEO")"
+printf '%-30s %9s %10s   %s\n' "ferry(none)/raw" "${R_RAW:-n/a}" "<= $GOAL_RAW" "$(verdict "$R_RAW" "$GOAL_RAW")"
+printf '%-30s %9s %10s   %s\n' "ferry(zstd)/ferry(none)" "${R_ZSTD:-n/a}" "<= $GOAL_ZSTD" "$(verdict "$R_ZSTD" "$GOAL_ZSTD")"
+if [[ -z $FERRY_PEAK ]]; then
+    v=n/a
+else
+    v=$(awk -v v="$FERRY_PEAK" -v g="$GOAL_MIB" 'BEGIN {print (v < g) ? "ok" : "MISSED"}')
+fi
+printf '%-30s %9s %10s   %s\n' "ferry peak MiB" "${FERRY_PEAK:-n/a}" "< $GOAL_MIB" "$v"
+
+jrun() { # NAME -> JSON object
+    local name=$1
+    jq -cn --arg s "${BEST[$name]:-}" --arg k "${PEAK[$name]:-}" --arg cpu "${BCPU[$name]:-}" --arg o "${OUTB[$name]:-}" \
+        --arg rc "${RC[$name]:-}" --arg mbps "$(mbps "${BEST[$name]:-}" || true)" \
+        --arg samples "${SAMPLES[$name]:-}" '
+        def num: if . == "" then null else tonumber end;
+        {ok: ($s != ""), exit: ($rc | num), seconds: ($s | num), cpu_seconds: ($cpu | num),
+         peak_mib: (if $k == "" then null else (($k | tonumber) / 1024 * 10 | round / 10) end),
+         mb_per_s: ($mbps | num), output_bytes: ($o | num),
+         samples: ($samples | split(" ") | map(select(. != "") | tonumber))}'
+}
+echo
+echo "BENCH $(jq -cn --argjson bytes "$CORPUS_BYTES" --argjson images "$NIMAGES" \
+    --argjson blobs "$NBLOBS" --argjson size_mb "$SIZE_MB" --argjson cpus "$(nproc)" --argjson repeat "$REPEAT" \
+    --arg gen "${GEN_SECS:-}" --arg push "${PUSH_SECS:-}" \
+    --argjson fn "$(jrun ferry_none)" --argjson fz "$(jrun ferry_zstd)" \
+    --argjson sk "$(jrun skopeo)" --argjson raw "$(jrun raw)" \
+    --arg rs "${R_SKOPEO:-}" --arg rr "${R_RAW:-}" --arg rz "${R_ZSTD:-}" --arg fp "${FERRY_PEAK:-}" '
+    def num: if . == "" then null else tonumber end;
+    {corpus: {size_mb: $size_mb, bytes: $bytes, images: $images, blobs: $blobs,
+              generate_seconds: ($gen | num), push_seconds: ($push | num)},
+     cpus: $cpus, repeat: $repeat,
+     ferry_none: $fn, ferry_zstd: $fz, skopeo: $sk, raw: $raw,
+     ratios: {ferry_none_over_skopeo: ($rs | num), ferry_none_over_raw: ($rr | num),
+              ferry_zstd_over_ferry_none: ($rz | num)},
+     ferry_peak_mib: ($fp | num),
+     goals: {ferry_none_over_skopeo: 0.3, ferry_none_over_raw: 1.5,
+             ferry_zstd_over_ferry_none: 1.25, ferry_peak_mib: 100}}')"
+
+exit "$FAILED"
