@@ -37,6 +37,8 @@ struct item {
 	struct digest *layers;
 	size_t nlayers;
 	char *platform; /* from the config, when fetched early */
+	size_t *images; /* configs and layers: images that need it */
+	size_t nimages;
 };
 
 struct client_slot {
@@ -59,6 +61,7 @@ struct exporter {
 	size_t htcap;
 	struct bundle_image *images;
 	size_t nimages;
+	size_t *img_left; /* configs and layers each image still waits for */
 	struct clients main_clients;
 	char *blobdir, *partdir;
 	/* workers */
@@ -494,12 +497,31 @@ static void blob_done_event(struct exporter *x, struct item *it)
 	struct exp_event ev;
 
 	memset(&ev, 0, sizeof(ev));
-	ev.count = atomic_fetch_add(&x->pr->blobs_done, 1) + 1;
 	ev.type = EXP_EV_BLOB;
 	ev.digest = it->d.str;
 	ev.size = it->size;
 	ev.cached = it->cached;
+	ev.count = atomic_fetch_add(&x->pr->blobs_done, 1) + 1;
 	emit(x, &ev);
+	/* images whose last blob this was are complete */
+	for (size_t i = 0; i < it->nimages; i++) {
+		size_t im = it->images[i];
+		bool done = false;
+
+		pthread_mutex_lock(&x->mu);
+		if (x->img_left && x->img_left[im] > 0)
+			done = --x->img_left[im] == 0;
+		pthread_mutex_unlock(&x->mu);
+		if (done) {
+			memset(&ev, 0, sizeof(ev));
+			ev.type = EXP_EV_IMAGE_DONE;
+			ev.ref = x->images[im].ref;
+			ev.digest = x->images[im].digest.str;
+			ev.size = x->images[im].total_size;
+			atomic_fetch_add(&x->pr->images_done, 1);
+			emit(x, &ev);
+		}
+	}
 }
 
 static void *worker(void *arg)
@@ -1100,6 +1122,20 @@ static int resolve_one(struct exporter *x, const struct ref *r,
 		memcpy(im->docker_layers, pick->layers,
 		       pick->nlayers * sizeof(struct digest));
 	}
+	for (size_t i = 0; i < w.nseen; i++) {
+		struct item *it = find_item(x, &w.seen[i]);
+		size_t *n;
+
+		if (!it || it->kind < K_CONFIG || it->state == S_DONE)
+			continue;
+		n = realloc(it->images, (it->nimages + 1) * sizeof(*n));
+		if (!n) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		it->images = n;
+		it->images[it->nimages++] = (size_t)(im - x->images);
+	}
 	im->platforms = w.plats;
 	im->nplatforms = w.nplats;
 	w.plats = NULL;
@@ -1432,6 +1468,26 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 			it->state = S_DONE;
 		}
 	}
+	x->img_left = calloc(x->nimages + 1, sizeof(*x->img_left));
+	if (!x->img_left) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < x->nitems; i++)
+		for (size_t k = 0; k < x->items[i].nimages; k++)
+			x->img_left[x->items[i].images[k]]++;
+	for (size_t i = 0; i < x->nimages; i++) {
+		if (!x->img_left[i]) { /* nothing left to fetch */
+			struct exp_event ev;
+			memset(&ev, 0, sizeof(ev));
+			ev.type = EXP_EV_IMAGE_DONE;
+			ev.ref = x->images[i].ref;
+			ev.digest = x->images[i].digest.str;
+			ev.size = x->images[i].total_size;
+			atomic_fetch_add(&x->pr->images_done, 1);
+			emit(x, &ev);
+		}
+	}
 	atomic_store(&x->pr->phase, EXP_FETCHING);
 	nthreads = (size_t)(o->jobs > 0 ? o->jobs : 4);
 	if (nthreads > x->nqueue)
@@ -1580,7 +1636,9 @@ out:
 		free(x->items[i].repo);
 		free(x->items[i].layers);
 		free(x->items[i].platform);
+		free(x->items[i].images);
 	}
+	free(x->img_left);
 	free(x->items);
 	free(x->ht);
 	if (x->images) {

@@ -23,7 +23,7 @@ enum exp_phase { EXP_RESOLVING, EXP_FETCHING, EXP_DONE };
 /* Live counters, readable from any thread. */
 struct exp_progress {
 	atomic_int phase;
-	atomic_uint images_total, images_resolved;
+	atomic_uint images_total, images_resolved, images_done;
 	atomic_uint blobs_total, blobs_done;
 	atomic_ullong bytes_total;  /* configs + layers */
 	atomic_ullong bytes_done;   /* fetched or found in the cache */
@@ -31,11 +31,11 @@ struct exp_progress {
 	atomic_ullong bytes_written; /* uncompressed bytes in the bundle */
 };
 
-enum exp_event_type { EXP_EV_RESOLVED, EXP_EV_BLOB, EXP_EV_WRITTEN };
+enum exp_event_type { EXP_EV_RESOLVED, EXP_EV_BLOB, EXP_EV_IMAGE_DONE };
 
 struct exp_event {
 	enum exp_event_type type;
-	const char *ref;    /* EXP_EV_RESOLVED */
+	const char *ref;    /* EXP_EV_RESOLVED, EXP_EV_IMAGE_DONE */
 	const char *digest; /* EXP_EV_RESOLVED: top digest; EXP_EV_BLOB */
 	uint64_t size;
 	bool cached; /* EXP_EV_BLOB: taken from the cache */

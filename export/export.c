@@ -238,11 +238,12 @@ static void draw(struct ui *u, bool final)
 		bar[30] = '\0';
 		fprintf(stderr,
 			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s ETA %ds "
-			"blobs %u/%u images %u",
+			"blobs %u/%u images %u/%u",
 			bar, pct, (double)done / 1048576.0,
 			(double)total / 1048576.0, rate / 1048576.0, (int)eta,
 			atomic_load(&u->pr.blobs_done),
 			atomic_load(&u->pr.blobs_total),
+			atomic_load(&u->pr.images_done),
 			atomic_load(&u->pr.images_total));
 	}
 	if (final)
@@ -275,10 +276,20 @@ static void on_event(void *ctx, const struct exp_event *ev)
 {
 	struct ui *u = ctx;
 
-	if (u->mode == PROGRESS_PLAIN) {
+	if (u->mode == PROGRESS_AUTO && ev->type == EXP_EV_IMAGE_DONE) {
+		/* a finished image gets its own line above the bar */
+		pthread_mutex_lock(&u->mu);
+		fprintf(stderr, "\r\033[Kdone %s (%.1f MiB)\n", ev->ref,
+			(double)ev->size / 1048576.0);
+		draw(u, false);
+		pthread_mutex_unlock(&u->mu);
+	} else if (u->mode == PROGRESS_PLAIN) {
 		if (ev->type == EXP_EV_RESOLVED)
 			fprintf(stderr, "resolved %s %s (%.1f MiB)\n", ev->ref,
 				ev->digest, (double)ev->size / 1048576.0);
+		else if (ev->type == EXP_EV_IMAGE_DONE)
+			fprintf(stderr, "done %s (%.1f MiB)\n", ev->ref,
+				(double)ev->size / 1048576.0);
 		else if (ev->type == EXP_EV_BLOB)
 			fprintf(stderr, "%s %s %.1f MiB [%u/%u]\n",
 				ev->cached ? "cached " : "fetched", ev->digest,
@@ -287,7 +298,12 @@ static void on_event(void *ctx, const struct exp_event *ev)
 	} else if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_object();
 		char *s;
-		if (ev->type == EXP_EV_RESOLVED) {
+		if (ev->type == EXP_EV_IMAGE_DONE) {
+			json_object_set_new(o, "event", json_string("image"));
+			json_object_set_new(o, "reference", json_string(ev->ref));
+			json_object_set_new(o, "digest", json_string(ev->digest));
+			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
+		} else if (ev->type == EXP_EV_RESOLVED) {
 			json_object_set_new(o, "event", json_string("resolved"));
 			json_object_set_new(o, "reference", json_string(ev->ref));
 			json_object_set_new(o, "digest", json_string(ev->digest));
