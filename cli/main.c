@@ -15,6 +15,9 @@ struct command {
 static const struct command commands[] = {
     {"keygen", "create a signing key pair", cmd_keygen},
     {"export", "pull images into one signed bundle", cmd_export},
+    {"verify", "audit a bundle offline with the trusted key", cmd_verify},
+    {"inspect", "list what a bundle holds (without verifying it)",
+     cmd_inspect},
     {NULL, NULL, NULL},
 };
 

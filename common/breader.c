@@ -1,0 +1,1262 @@
+#include "breader.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "bounds.h"
+#include "buf.h"
+#include "reg.h"
+
+#define IN_BUF (1024 * 1024)
+
+/* ---- input: file or stdin, zstd decoded here (to bound its window),
+ * gzip left to libarchive (fixed 32 KiB window) ---- */
+
+enum comp { C_NONE, C_GZIP, C_ZSTD };
+
+struct src {
+	int fd;
+	bool own_fd;
+	const char *name;
+	enum comp comp;
+	unsigned char *in;
+	size_t in_len, in_pos;
+	bool in_eof;
+	unsigned char *out; /* zstd output */
+	ZSTD_DCtx *dz;
+	size_t zret; /* last ZSTD_decompressStream result: 0 = frame done */
+	bool zstarted;
+	struct ferr err;
+	bool failed;
+	unsigned char peek[8];
+	size_t peek_len;
+	bool peek_given;
+};
+
+static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
+{
+	for (;;) {
+		ssize_t r = read(s->fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			s->failed = true;
+			ferr_errno(&s->err, FERR_IO, errno, "cannot read '%s'",
+				   s->name);
+		}
+		return r;
+	}
+}
+
+static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
+{
+	struct src *s = ud;
+
+	(void)a;
+	if (s->failed)
+		return -1;
+	if (s->comp != C_ZSTD) {
+		ssize_t r;
+		if (!s->peek_given) {
+			s->peek_given = true;
+			if (s->peek_len) {
+				*buf = s->peek;
+				return (la_ssize_t)s->peek_len;
+			}
+		}
+		r = read_some(s, s->in, IN_BUF);
+		*buf = s->in;
+		return r < 0 ? -1 : (la_ssize_t)r;
+	}
+	/* zstd: produce some decompressed bytes */
+	for (;;) {
+		ZSTD_outBuffer o = {s->out, ZSTD_DStreamOutSize(), 0};
+		ZSTD_inBuffer i;
+
+		if (s->in_pos == s->in_len && !s->in_eof) {
+			ssize_t r;
+			if (!s->peek_given) {
+				s->peek_given = true;
+				memcpy(s->in, s->peek, s->peek_len);
+				r = (ssize_t)s->peek_len;
+			} else {
+				r = read_some(s, s->in, IN_BUF);
+			}
+			if (r < 0)
+				return -1;
+			s->in_len = (size_t)r;
+			s->in_pos = 0;
+			if (r == 0)
+				s->in_eof = true;
+		}
+		if (s->in_pos == s->in_len && s->in_eof) {
+			if (s->zstarted && s->zret != 0) {
+				s->failed = true;
+				ferr_set(&s->err, FERR_BUNDLE, 0,
+					 "'%s' is truncated: its zstd stream "
+					 "ends inside a frame",
+					 s->name);
+				return -1;
+			}
+			return 0;
+		}
+		i.src = s->in;
+		i.size = s->in_len;
+		i.pos = s->in_pos;
+		s->zret = ZSTD_decompressStream(s->dz, &o, &i);
+		s->zstarted = true;
+		s->in_pos = i.pos;
+		if (ZSTD_isError(s->zret)) {
+			ZSTD_ErrorCode c = ZSTD_getErrorCode(s->zret);
+			s->failed = true;
+			if (c == ZSTD_error_frameParameter_windowTooLarge)
+				ferr_set(&s->err, FERR_BUNDLE, 0,
+					 "'%s': a zstd frame asks for a window "
+					 "larger than the %u MiB limit",
+					 s->name,
+					 (1u << BREADER_ZSTD_WINDOW_LOG_MAX) >> 20);
+			else
+				ferr_set(&s->err, FERR_BUNDLE, 0,
+					 "'%s': corrupt zstd stream: %s", s->name,
+					 ZSTD_getErrorName(s->zret));
+			return -1;
+		}
+		if (o.pos) {
+			*buf = s->out;
+			return (la_ssize_t)o.pos;
+		}
+	}
+}
+
+static int src_open(struct src *s, const char *path, struct ferr *e)
+{
+	ssize_t r;
+	size_t got = 0;
+
+	memset(s, 0, sizeof(*s));
+	s->name = path;
+	if (!strcmp(path, "-")) {
+		s->fd = 0;
+		s->name = "(standard input)";
+	} else {
+		struct stat st;
+		s->fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (s->fd < 0)
+			return ferr_errno(e, FERR_IO, errno, "cannot open '%s'",
+					  path);
+		s->own_fd = true;
+		if (fstat(s->fd, &st) == 0 && S_ISDIR(st.st_mode))
+			return ferr_set(e, FERR_IO, EISDIR,
+					"'%s' is a directory", path);
+		posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	s->in = malloc(IN_BUF);
+	if (!s->in)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	while (got < 4) {
+		r = read_some(s, s->peek + got, 4 - got);
+		if (r < 0) {
+			*e = s->err;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	s->peek_len = got;
+	if (got >= 4 && s->peek[0] == 0x28 && s->peek[1] == 0xb5 &&
+	    s->peek[2] == 0x2f && s->peek[3] == 0xfd) {
+		s->comp = C_ZSTD;
+		s->out = malloc(ZSTD_DStreamOutSize());
+		s->dz = ZSTD_createDCtx();
+		if (!s->out || !s->dz)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		ZSTD_DCtx_setParameter(s->dz, ZSTD_d_windowLogMax,
+				       BREADER_ZSTD_WINDOW_LOG_MAX);
+	} else if (got >= 2 && s->peek[0] == 0x1f && s->peek[1] == 0x8b) {
+		s->comp = C_GZIP;
+	}
+	return 0;
+}
+
+static void src_close(struct src *s)
+{
+	if (s->own_fd && s->fd >= 0)
+		close(s->fd);
+	free(s->in);
+	free(s->out);
+	ZSTD_freeDCtx(s->dz);
+}
+
+/* ---- blob table ---- */
+
+struct bref {
+	struct digest d;
+	uint64_t size;
+	int kind; /* -1: not yet referenced */
+	char media_type[128];
+	bool listed, seen, omitted;
+};
+
+struct table {
+	struct bref *v;
+	size_t n, cap;
+	size_t *ht;
+	size_t htcap;
+};
+
+static size_t hdig(const struct digest *d)
+{
+	size_t h = 0;
+	const char *p = digest_hex(d);
+
+	for (int i = 0; i < 16; i++)
+		h = h * 16 + (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
+	return h;
+}
+
+static struct bref *tfind(struct table *t, const struct digest *d)
+{
+	if (!t->htcap)
+		return NULL;
+	for (size_t i = hdig(d) % t->htcap;; i = (i + 1) % t->htcap) {
+		if (!t->ht[i])
+			return NULL;
+		if (digest_equal(&t->v[t->ht[i] - 1].d, d))
+			return &t->v[t->ht[i] - 1];
+	}
+}
+
+static struct bref *tadd(struct table *t, const struct digest *d)
+{
+	struct bref *b = tfind(t, d);
+
+	if (b)
+		return b;
+	if ((t->n + 1) * 2 > t->htcap) {
+		size_t nc = t->htcap ? t->htcap * 2 : 1024;
+		size_t *nh = calloc(nc, sizeof(*nh));
+		if (!nh)
+			return NULL;
+		for (size_t k = 0; k < t->n; k++) {
+			size_t i = hdig(&t->v[k].d) % nc;
+			while (nh[i])
+				i = (i + 1) % nc;
+			nh[i] = k + 1;
+		}
+		free(t->ht);
+		t->ht = nh;
+		t->htcap = nc;
+	}
+	if (t->n == t->cap) {
+		size_t nc = t->cap ? t->cap * 2 : 256;
+		struct bref *nv = realloc(t->v, nc * sizeof(*nv));
+		if (!nv)
+			return NULL;
+		t->v = nv;
+		t->cap = nc;
+	}
+	b = &t->v[t->n];
+	memset(b, 0, sizeof(*b));
+	b->d = *d;
+	b->kind = -1;
+	{
+		size_t i = hdig(d) % t->htcap;
+		while (t->ht[i])
+			i = (i + 1) % t->htcap;
+		t->ht[i] = t->n + 1;
+	}
+	t->n++;
+	return b;
+}
+
+/* ---- the reader ---- */
+
+static const char *const fixed_names[6] = {
+    BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON, BUNDLE_INDEX_JSON,
+    BUNDLE_MANIFEST_JSON, BUNDLE_SUMS, BUNDLE_SUMS_SIG};
+static const size_t fixed_caps[6] = {BREADER_MAX_OCI_LAYOUT, FERRY_MAX_JSON,
+				     FERRY_MAX_JSON, FERRY_MAX_JSON,
+				     BREADER_MAX_SUMS, BREADER_MAX_SIG};
+
+struct rd {
+	const struct sig_key *key;
+	const struct bundle_ops *ops;
+	void *ctx;
+	struct bundle_header *h;
+	struct bundle_stats *st;
+	struct table t;
+	struct buf fixed[6];
+	struct digest fixed_d[6];
+	int last_kind;
+	bool in_blob; /* consumer saw blob_begin but not blob_end */
+};
+
+static void quote_name(const char *s, char *out, size_t n)
+{
+	size_t k = 0;
+
+	for (; *s && k + 1 < n && k < 200; s++)
+		out[k++] = ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f)
+			       ? *s
+			       : '?';
+	out[k] = '\0';
+}
+
+/* Names: exactly the fixed ones and blobs/sha256/<64 lowercase hex>. */
+static int check_name(const char *name, struct ferr *e)
+{
+	char q[256];
+
+	quote_name(name, q, sizeof(q));
+	if (!*name)
+		return ferr_set(e, FERR_BUNDLE, 0, "an entry has an empty name");
+	if (name[0] == '/')
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' has an absolute path", q);
+	if (!strcmp(name, "..") || !strncmp(name, "../", 3) ||
+	    strstr(name, "/../") ||
+	    (strlen(name) >= 3 && !strcmp(name + strlen(name) - 3, "/..")))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' contains '..'", q);
+	if (!strncmp(name, "./", 2))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' starts with './'", q);
+	return 0;
+}
+
+static int blob_name(const char *name, struct digest *d, struct ferr *e)
+{
+	char q[256];
+
+	quote_name(name, q, sizeof(q));
+	if (strncmp(name, "blobs/", 6) != 0)
+		return ferr_set(e, FERR_BUNDLE, 0, "unexpected entry '%s'", q);
+	if (strncmp(name, BUNDLE_BLOB_PREFIX, strlen(BUNDLE_BLOB_PREFIX)) != 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s': only sha256 blobs are allowed", q);
+	if (!digest_hex_valid(name + 13, strlen(name + 13)))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is not named by a valid digest "
+				"(64 lowercase hex digits)",
+				q);
+	memcpy(d->str, DIGEST_PREFIX, 7);
+	memcpy(d->str + 7, name + 13, DIGEST_HEX_LEN);
+	d->str[DIGEST_STR_LEN] = '\0';
+	return 0;
+}
+
+static json_t *parse_json(const unsigned char *p, size_t n, const char *what,
+			  struct ferr *e)
+{
+	json_error_t je;
+	json_t *j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &je);
+
+	if (!j)
+		ferr_set(e, FERR_BUNDLE, 0, "'%s' is not valid JSON: %s", what,
+			 je.text);
+	return j;
+}
+
+/* Parse SHA256SUMS strictly; registers every blob as listed. */
+static int parse_sums(struct rd *r, struct ferr *e)
+{
+	const char *p = (const char *)r->fixed[4].data, *end = p + r->fixed[4].len;
+	char prev[200] = "";
+	bool have[4] = {false, false, false, false};
+	size_t n = 0;
+
+	if (!r->fixed[4].len)
+		return ferr_set(e, FERR_BUNDLE, 0, "'SHA256SUMS' is empty");
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len, plen;
+		char path[200];
+		struct digest d;
+
+		if (!nl)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'SHA256SUMS' line %zu has no newline",
+					n + 1);
+		len = (size_t)(nl - p);
+		if (len < 67 || p[64] != ' ' || p[65] != ' ' ||
+		    !digest_hex_valid(p, 64))
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'SHA256SUMS' line %zu is not '<64 hex>  "
+					"<path>'",
+					n + 1);
+		plen = len - 66;
+		if (plen >= sizeof(path) || memchr(p + 66, '\0', plen))
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'SHA256SUMS' line %zu: bad path", n + 1);
+		memcpy(path, p + 66, plen);
+		path[plen] = '\0';
+		if (check_name(path, e) < 0)
+			return ferr_prefix(e, "'SHA256SUMS' line %zu", n + 1);
+		if (n && strcmp(prev, path) >= 0)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'SHA256SUMS' is not sorted or lists '%s' "
+					"twice",
+					path);
+		memcpy(prev, path, plen + 1);
+		memcpy(d.str, DIGEST_PREFIX, 7);
+		memcpy(d.str + 7, p, 64);
+		d.str[DIGEST_STR_LEN] = '\0';
+		{
+			int k = -1;
+			for (int i = 0; i < 4; i++)
+				if (!strcmp(path, fixed_names[i]))
+					k = i;
+			if (k >= 0) {
+				have[k] = true;
+				if (!digest_equal(&d, &r->fixed_d[k]))
+					return ferr_set(
+					    e, FERR_VERIFY, 0,
+					    "'%s' does not match its checksum "
+					    "in 'SHA256SUMS'",
+					    path);
+			} else {
+				struct digest nd;
+				struct bref *b;
+				if (blob_name(path, &nd, e) < 0)
+					return ferr_prefix(e, "'SHA256SUMS'");
+				if (!digest_equal(&nd, &d))
+					return ferr_set(
+					    e, FERR_BUNDLE, 0,
+					    "'SHA256SUMS' gives '%s' a checksum "
+					    "other than its name",
+					    path);
+				b = tadd(&r->t, &d);
+				if (!b)
+					return ferr_set(e, FERR_IO, ENOMEM,
+							"out of memory");
+				b->listed = true;
+				r->h->nblobs++;
+			}
+		}
+		n++;
+		p = nl + 1;
+	}
+	for (int i = 0; i < 4; i++)
+		if (!have[i])
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'SHA256SUMS' does not list '%s'",
+					fixed_names[i]);
+	r->h->nentries = n;
+	return 0;
+}
+
+static int kind_of_type(const char *mt)
+{
+	if (!mt)
+		return -1;
+	if (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST))
+		return BK_INDEX;
+	if (!strcmp(mt, MT_OCI_MANIFEST) || !strcmp(mt, MT_DOCKER_MANIFEST))
+		return BK_MANIFEST;
+	return -1;
+}
+
+/* Record that a document refers to `d` with this size and kind. */
+static int refer(struct rd *r, json_t *desc, int kind, const char *from,
+		 struct ferr *e)
+{
+	const char *ds = json_string_value(json_object_get(desc, "digest"));
+	json_t *sz = json_object_get(desc, "size");
+	const char *mt = json_string_value(json_object_get(desc, "mediaType"));
+	struct digest d;
+	struct bref *b;
+	uint64_t size;
+
+	if (!json_is_object(desc) || !ds || !json_is_integer(sz))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' has a descriptor without digest and size",
+				from);
+	if (digest_parse(&d, ds, e) < 0) {
+		e->cat = FERR_BUNDLE;
+		return ferr_prefix(e, "'%s'", from);
+	}
+	if (json_integer_value(sz) < 0 ||
+	    (uint64_t)json_integer_value(sz) > FERRY_MAX_BLOB_SIZE)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' gives '%s' a size of %lld bytes, outside "
+				"the limit of %llu",
+				from, d.str, (long long)json_integer_value(sz),
+				(unsigned long long)FERRY_MAX_BLOB_SIZE);
+	size = (uint64_t)json_integer_value(sz);
+	if (kind < 0) { /* from an index: by media type */
+		kind = kind_of_type(mt);
+		if (kind < 0)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'%s' refers to '%s' with unsupported "
+					"media type '%.100s'",
+					from, d.str, mt ? mt : "(none)");
+	}
+	b = tfind(&r->t, &d);
+	if (!b || (!b->listed && !b->omitted))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' refers to '%s', which is not in the "
+				"bundle",
+				from, d.str);
+	if (b->kind >= 0) {
+		if (b->size != size)
+			return ferr_set(e, FERR_VERIFY, 0,
+					"descriptors give '%s' sizes %llu and "
+					"%llu",
+					d.str, (unsigned long long)b->size,
+					(unsigned long long)size);
+		if (b->seen && kind != b->kind)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'%s' is used as two kinds of object",
+					d.str);
+		if (kind < b->kind)
+			b->kind = kind;
+		return 0;
+	}
+	if (b->seen)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"out of order: '%s' refers to '%s', which came "
+				"before it",
+				from, d.str);
+	b->kind = kind;
+	b->size = size;
+	snprintf(b->media_type, sizeof(b->media_type), "%s", mt ? mt : "");
+	return 0;
+}
+
+/* An index or manifest blob: check its type against the descriptor and
+ * register what it refers to. */
+static int take_doc(struct rd *r, struct bref *b, const unsigned char *doc,
+		    size_t len, const char *path, struct ferr *e)
+{
+	const char *kind;
+	json_t *root = NULL, *arr, *d;
+	size_t i;
+	int rc = -1;
+
+	kind = reg_manifest_kind(doc, len, b->media_type, e);
+	if (!kind) {
+		e->cat = FERR_BUNDLE;
+		return ferr_prefix(e, "'%s'", path);
+	}
+	if (strcmp(kind, b->media_type) != 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' is a '%s' but its descriptor says media "
+				"type '%.100s'",
+				path, kind, b->media_type);
+	root = parse_json(doc, len, path, e);
+	if (!root)
+		return -1;
+	if (b->kind == BK_INDEX) {
+		arr = json_object_get(root, "manifests");
+		json_array_foreach(arr, i, d)
+		{
+			if (refer(r, d, -1, path, e) < 0)
+				goto out;
+		}
+	} else {
+		if (refer(r, json_object_get(root, "config"), BK_CONFIG, path,
+			  e) < 0)
+			goto out;
+		arr = json_object_get(root, "layers");
+		json_array_foreach(arr, i, d)
+		{
+			if (refer(r, d, BK_LAYER, path, e) < 0)
+				goto out;
+		}
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+void bundle_header_release(struct bundle_header *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->nimages; i++) {
+		free(h->images[i].ref);
+		for (size_t k = 0; k < h->images[i].nplatforms; k++)
+			free(h->images[i].platforms[k]);
+		free(h->images[i].platforms);
+	}
+	free(h->images);
+	free(h->channel);
+	h->images = NULL;
+	h->channel = NULL;
+	h->nimages = 0;
+}
+
+/* ferry.json and index.json, after the signature and sums are good. */
+static int take_header(struct rd *r, struct ferr *e)
+{
+	json_t *fj = NULL, *ix = NULL, *imgs, *mans, *d;
+	struct bundle_header *h = r->h;
+	size_t i;
+	int rc = -1;
+
+	/* oci-layout */
+	{
+		json_t *ol = parse_json(r->fixed[0].data, r->fixed[0].len,
+					BUNDLE_OCI_LAYOUT, e);
+		const char *v = json_string_value(
+		    json_object_get(ol, "imageLayoutVersion"));
+		bool ok = v && !strcmp(v, "1.0.0");
+		json_decref(ol);
+		if (!ok)
+			return e->cat != FERR_OK
+				   ? -1
+				   : ferr_set(e, FERR_BUNDLE, 0,
+					      "'oci-layout' does not declare "
+					      "imageLayoutVersion 1.0.0");
+	}
+	fj = parse_json(r->fixed[1].data, r->fixed[1].len, BUNDLE_FERRY_JSON, e);
+	if (!fj)
+		goto out;
+	{
+		json_t *fv = json_object_get(fj, "formatVersion");
+		const char *id = json_string_value(json_object_get(fj, "bundleId"));
+		const char *cr = json_string_value(json_object_get(fj, "created"));
+		const char *ch = json_string_value(json_object_get(fj, "channel"));
+		const char *kid =
+		    json_string_value(json_object_get(fj, "signingKeyId"));
+		json_t *sq = json_object_get(fj, "sequence");
+
+		if (!json_is_integer(fv) || json_integer_value(fv) != 1) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'ferry.json': unsupported formatVersion "
+				 "(this ferry reads version 1)");
+			goto out;
+		}
+		if (!id || !digest_hex_valid(id, strlen(id)) || !cr ||
+		    strlen(cr) >= sizeof(h->created) || !ch || !kid ||
+		    strlen(kid) >= sizeof(h->key_id) || !json_is_integer(sq) ||
+		    json_integer_value(sq) < 0) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'ferry.json' lacks bundleId, created, "
+				 "channel, sequence or signingKeyId");
+			goto out;
+		}
+		memcpy(h->bundle_id, id, 65);
+		snprintf(h->created, sizeof(h->created), "%s", cr);
+		h->channel = strdup(ch);
+		h->sequence = (uint64_t)json_integer_value(sq);
+		snprintf(h->key_id, sizeof(h->key_id), "%s", kid);
+		if (!h->channel) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		if (r->key && strcmp(kid, r->key->key_id) != 0) {
+			ferr_set(e, FERR_VERIFY, 0,
+				 "'ferry.json' names signing key '%.80s' but "
+				 "the bundle is signed by '%s'",
+				 kid, r->key->key_id);
+			goto out;
+		}
+	}
+	/* a delta names blobs it does not carry */
+	{
+		json_t *delta = json_object_get(fj, "delta"), *om;
+		if (delta) {
+			om = json_object_get(delta, "omitted");
+			if (!json_is_object(delta) || !json_is_array(om)) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "'ferry.json': malformed 'delta'");
+				goto out;
+			}
+			json_array_foreach(om, i, d)
+			{
+				struct digest dg;
+				struct bref *b;
+				if (digest_parse(&dg, json_string_value(d)
+							  ? json_string_value(d)
+							  : "",
+						 e) < 0) {
+					e->cat = FERR_BUNDLE;
+					ferr_prefix(e, "'ferry.json' delta");
+					goto out;
+				}
+				b = tadd(&r->t, &dg);
+				if (!b) {
+					ferr_set(e, FERR_IO, ENOMEM,
+						 "out of memory");
+					goto out;
+				}
+				b->omitted = true;
+			}
+		}
+	}
+	ix = parse_json(r->fixed[2].data, r->fixed[2].len, BUNDLE_INDEX_JSON, e);
+	if (!ix)
+		goto out;
+	mans = json_object_get(ix, "manifests");
+	if (!json_is_object(ix) || !json_is_array(mans) ||
+	    json_integer_value(json_object_get(ix, "schemaVersion")) != 2) {
+		ferr_set(e, FERR_BUNDLE, 0,
+			 "'index.json' is not an OCI index with 'manifests'");
+		goto out;
+	}
+	imgs = json_object_get(fj, "images");
+	if (!json_is_array(imgs) || json_array_size(imgs) != json_array_size(mans)) {
+		ferr_set(e, FERR_BUNDLE, 0,
+			 "'ferry.json' and 'index.json' list different images");
+		goto out;
+	}
+	h->images = calloc(json_array_size(mans) + 1, sizeof(*h->images));
+	if (!h->images) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	json_array_foreach(mans, i, d)
+	{
+		json_t *fi = json_array_get(imgs, i), *pl, *p;
+		const char *ref = json_string_value(json_object_get(
+		    json_object_get(d, "annotations"), BUNDLE_ANNOT_REF));
+		const char *fref =
+		    json_string_value(json_object_get(fi, "reference"));
+		const char *fdg = json_string_value(json_object_get(fi, "digest"));
+		const char *ddg = json_string_value(json_object_get(d, "digest"));
+		struct bundle_image *im = &h->images[i];
+		size_t k;
+
+		if (refer(r, d, -1, BUNDLE_INDEX_JSON, e) < 0)
+			goto out;
+		if (!ref || !fref || strcmp(ref, fref) || !fdg || !ddg ||
+		    strcmp(fdg, ddg)) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'ferry.json' and 'index.json' disagree about "
+				 "image %zu",
+				 i + 1);
+			goto out;
+		}
+		im->ref = strdup(ref);
+		if (!im->ref) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		h->nimages++;
+		digest_parse(&im->digest, ddg, NULL);
+		im->media_type = tfind(&r->t, &im->digest)->media_type;
+		im->doc_size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+		im->total_size = (uint64_t)json_integer_value(json_object_get(fi, "size"));
+		pl = json_object_get(fi, "platforms");
+		im->platforms = calloc(json_array_size(pl) + 1, sizeof(char *));
+		if (!im->platforms) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		json_array_foreach(pl, k, p)
+		{
+			if (json_string_value(p) &&
+			    (im->platforms[im->nplatforms] =
+				 strdup(json_string_value(p))))
+				im->nplatforms++;
+		}
+	}
+	/* the bundle id is derived from the content: recompute it */
+	{
+		struct bundle_meta m;
+		struct digest *all = calloc(r->t.n + 1, sizeof(*all));
+		size_t na = 0;
+		struct tm tm;
+		int ok;
+
+		if (!all) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		for (size_t k = 0; k < r->t.n; k++)
+			if (r->t.v[k].listed)
+				all[na++] = r->t.v[k].d;
+		memset(&m, 0, sizeof(m));
+		memset(&tm, 0, sizeof(tm));
+		{
+			char z = 0, tail = 0;
+			ok = sscanf(h->created, "%4d-%2d-%2dT%2d:%2d:%2d%c%c",
+				    &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+				    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z,
+				    &tail) == 7 &&
+			     z == 'Z';
+			tm.tm_year -= 1900;
+			tm.tm_mon -= 1;
+		}
+		m.created = timegm(&tm);
+		m.channel = h->channel;
+		m.sequence = h->sequence;
+		if (ok)
+			ok = bundle_compute_id(&m, (const char *)r->fixed[2].data,
+					       r->fixed[2].len, all, na, e) == 0;
+		free(all);
+		if (!ok || strcmp(m.bundle_id, h->bundle_id) != 0) {
+			if (e->cat == FERR_OK)
+				ferr_set(e, FERR_VERIFY, 0,
+					 "'ferry.json': bundleId does not match "
+					 "the bundle's content");
+			goto out;
+		}
+	}
+	/* manifest.json: a JSON array whose paths are in the bundle */
+	{
+		json_t *mj = parse_json(r->fixed[3].data, r->fixed[3].len,
+					BUNDLE_MANIFEST_JSON, e);
+		bool ok = json_is_array(mj);
+		json_decref(mj);
+		if (!ok) {
+			if (e->cat == FERR_OK)
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "'manifest.json' is not a JSON array");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	json_decref(fj);
+	json_decref(ix);
+	return rc;
+}
+
+static int entry_type_ok(struct archive_entry *ent, const char *q,
+			 struct ferr *e)
+{
+	if (archive_entry_hardlink(ent))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is a hard link; only regular files "
+				"are allowed",
+				q);
+	switch (archive_entry_filetype(ent)) {
+	case AE_IFREG:
+		break;
+	case AE_IFLNK:
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is a symbolic link; only regular "
+				"files are allowed",
+				q);
+	case AE_IFDIR:
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is a directory; only regular files "
+				"are allowed",
+				q);
+	default:
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is a device, fifo or socket; only "
+				"regular files are allowed",
+				q);
+	}
+	if (archive_entry_sparse_count(ent) > 0)
+		return ferr_set(e, FERR_BUNDLE, 0, "entry '%s' is sparse", q);
+	if (!archive_entry_size_is_set(ent) || archive_entry_size(ent) < 0)
+		return ferr_set(e, FERR_BUNDLE, 0, "entry '%s' has no size", q);
+	return 0;
+}
+
+/* Read an entry's data, hashing it; `sink` gets every block. */
+static int read_entry(struct archive *a, struct src *s, const char *q,
+		      uint64_t size, struct digest *out,
+		      int (*sink)(void *, const void *, size_t, struct ferr *),
+		      void *sctx, struct rd *r, struct ferr *e)
+{
+	struct digest_ctx c;
+	uint64_t got = 0;
+	int rc = -1;
+
+	if (digest_ctx_init(&c, e) < 0)
+		return -1;
+	for (;;) {
+		const void *p;
+		size_t n;
+		la_int64_t off;
+		int ar = archive_read_data_block(a, &p, &n, &off);
+
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar != ARCHIVE_OK) {
+			if (s->failed)
+				*e = s->err;
+			else
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "bundle is truncated or corrupt in "
+					 "entry '%s': %s",
+					 q, archive_error_string(a)
+						? archive_error_string(a)
+						: "read error");
+			goto out;
+		}
+		if (off < 0 || (uint64_t)off != got) {
+			ferr_set(e, FERR_BUNDLE, 0, "entry '%s' has holes", q);
+			goto out;
+		}
+		digest_ctx_update(&c, p, n);
+		got += n;
+		if (got > size) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "entry '%s' is longer than its header says", q);
+			goto out;
+		}
+		if (sink && sink(sctx, p, n, e) < 0)
+			goto out;
+	}
+	if (got != size) {
+		ferr_set(e, FERR_BUNDLE, 0,
+			 "bundle is truncated: entry '%s' has %llu of %llu bytes",
+			 q, (unsigned long long)got, (unsigned long long)size);
+		goto out;
+	}
+	r->st->tar_bytes += got;
+	digest_ctx_final(&c, out);
+	rc = 0;
+out:
+	digest_ctx_release(&c);
+	return rc;
+}
+
+static int to_buf(void *ctx, const void *p, size_t n, struct ferr *e)
+{
+	struct buf *b = ctx;
+
+	if (buf_append(b, p, n) < 0)
+		return ferr_set(e, FERR_BUNDLE, 0, "entry too large");
+	return 0;
+}
+
+struct blob_sink {
+	struct rd *r;
+	struct buf *doc; /* JSON kinds */
+};
+
+static int to_consumer(void *ctx, const void *p, size_t n, struct ferr *e)
+{
+	struct blob_sink *bs = ctx;
+
+	if (bs->doc && buf_append(bs->doc, p, n) < 0)
+		return ferr_set(e, FERR_BUNDLE, 0, "document too large");
+	if (bs->r->ops && bs->r->ops->blob_data)
+		return bs->r->ops->blob_data(bs->r->ctx, p, n, e);
+	return 0;
+}
+
+static const char *kind_name(int k)
+{
+	static const char *const n[] = {"index", "manifest", "config", "layer"};
+	return k >= 0 && k < 4 ? n[k] : "blob";
+}
+
+int bundle_read(const char *path, const struct sig_key *key,
+		const struct bundle_ops *ops, void *ctx,
+		struct bundle_header *hdr, struct bundle_stats *st,
+		struct ferr *e)
+{
+	struct archive *a = NULL;
+	struct archive_entry *ent;
+	struct bundle_stats dummy;
+	struct buf doc;
+	struct src s;
+	struct rd r;
+	size_t idx = 0;
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	memset(hdr, 0, sizeof(*hdr));
+	if (!st)
+		st = &dummy;
+	memset(st, 0, sizeof(*st));
+	r.key = key;
+	r.ops = ops;
+	r.ctx = ctx;
+	r.h = hdr;
+	r.st = st;
+	r.last_kind = BK_INDEX;
+	for (int i = 0; i < 6; i++)
+		buf_init(&r.fixed[i], fixed_caps[i]);
+	buf_init(&doc, FERRY_MAX_JSON);
+	hdr->verified = key != NULL;
+	if (src_open(&s, path, e) < 0)
+		goto out;
+	hdr->compression = s.comp == C_ZSTD ? "zstd"
+			   : s.comp == C_GZIP ? "gzip"
+					      : "none";
+	a = archive_read_new();
+	if (!a) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	archive_read_support_format_tar(a);
+	if (s.comp == C_GZIP)
+		archive_read_support_filter_gzip(a);
+	else
+		archive_read_support_filter_none(a);
+	if (archive_read_open(a, &s, NULL, src_read, NULL) != ARCHIVE_OK) {
+		if (s.failed)
+			*e = s.err;
+		else
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'%s' is not a tar archive (nor a zstd or gzip "
+				 "compressed one): %s",
+				 s.name,
+				 archive_error_string(a) ? archive_error_string(a)
+							 : "unknown format");
+		goto out;
+	}
+	for (;; idx++) {
+		int ar = archive_read_next_header(a, &ent);
+		const char *name;
+		char q[256];
+		uint64_t size;
+
+		if (ar == ARCHIVE_EOF)
+			break;
+		if (ar != ARCHIVE_OK) {
+			if (s.failed)
+				*e = s.err;
+			else
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "'%s' is truncated or not a valid tar "
+					 "stream after %zu entries: %s",
+					 s.name, idx,
+					 archive_error_string(a)
+					     ? archive_error_string(a)
+					     : "read error");
+			goto out;
+		}
+		name = archive_entry_pathname(ent);
+		if (!name) {
+			ferr_set(e, FERR_BUNDLE, 0, "entry %zu has no name",
+				 idx + 1);
+			goto out;
+		}
+		quote_name(name, q, sizeof(q));
+		if (check_name(name, e) < 0 || entry_type_ok(ent, q, e) < 0)
+			goto out;
+		size = (uint64_t)archive_entry_size(ent);
+		st->entries++;
+		if (idx < 6) {
+			if (strcmp(name, fixed_names[idx]) != 0) {
+				bool known = false;
+				for (int i = 0; i < 6; i++)
+					known |= !strcmp(name, fixed_names[i]);
+				ferr_set(e, FERR_BUNDLE, 0,
+					 known ? "entries out of order: '%s' "
+						 "where '%s' belongs"
+					       : "unexpected entry '%s' where "
+						 "'%s' belongs (or missing "
+						 "entry)",
+					 q, fixed_names[idx]);
+				goto out;
+			}
+			if (size > fixed_caps[idx]) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "entry '%s' is %llu bytes, over its "
+					 "limit of %zu",
+					 q, (unsigned long long)size,
+					 fixed_caps[idx]);
+				goto out;
+			}
+			if (read_entry(a, &s, q, size, &r.fixed_d[idx], to_buf,
+				       &r.fixed[idx], &r, e) < 0 ||
+			    buf_append(&r.fixed[idx], "", 0) < 0)
+				goto out;
+			if (idx < 5)
+				continue;
+			/* all fixed entries are in: check the signature before
+			 * anything else is believed */
+			if (key) {
+				unsigned char *sig = NULL;
+				size_t siglen = 0;
+				int v;
+				if (!r.fixed[5].len) {
+					ferr_set(e, FERR_VERIFY, 0,
+						 "'SHA256SUMS.sig' is empty");
+					goto out;
+				}
+				if (sig_base64_decode((const char *)r.fixed[5].data,
+						      r.fixed[5].len, &sig,
+						      &siglen, e) < 0) {
+					e->cat = FERR_VERIFY;
+					ferr_prefix(e, "'SHA256SUMS.sig'");
+					goto out;
+				}
+				v = sig_verify(key, r.fixed[4].data, r.fixed[4].len,
+					       sig, siglen, e);
+				free(sig);
+				if (v < 0) {
+					ferr_set(e, FERR_VERIFY, 0,
+						 "the signature in "
+						 "'SHA256SUMS.sig' does not "
+						 "verify 'SHA256SUMS' with key "
+						 "'%s'",
+						 key->key_id);
+					goto out;
+				}
+			}
+			if (parse_sums(&r, e) < 0 || take_header(&r, e) < 0)
+				goto out;
+			if (!key) { /* inspect: the header is all we read */
+				rc = 0;
+				goto out;
+			}
+			if (ops && ops->header && ops->header(ctx, hdr, e) < 0)
+				goto out;
+			continue;
+		}
+		/* a blob */
+		{
+			struct digest d, got;
+			struct bref *b;
+			struct bundle_blob bb;
+			struct blob_sink bs;
+			bool json_kind;
+
+			if (blob_name(name, &d, e) < 0)
+				goto out;
+			b = tfind(&r.t, &d);
+			if (!b || !b->listed) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "entry '%s' is not listed in "
+					 "'SHA256SUMS'",
+					 q);
+				goto out;
+			}
+			if (b->seen) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "duplicate entry '%s'", q);
+				goto out;
+			}
+			if (b->kind < 0) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "entry '%s' is out of order or "
+					 "unreferenced: no document before it "
+					 "refers to it",
+					 q);
+				goto out;
+			}
+			if (b->kind < r.last_kind) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "entries out of order: %s '%s' after "
+					 "a %s",
+					 kind_name(b->kind), q,
+					 kind_name(r.last_kind));
+				goto out;
+			}
+			r.last_kind = b->kind;
+			if (size != b->size) {
+				ferr_set(e, FERR_VERIFY, 0,
+					 "entry '%s' is %llu bytes but its "
+					 "descriptor says %llu (size mismatch)",
+					 q, (unsigned long long)size,
+					 (unsigned long long)b->size);
+				goto out;
+			}
+			b->seen = true;
+			json_kind = b->kind != BK_LAYER;
+			if (json_kind && size > FERRY_MAX_JSON) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "%s '%s' is %llu bytes, over the %u-byte "
+					 "limit for JSON documents",
+					 kind_name(b->kind), q,
+					 (unsigned long long)size,
+					 FERRY_MAX_JSON);
+				goto out;
+			}
+			memset(&bb, 0, sizeof(bb));
+			bb.path = name;
+			bb.digest = d;
+			bb.size = size;
+			bb.kind = (enum bkind)b->kind;
+			bb.media_type = b->media_type;
+			buf_reset(&doc);
+			bs.r = &r;
+			bs.doc = json_kind ? &doc : NULL;
+			if (ops && ops->blob_begin) {
+				if (ops->blob_begin(ctx, &bb, e) < 0)
+					goto out;
+				r.in_blob = true;
+			}
+			if (read_entry(a, &s, q, size, &got, to_consumer, &bs,
+				       &r, e) < 0)
+				goto out;
+			if (!digest_equal(&got, &d)) {
+				ferr_set(e, FERR_VERIFY, 0,
+					 "entry '%s' does not match its digest "
+					 "(content hashes to '%s')",
+					 q, got.str);
+				goto out;
+			}
+			if (b->kind <= BK_MANIFEST &&
+			    take_doc(&r, b, doc.data, doc.len, q, e) < 0)
+				goto out;
+			if (b->kind == BK_CONFIG && strstr(b->media_type, "json")) {
+				json_t *cj = parse_json(doc.data, doc.len, q, e);
+				bool ok = json_is_object(cj);
+				json_decref(cj);
+				if (!ok) {
+					if (e->cat == FERR_OK)
+						ferr_set(e, FERR_BUNDLE, 0,
+							 "config '%s' is not a "
+							 "JSON object",
+							 q);
+					goto out;
+				}
+			}
+			bb.doc = json_kind ? doc.data : NULL;
+			bb.doc_len = json_kind ? doc.len : 0;
+			r.in_blob = false;
+			if (ops && ops->blob_end && ops->blob_end(ctx, &bb, e) < 0)
+				goto out;
+			st->blobs++;
+			st->blob_bytes += size;
+		}
+	}
+	if (idx < 6) {
+		if (s.failed) {
+			*e = s.err;
+			goto out;
+		}
+		ferr_set(e, FERR_BUNDLE, 0,
+			 idx == 0 ? "'%s' is empty or not a bundle: entry '%s' "
+				    "is missing"
+				  : "'%s' is truncated: entry '%s' is missing",
+			 s.name, fixed_names[idx]);
+		goto out;
+	}
+	for (size_t k = 0; k < r.t.n; k++) {
+		struct bref *b = &r.t.v[k];
+		if (b->listed && !b->seen) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "entry 'blobs/sha256/%s' is listed in "
+				 "'SHA256SUMS' but missing from the bundle "
+				 "(truncated?)",
+				 digest_hex(&b->d));
+			goto out;
+		}
+		if (b->kind >= 0 && !b->seen && !b->omitted) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'%s' is referenced but missing from the "
+				 "bundle",
+				 b->d.str);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0 && r.in_blob && ops && ops->blob_abort)
+		ops->blob_abort(ctx);
+	if (a)
+		archive_read_free(a);
+	src_close(&s);
+	for (int i = 0; i < 6; i++)
+		buf_release(&r.fixed[i]);
+	buf_release(&doc);
+	free(r.t.v);
+	free(r.t.ht);
+	return rc;
+}
