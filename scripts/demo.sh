@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A full demo on this machine, no network needed: installs dependencies,
 # builds ferry, starts a local registry holding generated test images, then
-# keygen -> export into a signed bundle -> checks the bundle with nothing
-# but tar, sha256sum, base64 and openssl.
+# keygen -> export into a signed bundle -> ferry verify -> the same checks
+# with nothing but tar, sha256sum, base64 and openssl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -35,6 +35,9 @@ echo
 echo "== what is inside"
 tar -tvf bundle.tar.zst | head -8
 echo "..."
+echo
+echo "== ferry verify (offline audit with the trusted public key)"
+"$ferry" verify bundle.tar.zst --key demo.pub
 echo
 echo "== checking it without ferry: sha256sum and openssl"
 mkdir -p extracted && tar -xf bundle.tar.zst -C extracted
