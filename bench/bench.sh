@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ferry benchmark: ferry export against skopeo and against the raw limit.
+# ferry benchmark: ferry export against skopeo and the raw limit, ferry verify against openssl.
 #
 #   bench/bench.sh [--size-mb N] [--repeat N] [--keep] [--clean]
 #
@@ -15,7 +15,11 @@
 # corpus with skopeo, then times, in one run, with /usr/bin/time:
 #   ferry export --compress none, ferry export --compress zstd (empty cache
 #   each), skopeo copy of every image to an oci-archive, and curl (4 in
-#   parallel) + openssl dgst of every unique blob.
+#   parallel) + openssl dgst of every unique blob;
+#   ferry verify of each of the two bundles, against the limit over the same
+#   bytes: openssl dgst -sha256 of the .tar, zstd -dc | openssl dgst -sha256
+#   of the .tar.zst (each bundle read once beforehand: page cache).
+# If the ferry binary has no verify command, the verify rows say failed.
 # Prints a table, the ratios against the goals, and a last line
 #   BENCH {json}
 # Environment: FERRY (ferry binary; skips the build), PYTHON (python3),
@@ -42,6 +46,8 @@ GOAL_SKOPEO=0.30
 GOAL_RAW=1.50
 GOAL_ZSTD=1.25
 GOAL_MIB=100
+GOAL_VERIFY=1.25
+GOAL_VERIFY_MIB=64
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -151,7 +157,7 @@ mkdir -p "$RUN/tmp" "$LOGS"
 
 # measure NAME CMD...: runs CMD under /usr/bin/time, output to $LOGS/NAME.log;
 # sets SECS[NAME] (wall), KIB[NAME] (peak RSS), CPU[NAME] (user+sys), RC[NAME].
-declare -A SECS=() KIB=() CPU=() RC=() OUTB=() NOTE=()
+declare -A SECS=() KIB=() CPU=() RC=() OUTB=() INB=() NOTE=() WHY=()
 measure() {
     local name=$1 rc=0 line
     shift
@@ -321,10 +327,12 @@ keep_result() {
     fi
 }
 
-# mark_failed NAME: no figures for NAME, whatever the other rounds gave.
+# mark_failed NAME [WHY]: no figures for NAME, whatever the other rounds
+# gave; WHY (shown instead of the exit status) says why it did not run.
 mark_failed() {
     DEAD[$1]=1
     BEST[$1]='' BCPU[$1]='' PEAK[$1]='' SAMPLES[$1]=''
+    [[ -z ${2:-} ]] || WHY[$1]=$2
     FAILED=1
 }
 
@@ -347,16 +355,56 @@ if [[ -n $FERRY_BIN ]]; then
 else
     for name in ferry_none ferry_zstd; do
         RC[$name]=127
-        mark_failed "$name"
+        mark_failed "$name" "no ferry binary"
     done
     say "ferry export failed (no ferry binary); it is not measured"
 fi
+
+# The public key for ferry verify: keygen's .pub next to the private key,
+# else derived from the private key with openssl.
+PUB=
+VERIFY_OK=0
+if [[ -n $FERRY_BIN ]]; then
+    PUB=$(grep -l 'PUBLIC KEY' "${KEY%.*}".pub "$RUN"/bench-key* 2>/dev/null | head -n 1 || true)
+    if [[ -z $PUB ]]; then
+        PUB=$RUN/bench-verify.pub
+        openssl pkey -in "$KEY" -pubout -out "$PUB" 2>/dev/null || PUB=
+    fi
+    # Is there a verify command? (It is being written: until then the verify
+    # rows say failed and everything else is still measured.)
+    rc=0
+    "$FERRY_BIN" verify --help >"$LOGS/verify-help.log" 2>&1 || rc=$?
+    if ((rc == 0)); then
+        VERIFY_OK=1
+    else
+        say "ferry verify is not available (verify --help: exit $rc, $(head -n 1 "$LOGS/verify-help.log")); it is not measured"
+        for name in verify_none verify_zstd; do
+            RC[$name]=$rc
+            mark_failed "$name" "no verify command"
+        done
+    fi
+    if ((VERIFY_OK)) && [[ -z $PUB ]]; then
+        say "no public key for ferry verify; it is not measured"
+        VERIFY_OK=0
+        for name in verify_none verify_zstd; do mark_failed "$name" "no public key"; done
+    fi
+else
+    for name in verify_none verify_zstd; do
+        RC[$name]=127
+        mark_failed "$name" "no ferry binary"
+    done
+fi
+
+# BUNDLE[none|zstd]: the bundle this round's export wrote, kept (unless
+# --keep, only) until bench_verify has timed it.
+declare -A BUNDLE=()
 
 bench_ferry() {
     local comp=$1 name=ferry_$1 out cache n
     out=$RUN/ferry-$comp.tar
     [[ $comp == zstd ]] && out=$out.zst
     cache=$RUN/ferry-cache-$comp
+    BUNDLE[$comp]=
     rm -rf "$cache" "$out"
     mkdir -p "$cache"
     say "timing ferry export --compress $comp$ROUND_NOTE"
@@ -373,13 +421,67 @@ bench_ferry() {
         NOTE[$name]="$n/$NBLOBS blobs"
         ((n == NBLOBS)) || say "warning: the ferry --compress $comp bundle has $n blobs, the corpus $NBLOBS"
         keep_result "$name"
+        BUNDLE[$comp]=$out
     else
         [[ ${RC[$name]} != 0 ]] || RC[$name]=1
         say "ferry export failed (--compress $comp, exit ${RC[$name]}); continuing"
         log_tail "$LOGS/$name.log" 5
         mark_failed "$name"
+        rm -rf "$out"
     fi
-    ((KEEP)) || rm -rf "$out" "$cache"
+    # The bundle stays for bench_verify, which deletes it.
+    ((KEEP)) || rm -rf "$cache"
+}
+
+# ------------------------------------------------------------------ (a') verify
+
+# bench_verify none|zstd: ferry verify of this round's bundle, and the limit
+# over the same bytes: openssl dgst -sha256 BUNDLE.tar, or
+# zstd -dc BUNDLE.tar.zst | openssl dgst -sha256.
+bench_verify() {
+    local comp=$1 vname=verify_$1 lname=limit_$1 out=${BUNDLE[$1]:-} size n
+    if [[ -z $out || ! -s $out ]]; then
+        # No bundle this round: neither can be measured.
+        for n in "$vname" "$lname"; do
+            [[ -n ${DEAD[$n]:-} ]] || mark_failed "$n" "no bundle (export failed)"
+        done
+        return 0
+    fi
+    size=$(stat -c %s "$out")
+    # Same starting point for both: the bundle in the page cache.
+    cat "$out" >/dev/null
+    if [[ -z ${DEAD[$vname]:-} ]]; then
+        say "timing ferry verify of the --compress $comp bundle$ROUND_NOTE"
+        if measure "$vname" "$FERRY_BIN" verify "$out" --key "$PUB"; then
+            INB[$vname]=$size
+            keep_result "$vname"
+        else
+            say "ferry verify failed (--compress $comp bundle, exit ${RC[$vname]}); continuing"
+            log_tail "$LOGS/$vname.log" 5
+            mark_failed "$vname"
+        fi
+    fi
+    if [[ -z ${DEAD[$lname]:-} ]]; then
+        if [[ $comp == none ]]; then
+            say "timing the verify limit: openssl dgst -sha256 of the --compress none bundle$ROUND_NOTE"
+            measure "$lname" openssl dgst -sha256 "$out" || true
+        else
+            say "timing the verify limit: zstd -dc | openssl dgst -sha256 of the --compress zstd bundle$ROUND_NOTE"
+            # shellcheck disable=SC2016
+            measure "$lname" bash -c 'set -o pipefail; zstd -dcq -- "$1" | openssl dgst -sha256' _ "$out" || true
+        fi
+        if [[ ${RC[$lname]} == 0 ]] && grep -qE '= [0-9a-f]{64}$' "$LOGS/$lname.log"; then
+            INB[$lname]=$size
+            keep_result "$lname"
+        else
+            [[ ${RC[$lname]} != 0 ]] || RC[$lname]=1
+            say "the verify limit failed (--compress $comp bundle, exit ${RC[$lname]}); continuing"
+            log_tail "$LOGS/$lname.log" 5
+            mark_failed "$lname"
+        fi
+    fi
+    ((KEEP)) || rm -f "$out"
+    BUNDLE[$comp]=
 }
 
 # ------------------------------------------------------------------ (b) skopeo
@@ -454,8 +556,12 @@ bench_raw() {
 ROUND_NOTE=
 for ((round = 1; round <= REPEAT; round++)); do
     ((REPEAT == 1)) || ROUND_NOTE=" (round $round of $REPEAT)"
+    # Each bundle is verified right after its export, then deleted (unless
+    # --keep): never more than one bundle and one cache on disk.
     [[ -n ${DEAD[ferry_none]:-} ]] || bench_ferry none
+    bench_verify none
     [[ -n ${DEAD[ferry_zstd]:-} ]] || bench_ferry zstd
+    bench_verify zstd
     [[ -n ${DEAD[skopeo]:-} ]] || bench_skopeo
     [[ -n ${DEAD[raw]:-} ]] || bench_raw
 done
@@ -476,12 +582,20 @@ verdict() { # VALUE GOAL: ok / MISSED / n/a (value must be <= goal)
 R_SKOPEO=$(ratio "${BEST[ferry_none]:-}" "${BEST[skopeo]:-}" || true)
 R_RAW=$(ratio "${BEST[ferry_none]:-}" "${BEST[raw]:-}" || true)
 R_ZSTD=$(ratio "${BEST[ferry_zstd]:-}" "${BEST[ferry_none]:-}" || true)
-FERRY_PEAK=
-for n in ferry_none ferry_zstd; do
-    [[ -n ${PEAK[$n]:-} ]] || continue
-    v=$(mibs "${PEAK[$n]}")
-    if [[ -z $FERRY_PEAK ]] || awk -v a="$v" -v b="$FERRY_PEAK" 'BEGIN {exit !(a > b)}'; then FERRY_PEAK=$v; fi
-done
+R_VNONE=$(ratio "${BEST[verify_none]:-}" "${BEST[limit_none]:-}" || true)
+R_VZSTD=$(ratio "${BEST[verify_zstd]:-}" "${BEST[limit_zstd]:-}" || true)
+# max_peak NAME...: the highest peak MiB of these runs, empty if none ran.
+max_peak() {
+    local n v m=
+    for n in "$@"; do
+        [[ -n ${PEAK[$n]:-} ]] || continue
+        v=$(mibs "${PEAK[$n]}")
+        if [[ -z $m ]] || awk -v a="$v" -v b="$m" 'BEGIN {exit !(a > b)}'; then m=$v; fi
+    done
+    echo "$m"
+}
+FERRY_PEAK=$(max_peak ferry_none ferry_zstd)
+VERIFY_PEAK=$(max_peak verify_none verify_zstd)
 
 echo
 printf 'ferry bench: %d images, %d unique blobs, %s bytes (%.1f MB), registry %s, %s CPUs\n' \
@@ -492,19 +606,30 @@ printf 'ferry bench: %d images, %d unique blobs, %s bytes (%.1f MB), registry %s
 ((REPEAT == 1)) || printf 'each run %d times: fastest time, highest peak memory\n' "$REPEAT"
 printf '\n%-30s %9s %7s %10s %8s   %s\n' "run" "seconds" "CPU s" "peak MiB" "MB/s" "output"
 row() {
-    local name=$1 label=$2 s
+    local name=$1 label=$2 s what
     s=${BEST[$name]:-}
     if [[ -z $s ]]; then
-        printf '%-30s %9s %7s %10s %8s   %s\n' "$label" "failed" "-" "-" "-" "exit ${RC[$name]:-?}"
+        what="exit ${RC[$name]:-?}"
+        [[ -z ${WHY[$name]:-} ]] || what="${WHY[$name]}${RC[$name]:+ (exit ${RC[$name]})}"
+        printf '%-30s %9s %7s %10s %8s   %s\n' "$label" "failed" "-" "-" "-" "$what"
     else
+        if [[ -n ${INB[$name]:-} ]]; then
+            what="reads $(mb "${INB[$name]}")"
+        else
+            what=$(mb "${OUTB[$name]:-}" || true)
+        fi
         printf '%-30s %9.2f %7s %10s %8s   %s\n' "$label" "$s" "${BCPU[$name]:-}" "$(mibs "${PEAK[$name]}")" \
-            "$(mbps "$s")" "$(mb "${OUTB[$name]:-}" || true)${NOTE[$name]:+, ${NOTE[$name]}}"
+            "$(mbps "$s")" "$what${NOTE[$name]:+, ${NOTE[$name]}}"
     fi
 }
 row ferry_none "ferry export --compress none"
 row ferry_zstd "ferry export --compress zstd"
 row skopeo "skopeo ($NIMAGES oci-archives)"
 row raw "raw (curl -P4 + openssl)"
+row verify_none "ferry verify (none bundle)"
+row limit_none "openssl dgst (none bundle)"
+row verify_zstd "ferry verify (zstd bundle)"
+row limit_zstd "zstd -dc | openssl (zstd)"
 printf '\n%-30s %9s %10s   %s\n' "ratio (time)" "value" "goal" "verdict"
 printf '%-30s %9s %10s   %s\n' "ferry(none)/skopeo" "${R_SKOPEO:-n/a}" "<= $GOAL_SKOPEO" "$(verdict "$R_SKOPEO" "$GOAL_SKOPEO")"
 printf '%-30s %9s %10s   %s\n' "ferry(none)/raw" "${R_RAW:-n/a}" "<= $GOAL_RAW" "$(verdict "$R_RAW" "$GOAL_RAW")"
@@ -515,17 +640,28 @@ else
     v=$(awk -v v="$FERRY_PEAK" -v g="$GOAL_MIB" 'BEGIN {print (v < g) ? "ok" : "MISSED"}')
 fi
 printf '%-30s %9s %10s   %s\n' "ferry peak MiB" "${FERRY_PEAK:-n/a}" "< $GOAL_MIB" "$v"
+printf '%-30s %9s %10s   %s\n' "verify(none)/openssl" "${R_VNONE:-n/a}" "<= $GOAL_VERIFY" "$(verdict "$R_VNONE" "$GOAL_VERIFY")"
+printf '%-30s %9s %10s   %s\n' "verify(zstd)/(zstd|openssl)" "${R_VZSTD:-n/a}" "<= $GOAL_VERIFY" "$(verdict "$R_VZSTD" "$GOAL_VERIFY")"
+if [[ -z $VERIFY_PEAK ]]; then
+    v=n/a
+else
+    v=$(awk -v v="$VERIFY_PEAK" -v g="$GOAL_VERIFY_MIB" 'BEGIN {print (v < g) ? "ok" : "MISSED"}')
+fi
+printf '%-30s %9s %10s   %s\n' "ferry verify peak MiB" "${VERIFY_PEAK:-n/a}" "< $GOAL_VERIFY_MIB" "$v"
 
 jrun() { # NAME -> JSON object
     local name=$1
     jq -cn --arg s "${BEST[$name]:-}" --arg k "${PEAK[$name]:-}" --arg cpu "${BCPU[$name]:-}" --arg o "${OUTB[$name]:-}" \
+        --arg i "${INB[$name]:-}" --arg why "${WHY[$name]:-}" \
         --arg rc "${RC[$name]:-}" --arg mbps "$(mbps "${BEST[$name]:-}" || true)" \
         --arg samples "${SAMPLES[$name]:-}" '
         def num: if . == "" then null else tonumber end;
         {ok: ($s != ""), exit: ($rc | num), seconds: ($s | num), cpu_seconds: ($cpu | num),
          peak_mib: (if $k == "" then null else (($k | tonumber) / 1024 * 10 | round / 10) end),
-         mb_per_s: ($mbps | num), output_bytes: ($o | num),
-         samples: ($samples | split(" ") | map(select(. != "") | tonumber))}'
+         mb_per_s: ($mbps | num), output_bytes: ($o | num)}
+        + (if $i == "" then {} else {input_bytes: ($i | num)} end)
+        + (if $why == "" then {} else {error: $why} end)
+        + {samples: ($samples | split(" ") | map(select(. != "") | tonumber))}'
 }
 echo
 echo "BENCH $(jq -cn --argjson bytes "$CORPUS_BYTES" --argjson images "$NIMAGES" \
@@ -533,16 +669,25 @@ echo "BENCH $(jq -cn --argjson bytes "$CORPUS_BYTES" --argjson images "$NIMAGES"
     --arg gen "${GEN_SECS:-}" --arg push "${PUSH_SECS:-}" \
     --argjson fn "$(jrun ferry_none)" --argjson fz "$(jrun ferry_zstd)" \
     --argjson sk "$(jrun skopeo)" --argjson raw "$(jrun raw)" \
-    --arg rs "${R_SKOPEO:-}" --arg rr "${R_RAW:-}" --arg rz "${R_ZSTD:-}" --arg fp "${FERRY_PEAK:-}" '
+    --argjson vn "$(jrun verify_none)" --argjson vz "$(jrun verify_zstd)" \
+    --argjson ln "$(jrun limit_none)" --argjson lz "$(jrun limit_zstd)" \
+    --arg rs "${R_SKOPEO:-}" --arg rr "${R_RAW:-}" --arg rz "${R_ZSTD:-}" --arg fp "${FERRY_PEAK:-}" \
+    --arg rvn "${R_VNONE:-}" --arg rvz "${R_VZSTD:-}" --arg vp "${VERIFY_PEAK:-}" \
+    --argjson g_skopeo "$GOAL_SKOPEO" --argjson g_raw "$GOAL_RAW" --argjson g_zstd "$GOAL_ZSTD" \
+    --argjson g_mib "$GOAL_MIB" --argjson g_verify "$GOAL_VERIFY" --argjson g_vmib "$GOAL_VERIFY_MIB" '
     def num: if . == "" then null else tonumber end;
     {corpus: {size_mb: $size_mb, bytes: $bytes, images: $images, blobs: $blobs,
               generate_seconds: ($gen | num), push_seconds: ($push | num)},
      cpus: $cpus, repeat: $repeat,
      ferry_none: $fn, ferry_zstd: $fz, skopeo: $sk, raw: $raw,
+     verify_none: $vn, verify_zstd: $vz, openssl_none: $ln, zstd_openssl: $lz,
      ratios: {ferry_none_over_skopeo: ($rs | num), ferry_none_over_raw: ($rr | num),
-              ferry_zstd_over_ferry_none: ($rz | num)},
-     ferry_peak_mib: ($fp | num),
-     goals: {ferry_none_over_skopeo: 0.3, ferry_none_over_raw: 1.5,
-             ferry_zstd_over_ferry_none: 1.25, ferry_peak_mib: 100}}')"
+              ferry_zstd_over_ferry_none: ($rz | num),
+              verify_none_over_openssl: ($rvn | num), verify_zstd_over_zstd_openssl: ($rvz | num)},
+     ferry_peak_mib: ($fp | num), verify_peak_mib: ($vp | num),
+     goals: {ferry_none_over_skopeo: $g_skopeo, ferry_none_over_raw: $g_raw,
+             ferry_zstd_over_ferry_none: $g_zstd, ferry_peak_mib: $g_mib,
+             verify_none_over_openssl: $g_verify, verify_zstd_over_zstd_openssl: $g_verify,
+             verify_peak_mib: $g_vmib}}')"
 
 exit "$FAILED"
