@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"verify", "audit a bundle offline with the trusted key", cmd_verify},
     {"inspect", "list what a bundle holds (without verifying it)",
      cmd_inspect},
+    {"import", "verify a bundle and push it into a registry", cmd_import},
     {NULL, NULL, NULL},
 };
 

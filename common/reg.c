@@ -48,6 +48,7 @@ struct reg_client {
 	size_t ntokens;
 	unsigned rng;
 	struct reg_stats stats;
+	char upload_scope[700]; /* scope of the upload in progress */
 };
 
 /* What the caller wants done with one request. */
@@ -62,6 +63,16 @@ struct req {
 	bool registry_auth; /* attach registry credentials, answer 401s */
 	const char *fixed_auth; /* "Authorization: ..." for token requests */
 	enum body_mode mode;
+	/* request body (POST, PUT, PATCH) */
+	const void *send;
+	size_t send_len;
+	const char *content_type; /* full "Content-Type: ..." line */
+	const char *content_range; /* full "Content-Range: ..." line */
+	unsigned attempts; /* 0: the client's default */
+	/* streamed request body (PATCH of a whole blob) */
+	size_t (*readfn)(char *, size_t, size_t, void *);
+	void *readctx;
+	uint64_t read_size;
 	struct buf *body; /* BODY_BUFFER: capped by its max */
 	/* BODY_BLOB */
 	const struct reg_blob_req *blob;
@@ -516,8 +527,30 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 		curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (!strcmp(rq->method, "HEAD"))
+	if (!strcmp(rq->method, "HEAD")) {
 		curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(rq->method, "GET") != 0) {
+		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, rq->method);
+		if (rq->readfn) {
+			curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, rq->readfn);
+			curl_easy_setopt(c->curl, CURLOPT_READDATA, rq->readctx);
+			curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE,
+					 (curl_off_t)rq->read_size);
+			curl_easy_setopt(c->curl, CURLOPT_UPLOAD_BUFFERSIZE,
+					 512L * 1024L);
+		} else if (strcmp(rq->method, "DELETE") != 0) {
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS,
+					 rq->send ? rq->send : "");
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+					 (curl_off_t)rq->send_len);
+		}
+		h = curl_slist_append(h, "Expect:");
+		if (rq->content_type)
+			h = curl_slist_append(h, rq->content_type);
+		if (rq->content_range)
+			h = curl_slist_append(h, rq->content_range);
+	}
 	if (rq->mode == BODY_BLOB && rq->received > 0) {
 		snprintf(range, sizeof(range), "%llu-",
 			 (unsigned long long)rq->received);
@@ -697,7 +730,9 @@ static int request(struct reg_client *c, struct req *rq, struct xfer *out_x,
 		   struct ferr *e)
 {
 	unsigned max_attempts =
-	    c->o->max_attempts ? c->o->max_attempts : DEFAULT_ATTEMPTS;
+	    rq->attempts ? rq->attempts
+			 : (c->o->max_attempts ? c->o->max_attempts
+					       : DEFAULT_ATTEMPTS);
 	unsigned attempt = 0, redirects = 0;
 	bool authed = false;
 	struct xfer x;
@@ -1558,5 +1593,284 @@ out:
 	xfer_release(&x);
 	free(rq.url);
 	digest_ctx_release(&rq.hash);
+	return rc;
+}
+
+/* ---- pushing ---- */
+
+/* Resolve an upload Location and check where it points: https (or an
+ * --insecure-registry host).  Credentials follow only to the registry's
+ * own host (perform() decides per request). */
+static char *upload_url(struct reg_client *c, const char *base,
+			const char *loc, struct ferr *e)
+{
+	char *u = resolve_location(base, loc);
+	char *sch = u ? url_scheme(u) : NULL;
+	char *hp = u ? url_hostport(u) : NULL;
+
+	if (!u || !sch || !hp ||
+	    (strcmp(sch, "https") != 0 &&
+	     !(strcmp(sch, "http") == 0 && reg_host_insecure(c->o, hp)))) {
+		ferr_set(e, FERR_NETWORK, 0,
+			 "registry '%s' gave upload location '%.200s', which is "
+			 "not an https URL (plain http is allowed only for "
+			 "--insecure-registry hosts)",
+			 c->host, loc);
+		free(u);
+		u = NULL;
+	}
+	free(sch);
+	free(hp);
+	return u;
+}
+
+static char *add_query(const char *url, const char *k, const char *v)
+{
+	size_t n = strlen(url) + strlen(k) + strlen(v) + 4;
+	char *s = malloc(n);
+
+	if (s)
+		snprintf(s, n, "%s%s%s=%s", url, strchr(url, '?') ? "&" : "?", k,
+			 v);
+	return s;
+}
+
+int reg_upload_start(struct reg_client *c, const char *repo,
+		     const struct digest *mount, const char *from_repo,
+		     bool *mounted, char **url_out, struct ferr *e)
+{
+	char what[600], scope[700];
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	*mounted = false;
+	*url_out = NULL;
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	if (check_names(c, repo, NULL, e) < 0 ||
+	    (from_repo && check_names(c, from_repo, NULL, e) < 0) ||
+	    ensure_ping(c, e) < 0)
+		return -1;
+	if (mount && from_repo) {
+		snprintf(what, sizeof(what), "mount of '%s' into '%s'",
+			 mount->str, repo);
+		snprintf(scope, sizeof(scope),
+			 "repository:%s:pull,push repository:%s:pull", repo,
+			 from_repo);
+		rq.url = mkurl(c, "/v2/%s/blobs/uploads/?mount=%s&from=%s", repo,
+			       mount->str, from_repo);
+	} else {
+		snprintf(what, sizeof(what), "upload to '%s'", repo);
+		snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
+		rq.url = mkurl(c, "/v2/%s/blobs/uploads/", repo);
+	}
+	snprintf(c->upload_scope, sizeof(c->upload_scope), "%s", scope);
+	rq.method = "POST";
+	rq.what = what;
+	rq.scope = scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.status == 201 && mount) {
+		*mounted = true;
+		rc = 0;
+		goto out;
+	}
+	if (x.status != 202 || !x.location) {
+		ferr_set(e, FERR_NETWORK, (int)x.status,
+			 "registry '%s' answered %ld without an upload location "
+			 "for %s",
+			 c->host, x.status, what);
+		goto out;
+	}
+	*url_out = upload_url(c, rq.url, x.location, e);
+	rc = *url_out ? 0 : -1;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+int reg_upload_chunk(struct reg_client *c, char **url, const void *p,
+		     size_t n, uint64_t offset, struct ferr *e)
+{
+	char range[96];
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	snprintf(range, sizeof(range), "Content-Range: %llu-%llu",
+		 (unsigned long long)offset,
+		 (unsigned long long)(offset + n - 1));
+	rq.method = "PATCH";
+	rq.url = strdup(*url);
+	rq.what = "a blob upload";
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.send = p;
+	rq.send_len = n;
+	rq.content_type = "Content-Type: application/octet-stream";
+	rq.content_range = range;
+	rq.attempts = 1; /* a half-sent chunk must not be appended twice */
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	rq.scope = c->upload_scope;
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.location) {
+		char *nu = upload_url(c, rq.url, x.location, e);
+		if (!nu)
+			goto out;
+		free(*url);
+		*url = nu;
+	}
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+int reg_upload_finish(struct reg_client *c, char **url, const struct digest *d,
+		      const void *p, size_t n, struct ferr *e)
+{
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	rq.method = "PUT";
+	rq.url = add_query(*url, "digest", d->str);
+	rq.what = "the end of a blob upload";
+	rq.scope = c->upload_scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.send = p;
+	rq.send_len = n;
+	rq.content_type = "Content-Type: application/octet-stream";
+	rq.attempts = 1;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.dcd && strcmp(x.dcd, d->str) != 0) {
+		ferr_set(e, FERR_VERIFY, 0,
+			 "registry '%s' stored blob '%s' as '%.80s'", c->host,
+			 d->str, x.dcd);
+		goto out;
+	}
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+void reg_upload_cancel(struct reg_client *c, const char *url)
+{
+	struct req rq;
+	struct xfer x;
+	struct ferr e;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	rq.method = "DELETE";
+	rq.url = strdup(url);
+	rq.what = "cancelling an upload";
+	rq.scope = c->upload_scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.attempts = 1;
+	if (rq.url && request(c, &rq, &x, &e) == 0)
+		xfer_release(&x);
+	free(rq.url);
+}
+
+int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
+		     const char *media_type, const void *p, size_t n,
+		     const struct digest *want, struct ferr *e)
+{
+	char what[600], scope[300], ct[300];
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	if (check_names(c, repo, ref, e) < 0 || ensure_ping(c, e) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "manifest '%s%s%s'", repo,
+		 strchr(ref, ':') ? "@" : ":", ref);
+	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
+	snprintf(ct, sizeof(ct), "Content-Type: %s", media_type);
+	rq.method = "PUT";
+	rq.url = mkurl(c, "/v2/%s/manifests/%s", repo, ref);
+	rq.what = what;
+	rq.scope = scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.send = p;
+	rq.send_len = n;
+	rq.content_type = ct;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (want && x.dcd && strcmp(x.dcd, want->str) != 0) {
+		ferr_set(e, FERR_VERIFY, 0,
+			 "registry '%s' stored %s as '%.80s' instead of '%s'",
+			 c->host, what, x.dcd, want->str);
+		goto out;
+	}
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+int reg_upload_stream(struct reg_client *c, char **url, uint64_t size,
+		      size_t (*readfn)(char *, size_t, size_t, void *),
+		      void *ctx, struct ferr *e)
+{
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	rq.method = "PATCH";
+	rq.url = strdup(*url);
+	rq.what = "a blob upload";
+	rq.scope = c->upload_scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.content_type = "Content-Type: application/octet-stream";
+	rq.readfn = readfn;
+	rq.readctx = ctx;
+	rq.read_size = size;
+	rq.attempts = 1;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.location) {
+		char *nu = upload_url(c, rq.url, x.location, e);
+		if (!nu)
+			goto out;
+		free(*url);
+		*url = nu;
+	}
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
 	return rc;
 }

@@ -120,6 +120,33 @@ struct reg_blob_req {
 int reg_get_blob(struct reg_client *c, const struct reg_blob_req *rq,
 		 const struct reg_sink *sink, struct ferr *e);
 
+/* Pushing.  A blob upload: reg_upload_start (or a cross-repository mount
+ * when `mount` and `from_repo` are given: *mounted says whether it took),
+ * then chunks, then reg_upload_finish with the digest -- which the caller
+ * calls only once it has checked the content itself -- or
+ * reg_upload_cancel.  The upload URL is the registry's Location (it may
+ * change after every chunk); credentials never follow it to another
+ * host. */
+int reg_upload_start(struct reg_client *c, const char *repo,
+		     const struct digest *mount, const char *from_repo,
+		     bool *mounted, char **upload_url, struct ferr *e);
+int reg_upload_chunk(struct reg_client *c, char **upload_url, const void *p,
+		     size_t n, uint64_t offset, struct ferr *e);
+int reg_upload_finish(struct reg_client *c, char **upload_url,
+		      const struct digest *d, const void *p, size_t n,
+		      struct ferr *e);
+void reg_upload_cancel(struct reg_client *c, const char *upload_url);
+/* Send `size` bytes pulled from `readfn` (curl's read-callback contract;
+ * CURL_READFUNC_ABORT stops the upload) in one PATCH. */
+int reg_upload_stream(struct reg_client *c, char **upload_url, uint64_t size,
+		      size_t (*readfn)(char *, size_t, size_t, void *),
+		      void *ctx, struct ferr *e);
+/* PUT a manifest or index under a tag or its digest; when `want` is given
+ * the registry must report that digest. */
+int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
+		     const char *media_type, const void *p, size_t n,
+		     const struct digest *want, struct ferr *e);
+
 /* Statistics, for tests and reports. */
 struct reg_stats {
 	unsigned long requests;

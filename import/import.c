@@ -1,0 +1,388 @@
+/* ferry import: the command layer over common/importer. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "importer.h"
+#include "ref.h"
+#include "sig.h"
+
+static const char usage_text[] =
+    "usage: ferry import BUNDLE --key PUBLIC.pem --to HOST[:PORT][/PREFIX]\n"
+    "                    [options]\n"
+    "\n"
+    "Verify a bundle while streaming it into a registry. Blobs are uploaded\n"
+    "as they are read and completed only once verified; manifests, then\n"
+    "tags, are written only after the whole bundle checked out.\n"
+    "\n"
+    "Options:\n"
+    "      --key FILE          the trusted public key\n"
+    "      --to HOST[/PREFIX]  target registry and repository prefix\n"
+    "      --jobs N            parallel uploads (default 4)\n"
+    "      --dry-run           verify and show what would be pushed; write\n"
+    "                          nothing\n"
+    "      --report FILE.json  write a JSON report\n"
+    "      --allow-rollback    accept a bundle older than one imported before\n"
+    "      --keep-registry     keep the source registry as a path component\n"
+    "      --state-dir DIR     rollback state (default $XDG_STATE_HOME/ferry\n"
+    "                          or ~/.local/state/ferry)\n"
+    "\n";
+
+enum {
+	OPT_KEY = CLI_OPT_CMD,
+	OPT_TO,
+	OPT_JOBS,
+	OPT_DRY,
+	OPT_REPORT,
+	OPT_ROLLBACK,
+	OPT_KEEPREG,
+	OPT_STATEDIR,
+	OPT_CREATE,
+	OPT_PUBLIC,
+};
+
+static const struct option long_opts[] = {
+    {"key", required_argument, NULL, OPT_KEY},
+    {"to", required_argument, NULL, OPT_TO},
+    {"jobs", required_argument, NULL, OPT_JOBS},
+    {"dry-run", no_argument, NULL, OPT_DRY},
+    {"report", required_argument, NULL, OPT_REPORT},
+    {"allow-rollback", no_argument, NULL, OPT_ROLLBACK},
+    {"keep-registry", no_argument, NULL, OPT_KEEPREG},
+    {"state-dir", required_argument, NULL, OPT_STATEDIR},
+    {"create-projects", no_argument, NULL, OPT_CREATE},
+    {"public", no_argument, NULL, OPT_PUBLIC},
+    CLI_COMMON_OPTIONS,
+    {NULL, 0, NULL, 0},
+};
+
+struct ui {
+	int mode;
+	bool quiet;
+};
+
+static void on_event(void *ctx, const struct imp_event *ev)
+{
+	struct ui *u = ctx;
+	const char *kind = ev->type == IMP_EV_BLOB	 ? "blob"
+			   : ev->type == IMP_EV_MANIFEST ? "manifest"
+							 : "tag";
+
+	if (u->quiet || u->mode == PROGRESS_NONE)
+		return;
+	if (u->mode == PROGRESS_JSON) {
+		json_t *o = json_pack("{sssssssssI}", "event", kind, "action",
+				      ev->action, "repository", ev->repo, "object",
+				      ev->what, "bytes", (json_int_t)ev->size);
+		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		if (s)
+			fprintf(stderr, "%s\n", s);
+		free(s);
+		json_decref(o);
+		return;
+	}
+	if (ev->type == IMP_EV_BLOB)
+		fprintf(stderr, "%-11s %s %s@%.19s (%.1f MiB)\n", ev->action, kind,
+			ev->repo, ev->what, (double)ev->size / 1048576.0);
+	else
+		fprintf(stderr, "%-11s %s %s%s%s\n", ev->action, kind, ev->repo,
+			strchr(ev->what, ':') ? "@" : ":", ev->what);
+}
+
+static int write_report(const char *path, const char *bundle, const char *to,
+			const struct imp_result *r, bool dry, double secs,
+			struct ferr *e)
+{
+	json_t *root = json_object(), *imgs = json_array();
+	char *tmp = NULL;
+	int fd = -1, rc = -1;
+	size_t n;
+
+	json_object_set_new(root, "bundle", json_string(bundle));
+	json_object_set_new(root, "to", json_string(to));
+	json_object_set_new(root, "dryRun", json_boolean(dry));
+	json_object_set_new(root, "bundleId", json_string(r->hdr.bundle_id));
+	json_object_set_new(root, "channel", json_string(r->hdr.channel ? r->hdr.channel : ""));
+	json_object_set_new(root, "sequence", json_integer((json_int_t)r->hdr.sequence));
+	json_object_set_new(root, "alreadyImported", json_boolean(r->already_imported));
+	for (size_t i = 0; i < r->nimages; i++) {
+		const struct imp_image *im = &r->images[i];
+		json_array_append_new(
+		    imgs, json_pack("{ssssss}", "source", im->source, "target",
+				    im->target, "digest", im->digest.str));
+	}
+	json_object_set_new(root, "images", imgs);
+	json_object_set_new(
+	    root, "blobs",
+	    json_pack("{sIsIsIsIsIsI}", "total", (json_int_t)r->blobs, "pushed",
+		      (json_int_t)r->pushed, "skipped", (json_int_t)r->skipped,
+		      "mounted", (json_int_t)r->mounted, "bytesPushed",
+		      (json_int_t)r->bytes_pushed, "bytesToPush",
+		      (json_int_t)r->bytes_to_push));
+	json_object_set_new(root, "manifestsPushed", json_integer(r->manifests_pushed));
+	json_object_set_new(root, "manifestsSkipped", json_integer(r->manifests_skipped));
+	json_object_set_new(root, "tagsPushed", json_integer(r->tags));
+	json_object_set_new(root, "durationSeconds", json_real(secs));
+	n = strlen(path) + 32;
+	tmp = malloc(n);
+	if (!tmp) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'", path);
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
+	    fsync(fd) < 0 || rename(tmp, path) < 0) {
+		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'", path);
+		goto out;
+	}
+	{
+		mode_t um = umask(0);
+		umask(um);
+		fchmod(fd, 0644 & ~um);
+	}
+	free(tmp);
+	tmp = NULL;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	json_decref(root);
+	return rc;
+}
+
+static int parse_to(const char *to, char **host, char **prefix)
+{
+	const char *slash = strchr(to, '/');
+	size_t hn = slash ? (size_t)(slash - to) : strlen(to);
+	struct ref r;
+	struct ferr e;
+	char probe[600];
+
+	*host = *prefix = NULL;
+	if (!hn || hn > 255)
+		return -1;
+	*host = strndup(to, hn);
+	if (slash && slash[1]) {
+		*prefix = strdup(slash + 1);
+		size_t pl = strlen(*prefix);
+		while (pl && (*prefix)[pl - 1] == '/')
+			(*prefix)[--pl] = '\0';
+	}
+	/* the prefix must make valid repository names */
+	snprintf(probe, sizeof(probe), "%s/%s%sx:t", *host,
+		 *prefix ? *prefix : "", *prefix ? "/" : "");
+	if (ref_parse(&r, probe, &e) < 0 || strcmp(r.domain, *host) != 0) {
+		ref_release(&r);
+		return -1;
+	}
+	ref_release(&r);
+	return 0;
+}
+
+int cmd_import(int argc, char **argv)
+{
+	struct cli_common com;
+	const char *bundle = NULL, *keyfile = NULL, *to = NULL, *report = NULL,
+		   *state_dir = NULL;
+	char *host = NULL, *prefix = NULL;
+	bool dry = false, rollback = false, keepreg = false, create = false,
+	     public_ = false;
+	unsigned long jobs = 4;
+	struct auth_store creds = {0};
+	struct sig_key key;
+	struct reg_opts ropts;
+	struct imp_opts io;
+	struct imp_result res;
+	struct imp_progress pr;
+	struct ui u;
+	struct ferr e;
+	struct timespec t0, t1;
+	int c, rc = FERRY_EXIT_USAGE;
+
+	memset(&com, 0, sizeof(com));
+	memset(&key, 0, sizeof(key));
+	memset(&res, 0, sizeof(res));
+	memset(&pr, 0, sizeof(pr));
+	ferr_clear(&e);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts, NULL)) !=
+	       -1) {
+		int r = cli_common_opt(&com, c, optarg, "import");
+		char *end;
+		if (r == 2) {
+			rc = FERRY_EXIT_OK;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		if (r == 1)
+			continue;
+		switch (c) {
+		case 'h':
+			fputs(usage_text, stdout);
+			fputs(cli_common_help, stdout);
+			rc = FERRY_EXIT_OK;
+			goto out;
+		case OPT_KEY:
+			keyfile = optarg;
+			break;
+		case OPT_TO:
+			to = optarg;
+			break;
+		case OPT_JOBS:
+			errno = 0;
+			jobs = strtoul(optarg, &end, 10);
+			if (errno || *end || jobs < 1 || jobs > 16) {
+				cli_usage_error("import",
+						"--jobs takes a number from 1 to "
+						"16, not '%s'",
+						optarg);
+				goto out;
+			}
+			break;
+		case OPT_DRY:
+			dry = true;
+			break;
+		case OPT_REPORT:
+			report = optarg;
+			break;
+		case OPT_ROLLBACK:
+			rollback = true;
+			break;
+		case OPT_KEEPREG:
+			keepreg = true;
+			break;
+		case OPT_STATEDIR:
+			state_dir = optarg;
+			break;
+		case OPT_CREATE:
+			create = true;
+			break;
+		case OPT_PUBLIC:
+			public_ = true;
+			break;
+		default:
+			cli_usage_error("import", "unknown or incomplete option '%s'",
+					argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_usage_error("import", optind == argc ? "no BUNDLE given"
+							 : "give exactly one BUNDLE");
+		goto out;
+	}
+	bundle = argv[optind];
+	if (!keyfile || !to) {
+		cli_usage_error("import", "%s is required",
+				!keyfile ? "--key PUBLIC.pem" : "--to HOST[/PREFIX]");
+		goto out;
+	}
+	if (parse_to(to, &host, &prefix) < 0) {
+		cli_usage_error("import",
+				"--to takes HOST[:PORT][/PREFIX] with a lowercase "
+				"repository prefix, not '%s'",
+				to);
+		goto out;
+	}
+	if (create) {
+		ferr_set(&e, FERR_INPUT, 0,
+			 "--create-projects is not available in this version");
+		goto fail;
+	}
+	(void)public_;
+	if (sig_load_public(&key, keyfile, &e) < 0)
+		goto fail;
+	if (auth_store_load(&creds, com.authfile, &e) < 0)
+		goto fail;
+	cli_reg_opts(&com, &creds, &ropts);
+	memset(&io, 0, sizeof(io));
+	io.reg = &ropts;
+	io.host = host;
+	io.prefix = prefix;
+	io.keep_registry = keepreg;
+	io.jobs = (int)jobs;
+	io.dry_run = dry;
+	io.allow_rollback = rollback;
+	io.state_dir = state_dir;
+	io.key = &key;
+	io.progress = &pr;
+	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
+	u.quiet = com.quiet;
+	if (u.mode == PROGRESS_AUTO)
+		u.mode = PROGRESS_PLAIN;
+	io.event = on_event;
+	io.event_ctx = &u;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (imp_run(&io, bundle, &res, &e) < 0)
+		goto fail;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) +
+		      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (report && write_report(report, bundle, to, &res, dry, secs, &e) < 0)
+		goto fail;
+	if (!com.quiet) {
+		if (res.already_imported) {
+			printf("already imported: bundle %s (channel '%s', "
+			       "sequence %llu) was imported into '%s' before; "
+			       "nothing to do\n",
+			       res.hdr.bundle_id, res.hdr.channel,
+			       (unsigned long long)res.hdr.sequence, to);
+		} else {
+			printf("%s '%s' into '%s': bundle %s verified\n",
+			       dry ? "dry run of" : "imported", bundle, to,
+			       res.hdr.bundle_id);
+			for (size_t i = 0; i < res.nimages; i++)
+				printf("  %s\n    <- %s %s\n", res.images[i].target,
+				       res.images[i].source,
+				       res.images[i].digest.str);
+			if (dry)
+				printf("would send %.1f MiB; blobs already there: "
+				       "%u\n",
+				       (double)res.bytes_to_push / 1048576.0,
+				       res.skipped);
+			else
+				printf("blobs: %u pushed (%.1f MiB), %u already "
+				       "there, %u mounted; manifests: %u pushed, "
+				       "%u already there; tags: %u written; "
+				       "%.1f s\n",
+				       res.pushed, (double)res.bytes_pushed / 1048576.0,
+				       res.skipped, res.mounted,
+				       res.manifests_pushed, res.manifests_skipped,
+				       res.tags, secs);
+		}
+	}
+	rc = FERRY_EXIT_OK;
+	goto out;
+fail:
+	cli_error(&e);
+	rc = ferr_exit_code(e.cat);
+out:
+	imp_result_release(&res);
+	free(host);
+	free(prefix);
+	sig_key_release(&key);
+	auth_store_release(&creds);
+	cli_common_release(&com);
+	return rc;
+}
