@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
@@ -32,8 +33,13 @@ struct src {
 	unsigned char *in;
 	size_t in_len, in_pos;
 	bool in_eof;
-	unsigned char *out; /* zstd output */
+	unsigned char *out; /* zstd or gzip output */
 	ZSTD_DCtx *dz;
+	z_stream gz;
+	bool gz_init, gz_end; /* gz_end: at the end of a gzip member */
+	uint64_t total_out; /* bytes handed to libarchive */
+	const unsigned char *last;
+	size_t last_len;
 	size_t zret; /* last ZSTD_decompressStream result: 0 = frame done */
 	bool zstarted;
 	struct ferr err;
@@ -58,13 +64,17 @@ static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 	}
 }
 
-static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
+static la_ssize_t gz_read(struct src *s, const void **buf);
+
+static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 {
 	struct src *s = ud;
 
 	(void)a;
 	if (s->failed)
 		return -1;
+	if (s->comp == C_GZIP)
+		return gz_read(s, buf);
 	if (s->comp != C_ZSTD) {
 		ssize_t r;
 		if (!s->peek_given) {
@@ -138,6 +148,89 @@ static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
 	}
 }
 
+static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
+{
+	struct src *s = ud;
+	la_ssize_t n = src_read_raw(a, ud, buf);
+
+	if (n > 0) {
+		s->total_out += (uint64_t)n;
+		s->last = *buf;
+		s->last_len = (size_t)n;
+	}
+	return n;
+}
+
+static int fill_in(struct src *s)
+{
+	ssize_t r;
+
+	if (s->in_pos < s->in_len || s->in_eof)
+		return 0;
+	if (!s->peek_given) {
+		s->peek_given = true;
+		memcpy(s->in, s->peek, s->peek_len);
+		r = (ssize_t)s->peek_len;
+	} else {
+		r = read_some(s, s->in, IN_BUF);
+	}
+	if (r < 0)
+		return -1;
+	s->in_len = (size_t)r;
+	s->in_pos = 0;
+	if (r == 0)
+		s->in_eof = true;
+	return 0;
+}
+
+/* gzip, members concatenated as gzip(1) allows; anything else after the
+ * last member is an error. */
+static la_ssize_t gz_read(struct src *s, const void **buf)
+{
+	for (;;) {
+		int zr;
+
+		if (fill_in(s) < 0)
+			return -1;
+		if (s->in_pos == s->in_len && s->in_eof) {
+			if (!s->gz_end) {
+				s->failed = true;
+				ferr_set(&s->err, FERR_BUNDLE, 0,
+					 "'%s' is truncated: its gzip stream "
+					 "ends early",
+					 s->name);
+				return -1;
+			}
+			return 0;
+		}
+		if (s->gz_end) { /* another member follows */
+			if (inflateReset(&s->gz) != Z_OK)
+				goto corrupt;
+			s->gz_end = false;
+		}
+		s->gz.next_in = s->in + s->in_pos;
+		s->gz.avail_in = (uInt)(s->in_len - s->in_pos);
+		s->gz.next_out = s->out;
+		s->gz.avail_out = IN_BUF;
+		zr = inflate(&s->gz, Z_NO_FLUSH);
+		s->in_pos = s->in_len - s->gz.avail_in;
+		if (zr == Z_STREAM_END)
+			s->gz_end = true;
+		else if (zr != Z_OK && zr != Z_BUF_ERROR)
+			goto corrupt;
+		if (s->gz.avail_out < IN_BUF) {
+			*buf = s->out;
+			return (la_ssize_t)(IN_BUF - s->gz.avail_out);
+		}
+	}
+corrupt:
+	s->failed = true;
+	ferr_set(&s->err, FERR_BUNDLE, 0,
+		 "'%s': corrupt gzip stream or trailing data after it: %s",
+		 s->name, s->gz.msg ? s->gz.msg : "inflate error");
+	return -1;
+}
+
 static int src_open(struct src *s, const char *path, struct ferr *e)
 {
 	ssize_t r;
@@ -185,6 +278,13 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 				       BREADER_ZSTD_WINDOW_LOG_MAX);
 	} else if (got >= 2 && s->peek[0] == 0x1f && s->peek[1] == 0x8b) {
 		s->comp = C_GZIP;
+		s->out = malloc(IN_BUF);
+		if (!s->out)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		if (inflateInit2(&s->gz, 16 + MAX_WBITS) != Z_OK)
+			return ferr_set(e, FERR_IO, ENOMEM,
+					"cannot set up gzip decoding");
+		s->gz_init = true;
 	}
 	return 0;
 }
@@ -196,6 +296,47 @@ static void src_close(struct src *s)
 	free(s->in);
 	free(s->out);
 	ZSTD_freeDCtx(s->dz);
+	if (s->gz_init)
+		inflateEnd(&s->gz);
+}
+
+/* After the tar end-of-archive marker: only zero padding may follow (at
+ * most 16 MiB of it), and the compressed stream must end cleanly. */
+#define MAX_TAIL (16u * 1024u * 1024u)
+static int src_drain(struct archive *a, struct src *s, struct ferr *e)
+{
+	uint64_t consumed = (uint64_t)archive_filter_bytes(a, 0);
+	uint64_t tail = s->total_out - consumed, seen = 0;
+	const void *b;
+	la_ssize_t n;
+
+	if (tail > s->last_len)
+		tail = s->last_len; /* cannot happen; stay in bounds */
+	for (uint64_t i = s->last_len - tail; i < s->last_len; i++)
+		if (s->last[i])
+			goto trailing;
+	seen = tail;
+	while ((n = src_read_raw(NULL, s, &b)) > 0) {
+		const unsigned char *q = b;
+		for (la_ssize_t i = 0; i < n; i++)
+			if (q[i])
+				goto trailing;
+		seen += (uint64_t)n;
+		if (seen > MAX_TAIL)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'%s' has more than %u MiB of padding "
+					"after the end of the archive",
+					s->name, MAX_TAIL >> 20);
+	}
+	if (n < 0) {
+		*e = s->err;
+		return -1;
+	}
+	return 0;
+trailing:
+	return ferr_set(e, FERR_BUNDLE, 0,
+			"'%s' has trailing data after the end of the archive",
+			s->name);
 }
 
 /* ---- blob table ---- */
@@ -432,9 +573,9 @@ static int parse_sums(struct rd *r, struct ferr *e)
 					return ferr_prefix(e, "'SHA256SUMS'");
 				if (!digest_equal(&nd, &d))
 					return ferr_set(
-					    e, FERR_BUNDLE, 0,
+					    e, FERR_VERIFY, 0,
 					    "'SHA256SUMS' gives '%s' a checksum "
-					    "other than its name",
+					    "that does not match its name",
 					    path);
 				b = tadd(&r->t, &d);
 				if (!b)
@@ -450,7 +591,7 @@ static int parse_sums(struct rd *r, struct ferr *e)
 	for (int i = 0; i < 4; i++)
 		if (!have[i])
 			return ferr_set(e, FERR_BUNDLE, 0,
-					"'SHA256SUMS' does not list '%s'",
+					"entry '%s' is not listed in 'SHA256SUMS'",
 					fixed_names[i]);
 	r->h->nentries = n;
 	return 0;
@@ -990,11 +1131,9 @@ int bundle_read(const char *path, const struct sig_key *key,
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		goto out;
 	}
+	/* tar only; zstd and gzip are decoded here, with our limits */
 	archive_read_support_format_tar(a);
-	if (s.comp == C_GZIP)
-		archive_read_support_filter_gzip(a);
-	else
-		archive_read_support_filter_none(a);
+	archive_read_support_filter_none(a);
 	if (archive_read_open(a, &s, NULL, src_read, NULL) != ARCHIVE_OK) {
 		if (s.failed)
 			*e = s.err;
@@ -1008,13 +1147,25 @@ int bundle_read(const char *path, const struct sig_key *key,
 		goto out;
 	}
 	for (;; idx++) {
+		uint64_t before = (uint64_t)archive_filter_bytes(a, 0);
 		int ar = archive_read_next_header(a, &ent);
 		const char *name;
 		char q[256];
 		uint64_t size;
 
-		if (ar == ARCHIVE_EOF)
+		if (ar == ARCHIVE_EOF) {
+			/* two zero blocks must close the archive: without them
+			 * it may have been cut at an entry boundary */
+			if (idx >= 6 && (uint64_t)archive_filter_bytes(a, 0) <
+					    ((before + 511) & ~(uint64_t)511) + 1024) {
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "'%s' is truncated: the end-of-archive "
+					 "marker is missing",
+					 s.name);
+				goto out;
+			}
 			break;
+		}
 		if (ar != ARCHIVE_OK) {
 			if (s.failed)
 				*e = s.err;
@@ -1041,16 +1192,25 @@ int bundle_read(const char *path, const struct sig_key *key,
 		st->entries++;
 		if (idx < 6) {
 			if (strcmp(name, fixed_names[idx]) != 0) {
-				bool known = false;
+				int known = -1;
 				for (int i = 0; i < 6; i++)
-					known |= !strcmp(name, fixed_names[i]);
-				ferr_set(e, FERR_BUNDLE, 0,
-					 known ? "entries out of order: '%s' "
-						 "where '%s' belongs"
-					       : "unexpected entry '%s' where "
-						 "'%s' belongs (or missing "
-						 "entry)",
-					 q, fixed_names[idx]);
+					if (!strcmp(name, fixed_names[i]))
+						known = i;
+				if (known >= 0 && (size_t)known < idx)
+					ferr_set(e, FERR_BUNDLE, 0,
+						 "duplicate entry '%s'", q);
+				else if (known >= 0)
+					ferr_set(e, FERR_BUNDLE, 0,
+						 "entry '%s' is missing or out of "
+						 "order: found '%s' where it "
+						 "belongs",
+						 fixed_names[idx], q);
+				else
+					ferr_set(e, FERR_BUNDLE, 0,
+						 "unexpected entry '%s' where "
+						 "'%s' belongs (missing or out "
+						 "of order)",
+						 q, fixed_names[idx]);
 				goto out;
 			}
 			if (size > fixed_caps[idx]) {
@@ -1075,14 +1235,16 @@ int bundle_read(const char *path, const struct sig_key *key,
 				int v;
 				if (!r.fixed[5].len) {
 					ferr_set(e, FERR_VERIFY, 0,
-						 "'SHA256SUMS.sig' is empty");
+						 "'SHA256SUMS.sig' is empty: no "
+						 "signature");
 					goto out;
 				}
 				if (sig_base64_decode((const char *)r.fixed[5].data,
 						      r.fixed[5].len, &sig,
 						      &siglen, e) < 0) {
 					e->cat = FERR_VERIFY;
-					ferr_prefix(e, "'SHA256SUMS.sig'");
+					ferr_prefix(e, "invalid signature in "
+						       "'SHA256SUMS.sig'");
 					goto out;
 				}
 				v = sig_verify(key, r.fixed[4].data, r.fixed[4].len,
@@ -1246,6 +1408,8 @@ int bundle_read(const char *path, const struct sig_key *key,
 			goto out;
 		}
 	}
+	if (src_drain(a, &s, e) < 0)
+		goto out;
 	rc = 0;
 out:
 	if (rc < 0 && r.in_blob && ops && ops->blob_abort)

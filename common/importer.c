@@ -310,7 +310,7 @@ static int run_job(struct imp *x, struct reg_client *c, struct job *j,
 	if (reg_upload_start(c, x->repos[j->repo], NULL, NULL, &mounted, &url,
 			     e) < 0)
 		goto out;
-	if (j->size <= IMP_CHUNK) {
+	if (j->size <= IMP_SMALL) {
 		/* small: one PUT with the data, once verified */
 		int b = -1;
 		size_t len = 0;

@@ -21,6 +21,9 @@
 /* Memory for blob data in flight: IMP_CHUNKS buffers of IMP_CHUNK bytes. */
 #define IMP_CHUNK (4u * 1024u * 1024u)
 #define IMP_CHUNKS 6
+/* Blobs up to this size go in one PUT once verified; larger ones stream
+ * in one PATCH as they are read, completed by a PUT once verified. */
+#define IMP_SMALL (1024u * 1024u)
 
 struct imp_progress {
 	atomic_ullong bytes_read;   /* blob bytes read from the bundle */

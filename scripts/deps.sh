@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
 	build-essential cmake pkg-config
-	libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libzstd-dev
+	libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libzstd-dev zlib1g-dev
 	docker-registry skopeo apache2-utils openssl ca-certificates
 	python3 curl zstd jq
 )

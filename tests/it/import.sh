@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# ferry import against the real registries (plain, TLS + Basic, token):
+# round trip with skopeo as the independent check, idempotent reruns,
+# shared layers, a registry that dies at several points (no tag may point at
+# incomplete content; a rerun completes), rollback protection, dry runs,
+# and no temporary files.
+set -uo pipefail
+ferry=$1
+state=$2
+fixtures=$(cd "$(dirname "$0")/../fixtures" && pwd)
+# shellcheck disable=SC1091
+source "$state/env.sh"
+work=$(mktemp -d)
+proxy_pid=
+cleanup() {
+	[ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+# fresh repository names on every run, whatever the registries hold
+run=r$$
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() {
+	failed=$((failed + 1))
+	echo "FAIL $*"
+}
+jqe() { jq -e "$@" >/dev/null; }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok; else bad "$name"; fi
+}
+expect() { # NAME CODE PATTERN -- ferry args
+	local name=$1 code=$2 pattern=$3
+	shift 3
+	local out rc
+	out=$("$ferry" "$@" 2>&1)
+	rc=$?
+	if [ "$rc" = "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok; else
+		bad "$name: exit $rc (want $code), /$pattern/"
+		echo "$out" | tail -5 | sed 's/^/    /'
+	fi
+}
+digest_of() { # docker://REF [skopeo opts]: manifest digest as served
+	skopeo inspect --raw "$@" 2>/dev/null | sha256sum | cut -d' ' -f1 | sed 's/^/sha256:/'
+}
+catalog() { # HOST CURL-OPTS...: repositories and their tags, sorted
+	local host=$1
+	shift
+	local scheme=https
+	[ "$host" = "$FERRY_TEST_PLAIN" ] && scheme=http
+	for r in $(curl -sf "$@" "$scheme://$host/v2/_catalog?n=10000" | jq -r '.repositories[]?'); do
+		echo "$r: $(curl -sf "$@" "$scheme://$host/v2/$r/tags/list" | jq -c '.tags | sort?')"
+	done
+}
+
+"$ferry" keygen -o k -q >/dev/null
+cut -f1 "$FERRY_TEST_IMAGES" | sed "s|^|$FERRY_TEST_PLAIN/|" >all.txt
+"$ferry" export -q -f all.txt -o all.tar.zst --key k.key --insecure-registry 127.0.0.1 \
+	--cache cache >/dev/null || bad "export"
+
+# --- round trip into every setup
+for setup in plain tls token; do
+	case $setup in
+	plain) host=$FERRY_TEST_PLAIN opts=(--insecure-registry 127.0.0.1) sk=(--tls-verify=false) ;;
+	tls) host=$FERRY_TEST_TLS opts=(--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE")
+		sk=(--cert-dir "$FERRY_TEST_CERT_DIR" --authfile "$FERRY_TEST_AUTHFILE") ;;
+	token) host=$FERRY_TEST_TOKEN opts=(--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE")
+		sk=(--cert-dir "$FERRY_TEST_CERT_DIR" --authfile "$FERRY_TEST_AUTHFILE") ;;
+	esac
+	if "$ferry" import all.tar.zst --key k.pub --to "$host/${run}rt" --state-dir "st-$setup" \
+		--report "r-$setup.json" -q "${opts[@]}"; then ok; else bad "import into $setup"; fi
+	while IFS=$'\t' read -r ref digest _; do
+		check "$setup: $ref has its source digest" [ "$(digest_of "docker://$host/${run}rt/$ref" "${sk[@]}")" = "$digest" ]
+	done <"$FERRY_TEST_IMAGES"
+	ref=$(grep -m1 harbor-portal "$FERRY_TEST_IMAGES" | cut -f1)
+	check "$setup: skopeo pulls the multi-arch image back" \
+		skopeo copy -q --all --preserve-digests "${sk[@]/--cert-dir/--src-cert-dir}" \
+		"docker://$host/${run}rt/$ref" "oci:pulled-$setup:x"
+	check "$setup: report counts" jqe '.blobs.pushed > 0 and .tagsPushed == 7' "r-$setup.json"
+	# the same bundle again, with fresh rollback state: nothing uploaded
+	"$ferry" import all.tar.zst --key k.pub --to "$host/${run}rt" --state-dir "st2-$setup" \
+		--report "r2-$setup.json" -q "${opts[@]}" || bad "re-import into $setup"
+	check "$setup: second import uploads nothing" \
+		jqe '.blobs.pushed == 0 and .blobs.bytesPushed == 0 and .manifestsPushed == 0 and .tagsPushed == 0' "r2-$setup.json"
+done
+# with the same state: a fast no-op
+expect "same bundle again" 0 "already imported" import all.tar.zst --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}rt" --state-dir st-plain --insecure-registry 127.0.0.1
+# keep-registry layout
+"$ferry" import all.tar.zst --key k.pub --to "$FERRY_TEST_PLAIN/${run}mirror" --keep-registry \
+	--state-dir st-keep --insecure-registry 127.0.0.1 -q || bad "import --keep-registry"
+ref=$(head -1 "$FERRY_TEST_IMAGES" | cut -f1)
+check "--keep-registry keeps the source registry as a path component" \
+	[ "$(digest_of "docker://$FERRY_TEST_PLAIN/${run}mirror/${FERRY_TEST_PLAIN/:/-}/$ref" --tls-verify=false)" = \
+	"$(head -1 "$FERRY_TEST_IMAGES" | cut -f2)" ]
+
+# --- a second bundle that shares layers: shared blobs are not sent again
+core=$FERRY_TEST_PLAIN/$(grep -m1 harbor-core "$FERRY_TEST_IMAGES" | cut -f1)
+jobs=$FERRY_TEST_PLAIN/$(grep -m1 harbor-jobservice "$FERRY_TEST_IMAGES" | cut -f1)
+"$ferry" export -q "$core" -o a.tar --compress none --key k.key --insecure-registry 127.0.0.1 --cache cache >/dev/null
+"$ferry" export -q "$core" "$jobs" -o b.tar --compress none --key k.key --insecure-registry 127.0.0.1 --cache cache >/dev/null
+"$ferry" import a.tar --key k.pub --to "$FERRY_TEST_PLAIN/${run}shared" --state-dir st-a --insecure-registry 127.0.0.1 -q || bad "import a"
+"$ferry" import b.tar --key k.pub --to "$FERRY_TEST_PLAIN/${run}shared" --state-dir st-b --insecure-registry 127.0.0.1 \
+	--report rb.json -q || bad "import b"
+core_blobs=$(tar -tf a.tar | grep -c '^blobs/')
+check "shared blobs skipped ($(jq -c .blobs rb.json), bundle a had $core_blobs blobs)" \
+	jqe ".blobs.skipped >= $core_blobs - 1" rb.json
+check "the base layer shared across repositories is mounted, not sent" jqe '.blobs.mounted >= 1' rb.json
+total_b=$(tar -tvf b.tar | awk '/blobs\//{s+=$3} END{print s}')
+check "second bundle sent less than half its size" [ "$(jq .blobs.bytesPushed rb.json)" -lt "$((total_b / 2))" ]
+
+# --- dry run: nothing written
+before=$(catalog "$FERRY_TEST_PLAIN")
+expect "dry run" 0 "would send" import all.tar.zst --key k.pub --to "$FERRY_TEST_PLAIN/${run}dry" \
+	--state-dir st-dry --insecure-registry 127.0.0.1 --dry-run
+check "dry run wrote nothing" [ "$(catalog "$FERRY_TEST_PLAIN")" = "$before" ]
+check "dry run kept no state" [ ! -e st-dry/import-state.json ]
+
+# --- rollback protection
+"$ferry" export -q "$core" -o seq10.tar --compress none --key k.key --insecure-registry 127.0.0.1 \
+	--cache cache --channel weekly --sequence 10 >/dev/null
+"$ferry" export -q "$core" -o seq5.tar --compress none --key k.key --insecure-registry 127.0.0.1 \
+	--cache cache --channel weekly --sequence 5 >/dev/null
+"$ferry" import seq10.tar --key k.pub --to "$FERRY_TEST_PLAIN/${run}rb" --state-dir st-rb --insecure-registry 127.0.0.1 -q ||
+	bad "import sequence 10"
+expect "older bundle refused" 5 "rollback refused.*sequence 10.*sequence 5" import seq5.tar --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}rb" --state-dir st-rb --insecure-registry 127.0.0.1
+expect "--allow-rollback accepts it" 0 "imported" import seq5.tar --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}rb" --state-dir st-rb --insecure-registry 127.0.0.1 --allow-rollback
+expect "and the state keeps the highest sequence" 5 "rollback refused" import seq5.tar --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}rb" --state-dir st-rb --insecure-registry 127.0.0.1
+
+# --- errors
+expect "wrong key" 5 "signature" import all.tar.zst --key <("$ferry" keygen -o other -q >/dev/null; cat other.pub) \
+	--to "$FERRY_TEST_PLAIN/${run}x" --state-dir st-x --insecure-registry 127.0.0.1
+expect "wrong credentials" 4 "authentication to registry" import all.tar.zst --key k.pub \
+	--to "$FERRY_TEST_TLS/${run}x" --state-dir st-x --ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_BAD_AUTHFILE"
+expect "no --to" 2 "--to" import all.tar.zst --key k.pub
+
+# --- no temporary files, bounded memory
+mkdir tmpcheck
+before_files=$(find / -xdev -newer all.tar.zst -type f 2>/dev/null | grep -v -e "^/proc" -e "^$work" -e "$FERRY_TEST_PLAIN_STORAGE" -e "/fixture-state/" | sort)
+TMPDIR=$work/tmpcheck /usr/bin/time -f '%M' -o mem.txt "$ferry" import all.tar.zst --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}tmpcheck" --state-dir st-tmp --insecure-registry 127.0.0.1 -q || bad "import (tmp check)"
+check "no temporary files in TMPDIR" [ -z "$(ls -A tmpcheck)" ]
+check "peak memory $(cat mem.txt) KiB < 64 MiB" [ "$(cat mem.txt)" -lt 65536 ]
+
+# --- the registry dies halfway: during a layer, between blobs and
+# manifests, during tagging. Every tag that exists must point at complete
+# content; the rerun completes.
+n=0
+for point in "PATCH /v2/.*/blobs/uploads:0" "PUT /v2/.*/manifests/sha256:0" "PUT /v2/.*/manifests/[^s][^/]*$:2"; do
+	n=$((n + 1))
+	match=${point%:*}
+	after=${point##*:}
+	rm -f proxy.port
+	DIEPROXY_MATCH=$match DIEPROXY_AFTER=$after python3 "$fixtures/dieproxy.py" proxy.port "$FERRY_TEST_PLAIN" proxy.log &
+	proxy_pid=$!
+	for _ in $(seq 100); do [ -s proxy.port ] && break; sleep 0.1; done
+	port=$(cat proxy.port)
+	target=127.0.0.1:$port/${run}die$n
+	expect "dies at '$match' #$((after + 1)): error" 3 "registry '127.0.0.1:$port'" import all.tar.zst \
+		--key k.pub --to "$target" --state-dir "st-die$n" --insecure-registry 127.0.0.1
+	kill "$proxy_pid" 2>/dev/null # in case it did not die
+	wait "$proxy_pid" 2>/dev/null
+	proxy_pid=
+	# look at the registry itself: every tag present is complete
+	tags=0
+	while IFS=$'\t' read -r ref digest _; do
+		repo=${ref%:*}
+		tag=${ref##*:}
+		if skopeo inspect --raw --tls-verify=false "docker://$FERRY_TEST_PLAIN/${run}die$n/$ref" >/dev/null 2>&1; then
+			tags=$((tags + 1))
+			check "die$n: tag $ref points at complete content" skopeo copy -q --all --preserve-digests \
+				--src-tls-verify=false "docker://$FERRY_TEST_PLAIN/${run}die$n/$ref" "oci:die$n-$tags:x"
+			check "die$n: tag $ref has the right digest" [ "$(digest_of "docker://$FERRY_TEST_PLAIN/${run}die$n/$ref" --tls-verify=false)" = "$digest" ]
+		fi
+	done <"$FERRY_TEST_IMAGES"
+	case $n in
+	1 | 2) check "die$n: no tag written before everything was in place ($tags)" [ "$tags" = 0 ] ;;
+	3) check "die$n: died during tagging ($tags tags written)" [ "$tags" -ge 1 ] ;;
+	esac
+	python3 "$fixtures/dieproxy.py" proxy.port2 "$FERRY_TEST_PLAIN" proxy.log - "$port" &
+	proxy_pid=$!
+	rm -f proxy.port2
+	for _ in $(seq 100); do [ -s proxy.port2 ] && break; sleep 0.1; done
+	if "$ferry" import all.tar.zst --key k.pub --to "$target" --state-dir "st-die$n" \
+		--insecure-registry 127.0.0.1 --report "rdie$n.json" -q; then ok; else bad "die$n: rerun"; fi
+	kill "$proxy_pid" 2>/dev/null
+	wait "$proxy_pid" 2>/dev/null
+	proxy_pid=
+	while IFS=$'\t' read -r ref digest _; do
+		check "die$n: after the rerun $ref is complete" \
+			[ "$(digest_of "docker://$FERRY_TEST_PLAIN/${run}die$n/$ref" --tls-verify=false)" = "$digest" ]
+	done <"$FERRY_TEST_IMAGES"
+	[ "$n" -ge 2 ] && check "die$n: rerun skipped what was already there ($(jq -c .blobs "rdie$n.json"))" \
+		jqe '.blobs.bytesPushed == 0' "rdie$n.json"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
