@@ -427,6 +427,67 @@ static void *worker(void *arg)
 static int state_check(struct imp *x, const struct bundle_header *h,
 		       struct ferr *e);
 
+/* Harbor keeps repositories in projects (the first path component) that
+ * must exist before a push; other registries have no such API. */
+static int harbor_projects(struct imp *x, struct ferr *e)
+{
+	long st;
+	struct ferr pe;
+
+	ferr_clear(&pe);
+	if (reg_api(x->main, "GET", "/api/v2.0/ping", NULL, &st, &pe) < 0)
+		return 0; /* not Harbor */
+	for (size_t i = 0; i < x->nrepos; i++) {
+		char proj[256], path[400], body[400];
+		size_t n = strcspn(x->repos[i], "/");
+		bool dup = false;
+
+		if (n >= sizeof(proj))
+			n = sizeof(proj) - 1;
+		memcpy(proj, x->repos[i], n);
+		proj[n] = '\0';
+		for (size_t k = 0; k < i; k++)
+			dup |= !strncmp(x->repos[k], proj, n) &&
+			       (x->repos[k][n] == '/' || !x->repos[k][n]);
+		if (dup)
+			continue;
+		snprintf(path, sizeof(path), "/api/v2.0/projects?project_name=%s",
+			 proj);
+		ferr_clear(&pe);
+		if (reg_api(x->main, "HEAD", path, NULL, &st, &pe) == 0)
+			continue;
+		if (st != 404) {
+			*e = pe;
+			return ferr_prefix(e, "cannot check Harbor project '%s'",
+					   proj);
+		}
+		if (!x->o->create_projects)
+			return ferr_set(e, FERR_NETWORK, 404,
+					"Harbor project '%s' does not exist on "
+					"'%s': create it, or use "
+					"--create-projects",
+					proj, x->o->host);
+		if (x->o->dry_run) {
+			x->res->projects_to_create++;
+			continue;
+		}
+		snprintf(body, sizeof(body),
+			 "{\"project_name\":\"%s\",\"metadata\":{\"public\":"
+			 "\"%s\"}}",
+			 proj, x->o->public_projects ? "true" : "false");
+		ferr_clear(&pe);
+		if (reg_api(x->main, "POST", "/api/v2.0/projects", body, &st,
+			    &pe) < 0 &&
+		    st != 409) {
+			*e = pe;
+			return ferr_prefix(e, "cannot create Harbor project '%s'",
+					   proj);
+		}
+		x->res->projects_created++;
+	}
+	return 0;
+}
+
 static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 {
 	struct imp *x = ctx;
@@ -462,7 +523,7 @@ static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 		if (id == (size_t)-1 || set_add(x, &im->digest, id, e) < 0)
 			return -1;
 	}
-	return 0;
+	return harbor_projects(x, e);
 }
 
 static int get_buffer(struct imp *x, struct ferr *e)

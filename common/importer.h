@@ -79,6 +79,7 @@ struct imp_result {
 	unsigned pushed, skipped, mounted;
 	uint64_t bytes_pushed, bytes_to_push;
 	unsigned manifests_pushed, manifests_skipped, tags;
+	unsigned projects_created, projects_to_create; /* Harbor */
 };
 
 int imp_run(const struct imp_opts *o, const char *bundle,

@@ -1874,3 +1874,54 @@ out:
 	free(rq.url);
 	return rc;
 }
+
+int reg_api(struct reg_client *c, const char *method, const char *path,
+	    const char *json_body, long *status, struct ferr *e)
+{
+	char *basic = NULL, *line = NULL;
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	*status = 0;
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	if (ensure_ping(c, e) < 0)
+		return -1;
+	if (c->cred) {
+		/* Basic, to this host only (perform() never sends fixed_auth
+		 * elsewhere: no redirects are followed off-host with it) */
+		basic = auth_basic_header(c->cred);
+		size_t n = basic ? strlen(basic) + 16 : 0;
+		line = basic ? malloc(n) : NULL;
+		if (!line) {
+			auth_wipe_free(basic);
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		}
+		snprintf(line, n, "Authorization: %s", basic);
+	}
+	rq.method = method;
+	rq.url = mkurl(c, "%s", path);
+	rq.what = path;
+	rq.fixed_auth = line;
+	rq.mode = BODY_DISCARD;
+	rq.send = json_body;
+	rq.send_len = json_body ? strlen(json_body) : 0;
+	rq.content_type = json_body ? "Content-Type: application/json" : NULL;
+	if (!rq.url) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (request(c, &rq, &x, e) < 0) {
+		*status = e->code;
+		goto out;
+	}
+	*status = x.status;
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	auth_wipe_free(line);
+	auth_wipe_free(basic);
+	return rc;
+}

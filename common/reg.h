@@ -147,6 +147,13 @@ int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
 		     const char *media_type, const void *p, size_t n,
 		     const struct digest *want, struct ferr *e);
 
+/* A call to the registry host's own REST API (Harbor's /api/v2.0/...),
+ * with the host's credentials as Basic auth when it has any.  0 on 2xx;
+ * otherwise -1 with *status (and e->code) the HTTP status, 0 when there
+ * was no answer. */
+int reg_api(struct reg_client *c, const char *method, const char *path,
+	    const char *json_body, long *status, struct ferr *e);
+
 /* Statistics, for tests and reports. */
 struct reg_stats {
 	unsigned long requests;

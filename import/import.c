@@ -34,6 +34,9 @@ static const char usage_text[] =
     "      --keep-registry     keep the source registry as a path component\n"
     "      --state-dir DIR     rollback state (default $XDG_STATE_HOME/ferry\n"
     "                          or ~/.local/state/ferry)\n"
+    "      --create-projects   Harbor: create missing projects (private\n"
+    "                          unless --public) before pushing\n"
+    "      --public            with --create-projects: public projects\n"
     "\n";
 
 enum {
@@ -130,6 +133,7 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "manifestsPushed", json_integer(r->manifests_pushed));
 	json_object_set_new(root, "manifestsSkipped", json_integer(r->manifests_skipped));
 	json_object_set_new(root, "tagsPushed", json_integer(r->tags));
+	json_object_set_new(root, "projectsCreated", json_integer(r->projects_created));
 	json_object_set_new(root, "durationSeconds", json_real(secs));
 	n = strlen(path) + 32;
 	tmp = malloc(n);
@@ -305,12 +309,6 @@ int cmd_import(int argc, char **argv)
 				to);
 		goto out;
 	}
-	if (create) {
-		ferr_set(&e, FERR_INPUT, 0,
-			 "--create-projects is not available in this version");
-		goto fail;
-	}
-	(void)public_;
 	if (sig_load_public(&key, keyfile, &e) < 0)
 		goto fail;
 	if (auth_store_load(&creds, com.authfile, &e) < 0)
@@ -325,6 +323,8 @@ int cmd_import(int argc, char **argv)
 	io.dry_run = dry;
 	io.allow_rollback = rollback;
 	io.state_dir = state_dir;
+	io.create_projects = create;
+	io.public_projects = public_;
 	io.key = &key;
 	io.progress = &pr;
 	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
@@ -358,9 +358,13 @@ int cmd_import(int argc, char **argv)
 				       res.images[i].digest.str);
 			if (dry)
 				printf("would send %.1f MiB; blobs already there: "
-				       "%u\n",
+				       "%u; Harbor projects to create: %u\n",
 				       (double)res.bytes_to_push / 1048576.0,
-				       res.skipped);
+				       res.skipped, res.projects_to_create);
+			else if (res.projects_created)
+				printf("created %u Harbor project%s\n",
+				       res.projects_created,
+				       res.projects_created == 1 ? "" : "s");
 			else
 				printf("blobs: %u pushed (%.1f MiB), %u already "
 				       "there, %u mounted; manifests: %u pushed, "

@@ -201,5 +201,38 @@ for c in layer-flip-resigned zstd-trunc-middle zstd-bomb-entry; do
 	verify_case "$name" "$codes" "$regex" "cases/$file" good.pub stdin
 done
 
+# --- the same cases imported: each is refused with the same exit code, no
+# tag is written or moved anywhere, and a defect in the signature or
+# SHA256SUMS pushes nothing at all (the catalog stays the same)
+catalog() { curl -sf "http://$FERRY_TEST_PLAIN/v2/_catalog?n=100000" | jq -r '.repositories[]?' | sort; }
+tagstate() {
+	local r
+	for r in $(catalog); do
+		echo "$r $(curl -sf "http://$FERRY_TEST_PLAIN/v2/$r/tags/list" | jq -c '.tags // [] | sort')"
+	done | grep -v ' \[\]$'
+}
+tags_before=$(tagstate)
+prefix=hostile$$
+ni=0
+while IFS=$'\t' read -r name file codes regex; do
+	cat_before=$(catalog)
+	out=$(timeout 120 "$ferry" import "cases/$file" --key good.pub --to "$FERRY_TEST_PLAIN/$prefix" \
+		--state-dir "$work/import-state" --insecure-registry 127.0.0.1 -q 2>&1)
+	rc=$?
+	if [[ "|$codes|" == *"|$rc|"* ]]; then ok; else
+		bad "import $name: exit $rc, want $codes: $(tail -1 <<<"$out")"
+	fi
+	case $name in
+	sig-* | sums-* | missing-sums | order-sig-* | order-sums-*)
+		if [ "$(catalog)" = "$cat_before" ]; then ok; else bad "import $name pushed something"; fi ;;
+	esac
+	ni=$((ni + 1))
+done <cases/cases.tsv
+if [ "$(tagstate)" = "$tags_before" ]; then ok; else
+	bad "hostile imports changed tags: $(diff <(echo "$tags_before") <(tagstate) | head -5)"
+fi
+check_n=$(catalog | grep -c "^$prefix/" || true)
+echo "($ni hostile imports; $check_n repositories hold untagged blobs, which registry GC removes)"
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
