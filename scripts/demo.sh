@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A full demo on this machine, no network needed: installs dependencies,
-# builds ferry, starts a local registry holding generated test images, then
-# keygen -> export into a signed bundle -> ferry verify -> the same checks
-# with nothing but tar, sha256sum, base64 and openssl.
+# builds ferry, starts local registries (a plain one holding generated test
+# images as the "internet side", a TLS one with a password as the internal
+# registry), then keygen -> export into a signed bundle -> ferry verify (and
+# the same checks with nothing but tar, sha256sum, base64 and openssl) ->
+# ferry import into the internal registry, and shows the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -30,10 +32,10 @@ echo "== ferry keygen"
 echo
 echo "== ferry export"
 "$ferry" export -f images.txt -o bundle.tar.zst --key demo.key \
-	--insecure-registry "$FERRY_TEST_PLAIN" --cache cache --report report.json
+	--insecure-registry "$FERRY_TEST_PLAIN" --cache cache --report report.json --progress none
 echo
 echo "== what is inside"
-tar -tvf bundle.tar.zst | head -8
+tar -tvf bundle.tar.zst | sed -n 1,8p
 echo "..."
 echo
 echo "== ferry verify (offline audit with the trusted public key)"
@@ -44,4 +46,19 @@ mkdir -p extracted && tar -xf bundle.tar.zst -C extracted
 (cd extracted && sha256sum --quiet -c SHA256SUMS && echo "SHA256SUMS: all entries OK" &&
 	openssl dgst -sha256 -verify ../demo.pub -signature <(base64 -d SHA256SUMS.sig) SHA256SUMS)
 echo
-echo "Done. Bundle: $demo/bundle.tar.zst (report: $demo/report.json)"
+echo "== ferry import into the internal registry (TLS, password from an auth file)"
+"$ferry" import bundle.tar.zst --key demo.pub --to "$FERRY_TEST_TLS/internal" \
+	--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE" --state-dir state --progress none
+echo
+echo "== the result: source digest -> digest in the internal registry"
+while IFS=$'\t' read -r ref digest _; do
+	got=$(skopeo inspect --raw --cert-dir "$FERRY_TEST_CERT_DIR" --authfile "$FERRY_TEST_AUTHFILE" \
+		"docker://$FERRY_TEST_TLS/internal/$ref" | sha256sum | cut -d' ' -f1)
+	printf '%-36s %s %s\n' "$ref" "${digest:7:16}" "$([ "sha256:$got" = "$digest" ] && echo "= same" || echo "!= DIFFERENT")"
+done <"$FERRY_TEST_IMAGES"
+echo
+echo "== importing the same bundle again is a no-op"
+"$ferry" import bundle.tar.zst --key demo.pub --to "$FERRY_TEST_TLS/internal" \
+	--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE" --state-dir state
+echo
+echo "Done. Bundle: $demo/bundle.tar.zst (reports: $demo/report.json)"
