@@ -44,9 +44,6 @@ struct src {
 	bool zstarted;
 	struct ferr err;
 	bool failed;
-	unsigned char peek[8];
-	size_t peek_len;
-	bool peek_given;
 };
 
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
@@ -65,6 +62,7 @@ static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 }
 
 static la_ssize_t gz_read(struct src *s, const void **buf);
+static int fill_in(struct src *s);
 
 static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 {
@@ -77,12 +75,11 @@ static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 		return gz_read(s, buf);
 	if (s->comp != C_ZSTD) {
 		ssize_t r;
-		if (!s->peek_given) {
-			s->peek_given = true;
-			if (s->peek_len) {
-				*buf = s->peek;
-				return (la_ssize_t)s->peek_len;
-			}
+		if (s->in_pos < s->in_len) { /* what src_open read first */
+			*buf = s->in + s->in_pos;
+			r = (ssize_t)(s->in_len - s->in_pos);
+			s->in_pos = s->in_len;
+			return r;
 		}
 		r = read_some(s, s->in, IN_BUF);
 		*buf = s->in;
@@ -93,22 +90,8 @@ static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 		ZSTD_outBuffer o = {s->out, ZSTD_DStreamOutSize(), 0};
 		ZSTD_inBuffer i;
 
-		if (s->in_pos == s->in_len && !s->in_eof) {
-			ssize_t r;
-			if (!s->peek_given) {
-				s->peek_given = true;
-				memcpy(s->in, s->peek, s->peek_len);
-				r = (ssize_t)s->peek_len;
-			} else {
-				r = read_some(s, s->in, IN_BUF);
-			}
-			if (r < 0)
-				return -1;
-			s->in_len = (size_t)r;
-			s->in_pos = 0;
-			if (r == 0)
-				s->in_eof = true;
-		}
+		if (fill_in(s) < 0)
+			return -1;
 		if (s->in_pos == s->in_len && s->in_eof) {
 			if (s->zstarted && s->zret != 0) {
 				s->failed = true;
@@ -167,13 +150,7 @@ static int fill_in(struct src *s)
 
 	if (s->in_pos < s->in_len || s->in_eof)
 		return 0;
-	if (!s->peek_given) {
-		s->peek_given = true;
-		memcpy(s->in, s->peek, s->peek_len);
-		r = (ssize_t)s->peek_len;
-	} else {
-		r = read_some(s, s->in, IN_BUF);
-	}
+	r = read_some(s, s->in, IN_BUF);
 	if (r < 0)
 		return -1;
 	s->in_len = (size_t)r;
@@ -256,19 +233,24 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 	s->in = malloc(IN_BUF);
 	if (!s->in)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	/* the first bytes tell the compression; reading them as part of a
+	 * full buffer keeps every later read aligned */
 	while (got < 4) {
-		r = read_some(s, s->peek + got, 4 - got);
+		r = read_some(s, s->in + got, IN_BUF - got);
 		if (r < 0) {
 			*e = s->err;
 			return -1;
 		}
-		if (r == 0)
+		if (r == 0) {
+			s->in_eof = true;
 			break;
+		}
 		got += (size_t)r;
 	}
-	s->peek_len = got;
-	if (got >= 4 && s->peek[0] == 0x28 && s->peek[1] == 0xb5 &&
-	    s->peek[2] == 0x2f && s->peek[3] == 0xfd) {
+	s->in_len = got;
+	s->in_pos = 0;
+	if (got >= 4 && s->in[0] == 0x28 && s->in[1] == 0xb5 &&
+	    s->in[2] == 0x2f && s->in[3] == 0xfd) {
 		s->comp = C_ZSTD;
 		s->out = malloc(ZSTD_DStreamOutSize());
 		s->dz = ZSTD_createDCtx();
@@ -276,7 +258,7 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		ZSTD_DCtx_setParameter(s->dz, ZSTD_d_windowLogMax,
 				       BREADER_ZSTD_WINDOW_LOG_MAX);
-	} else if (got >= 2 && s->peek[0] == 0x1f && s->peek[1] == 0x8b) {
+	} else if (got >= 2 && s->in[0] == 0x1f && s->in[1] == 0x8b) {
 		s->comp = C_GZIP;
 		s->out = malloc(IN_BUF);
 		if (!s->out)

@@ -1,5 +1,6 @@
 /* ferry import: the command layer over common/importer. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -70,7 +71,61 @@ static const struct option long_opts[] = {
 struct ui {
 	int mode;
 	bool quiet;
+	struct imp_progress *pr;
+	pthread_t ticker;
+	bool ticking, stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct timespec t0;
 };
+
+static void draw(struct ui *u, bool final)
+{
+	struct timespec now;
+	double t, rd = (double)atomic_load(&u->pr->bytes_read) / 1048576.0;
+	double pu = (double)atomic_load(&u->pr->bytes_pushed) / 1048576.0;
+	static const char *const phase[] = {"reading and pushing blobs",
+					    "pushing manifests", "writing tags",
+					    "done"};
+	int ph = atomic_load(&u->pr->phase);
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	t = (double)(now.tv_sec - u->t0.tv_sec) +
+	    (double)(now.tv_nsec - u->t0.tv_nsec) / 1e9;
+	fprintf(stderr,
+		"\r\033[K%s: read %.1f MiB, pushed %.1f MiB (%.1f MiB/s); "
+		"blobs %u pushed, %u there, %u mounted; manifests %u, tags %u",
+		phase[ph >= 0 && ph < 4 ? ph : 0], rd, pu, t > 0.2 ? pu / t : 0.0,
+		atomic_load(&u->pr->blobs_pushed),
+		atomic_load(&u->pr->blobs_skipped),
+		atomic_load(&u->pr->blobs_mounted),
+		atomic_load(&u->pr->manifests_pushed),
+		atomic_load(&u->pr->tags_pushed));
+	if (final)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+static void *tick(void *arg)
+{
+	struct ui *u = arg;
+
+	pthread_mutex_lock(&u->mu);
+	while (!u->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&u->cv, &u->mu, &ts);
+		if (!u->stop)
+			draw(u, false);
+	}
+	pthread_mutex_unlock(&u->mu);
+	return NULL;
+}
 
 static void on_event(void *ctx, const struct imp_event *ev)
 {
@@ -79,8 +134,8 @@ static void on_event(void *ctx, const struct imp_event *ev)
 			   : ev->type == IMP_EV_MANIFEST ? "manifest"
 							 : "tag";
 
-	if (u->quiet || u->mode == PROGRESS_NONE)
-		return;
+	if (u->quiet || u->mode == PROGRESS_NONE || u->mode == PROGRESS_AUTO)
+		return; /* on a terminal the ticker shows the counters */
 	if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_pack("{sssssssssI}", "event", kind, "action",
 				      ev->action, "repository", ev->repo, "object",
@@ -327,14 +382,32 @@ int cmd_import(int argc, char **argv)
 	io.public_projects = public_;
 	io.key = &key;
 	io.progress = &pr;
+	memset(&u, 0, sizeof(u));
 	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
 	u.quiet = com.quiet;
-	if (u.mode == PROGRESS_AUTO)
+	u.pr = &pr;
+	if (u.mode == PROGRESS_AUTO && !isatty(2))
 		u.mode = PROGRESS_PLAIN;
 	io.event = on_event;
 	io.event_ctx = &u;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (imp_run(&io, bundle, &res, &e) < 0)
+	u.t0 = t0;
+	pthread_mutex_init(&u.mu, NULL);
+	pthread_cond_init(&u.cv, NULL);
+	if (u.mode == PROGRESS_AUTO && pthread_create(&u.ticker, NULL, tick, &u) == 0)
+		u.ticking = true;
+	int ir = imp_run(&io, bundle, &res, &e);
+	if (u.ticking) {
+		pthread_mutex_lock(&u.mu);
+		u.stop = true;
+		pthread_cond_signal(&u.cv);
+		pthread_mutex_unlock(&u.mu);
+		pthread_join(u.ticker, NULL);
+		draw(&u, true);
+	}
+	pthread_mutex_destroy(&u.mu);
+	pthread_cond_destroy(&u.cv);
+	if (ir < 0)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) +
