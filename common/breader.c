@@ -870,7 +870,17 @@ static int take_header(struct rd *r, struct ferr *e)
 		}
 		h->nimages++;
 		digest_parse(&im->digest, ddg, NULL);
-		im->media_type = tfind(&r->t, &im->digest)->media_type;
+		/* a static string: the table is gone after bundle_read */
+		{
+			const char *mt = tfind(&r->t, &im->digest)->media_type;
+			static const char *const known[] = {
+			    MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST,
+			    MT_DOCKER_MANIFEST};
+			im->media_type = "";
+			for (size_t t = 0; t < 4; t++)
+				if (!strcmp(mt, known[t]))
+					im->media_type = known[t];
+		}
 		im->doc_size = (uint64_t)json_integer_value(json_object_get(d, "size"));
 		im->total_size = (uint64_t)json_integer_value(json_object_get(fi, "size"));
 		pl = json_object_get(fi, "platforms");

@@ -1,6 +1,5 @@
 #include "importer.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -98,7 +97,8 @@ struct job {
 	bool data_done;
 	int verdict; /* 0 pending, 1 verified, -1 aborted */
 	int state;   /* 0 queued, 1 running, 2 done */
-	struct job *next;
+	struct job *next;     /* in the queue */
+	struct job *all_next; /* every job, for release */
 	struct imp *x;
 };
 
@@ -239,45 +239,6 @@ static void release_chunk(struct imp *x, int b)
 	pthread_cond_broadcast(&x->cv);
 }
 
-/* curl read callback: hand out the job's queued chunks in order. */
-static size_t job_read(char *out, size_t size, size_t nmemb, void *ud)
-{
-	struct job *j = ud;
-	struct imp *x = j->x;
-	size_t want = size * nmemb, n;
-
-	pthread_mutex_lock(&x->mu);
-	/* x->stop only means no new jobs: this one still completes */
-	while (!j->rcount && !j->data_done && !x->failed)
-		pthread_cond_wait(&x->cv, &x->mu);
-	if (x->failed || j->verdict < 0) {
-		pthread_mutex_unlock(&x->mu);
-		return CURL_READFUNC_ABORT;
-	}
-	if (!j->rcount) {
-		pthread_mutex_unlock(&x->mu);
-		return 0;
-	}
-	{
-		int b = j->ring[j->rhead];
-		size_t left = j->rlen[j->rhead] - j->rpos;
-		pthread_mutex_unlock(&x->mu);
-		n = left < want ? left : want;
-		memcpy(out, x->bufs[b] + j->rpos, n);
-		pthread_mutex_lock(&x->mu);
-		j->rpos += n;
-		if (j->rpos == j->rlen[j->rhead]) {
-			j->rpos = 0;
-			j->rhead = (j->rhead + 1) % IMP_CHUNKS;
-			j->rcount--;
-			release_chunk(x, b);
-		}
-	}
-	pthread_mutex_unlock(&x->mu);
-	atomic_fetch_add(&x->pr->bytes_pushed, (unsigned long long)n);
-	return n;
-}
-
 static void job_drop_chunks(struct imp *x, struct job *j)
 {
 	while (j->rcount) {
@@ -335,10 +296,33 @@ static int run_job(struct imp *x, struct reg_client *c, struct job *j,
 		if (rc < 0)
 			goto out;
 	} else {
-		if (reg_upload_stream(c, &url, j->size, job_read, j, e) < 0) {
-			if (e->cat == FERR_OK || x->failed || j->verdict < 0)
+		/* large: one PATCH per chunk as the reader fills them */
+		uint64_t off = 0;
+		while (off < j->size) {
+			int b;
+			size_t len;
+
+			pthread_mutex_lock(&x->mu);
+			while (!j->rcount && !x->failed && j->verdict >= 0 &&
+			       !(j->data_done && !j->rcount && j->verdict))
+				pthread_cond_wait(&x->cv, &x->mu);
+			if (x->failed || j->verdict < 0 || !j->rcount) {
+				pthread_mutex_unlock(&x->mu);
 				goto cancel;
-			goto cancel_err;
+			}
+			b = j->ring[j->rhead];
+			len = j->rlen[j->rhead];
+			pthread_mutex_unlock(&x->mu);
+			if (reg_upload_chunk(c, &url, x->bufs[b], len, off, e) < 0)
+				goto cancel_err;
+			pthread_mutex_lock(&x->mu);
+			j->rhead = (j->rhead + 1) % IMP_CHUNKS;
+			j->rcount--;
+			release_chunk(x, b);
+			pthread_mutex_unlock(&x->mu);
+			off += len;
+			atomic_fetch_add(&x->pr->bytes_pushed,
+					 (unsigned long long)len);
 		}
 		/* complete it only once the reader has checked the digest */
 		if (job_verdict(x, j) < 0)
@@ -663,11 +647,8 @@ static int on_blob_begin(void *ctx, const struct bundle_blob *b, struct ferr *e)
 	else
 		x->queue_head = j;
 	x->queue_tail = j;
-	/* keep every job for cleanup: chain through a second list */
-	{
-		struct job **pp = &x->all;
-		(void)pp;
-	}
+	j->all_next = x->all; /* every job is released at the end */
+	x->all = j;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 	x->cur = j;
@@ -1171,9 +1152,8 @@ out:
 	pthread_mutex_unlock(&x->mu);
 	for (size_t i = 0; i < x->nth; i++)
 		pthread_join(x->th[i], NULL);
-	/* jobs left in the queue never ran */
-	for (struct job *j = x->queue_head, *n; j; j = n) {
-		n = j->next;
+	for (struct job *j = x->all, *n; j; j = n) {
+		n = j->all_next;
 		free(j->mounts);
 		free(j);
 	}
