@@ -16,7 +16,7 @@ ferry=$top/build/cli/ferry
 demo=${DEMO_DIR:-$(mktemp -d /tmp/ferry-demo.XXXXXX)}
 mkdir -p "$demo"
 state=$demo/registries
-stop() { tests/fixtures/registries.sh stop "$state" >/dev/null 2>&1 || true; }
+stop() { "$top/tests/fixtures/registries.sh" stop "$state" >/dev/null 2>&1 || true; }
 trap stop EXIT
 echo "== starting a local registry with test images (in $demo)"
 tests/fixtures/registries.sh start "$state" "$demo/images" >/dev/null
