@@ -149,6 +149,25 @@ TMPDIR=$work/tmpcheck /usr/bin/time -f '%M' -o mem.txt "$ferry" import all.tar.z
 check "no temporary files in TMPDIR" [ -z "$(ls -A tmpcheck)" ]
 check "peak memory $(cat mem.txt) KiB < 64 MiB" [ "$(cat mem.txt)" -lt 65536 ]
 
+# --- upload Locations on another host get no credentials
+rm -f fake.port
+python3 "$fixtures/fakereg.py" fake.port fake.log &
+proxy_pid=$!
+for _ in $(seq 100); do [ -s fake.port ] && break; sleep 0.1; done
+fport=$(sed -n 1p fake.port)
+printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}\n' "$fport" "$(printf ferry:fake-secret | base64)" >fake-auth.json
+if "$ferry" import a.tar --key k.pub --to "127.0.0.1:$fport/uploc" --state-dir st-fake \
+	--insecure-registry 127.0.0.1 --insecure-registry localhost --authfile fake-auth.json -q; then ok; else
+	bad "import into a registry whose upload Locations are on another host"
+fi
+kill "$proxy_pid" 2>/dev/null
+wait "$proxy_pid" 2>/dev/null
+proxy_pid=
+check "uploads went to the Location's host" grep -q '"host": "localhost:'"$fport"'", "method": "PUT"' fake.log
+check "no credentials to the upload host" \
+	bash -c "! grep '\"host\": \"localhost:' fake.log | grep -q '\"auth\": true'"
+check "credentials to the registry host" grep -q '"host": "127.0.0.1:'"$fport"'", "method": "POST", "path": "/v2/uploc/[^"]*", "auth": true' fake.log
+
 # --- the registry dies halfway: during a layer, between blobs and
 # manifests, during tagging. Every tag that exists must point at complete
 # content; the rerun completes.
