@@ -3,6 +3,8 @@
 #define FERRY_CLI_H
 
 #include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +69,27 @@ void cli_error(const struct ferr *e);
 void cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void cli_install_signals(void);
+
+/* Write `root` as indented JSON to `path`: a temporary file next to it,
+ * fsync, rename (a report is replaced as a whole or not at all). */
+int cli_write_json(const char *path, json_t *root, struct ferr *e);
+
+/* A progress line redrawn every 250 ms on a terminal by its own thread.
+ * `draw` runs with `mu` held; callers take `mu` to print other lines. */
+struct cli_ticker {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool running, stop;
+	void (*draw)(void *ctx, bool final);
+	void *ctx;
+};
+void cli_ticker_init(struct cli_ticker *t, void (*draw)(void *, bool),
+		     void *ctx);
+int cli_ticker_start(struct cli_ticker *t);
+/* Stop the thread; draw a last time (ending the line) if `final`. */
+void cli_ticker_stop(struct cli_ticker *t, bool final);
+void cli_ticker_release(struct cli_ticker *t);
 
 /* Fill registry options from the common ones. */
 void cli_reg_opts(const struct cli_common *c, const struct auth_store *creds,

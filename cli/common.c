@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -140,4 +144,101 @@ void cli_reg_opts(const struct cli_common *c, const struct auth_store *creds,
 	o->cancel = &cli_interrupted;
 	if (c->verbose)
 		o->log = log_stderr;
+}
+
+int cli_write_json(const char *path, json_t *root, struct ferr *e)
+{
+	size_t n = strlen(path) + 32;
+	char *tmp = malloc(n);
+	int fd = -1, rc = -1;
+
+	if (!tmp)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
+			   path);
+		free(tmp);
+		return -1;
+	}
+	{
+		mode_t um = umask(0);
+		umask(um);
+		fchmod(fd, 0644 & ~um);
+	}
+	errno = 0;
+	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
+	    fsync(fd) < 0 || rename(tmp, path) < 0) {
+		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'",
+			   path);
+		unlink(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	free(tmp);
+	return rc;
+}
+
+static void *ticker_main(void *arg)
+{
+	struct cli_ticker *t = arg;
+
+	pthread_mutex_lock(&t->mu);
+	while (!t->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 250 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+		if (!t->stop)
+			t->draw(t->ctx, false);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+void cli_ticker_init(struct cli_ticker *t, void (*draw)(void *, bool),
+		     void *ctx)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	t->draw = draw;
+	t->ctx = ctx;
+}
+
+int cli_ticker_start(struct cli_ticker *t)
+{
+	if (pthread_create(&t->th, NULL, ticker_main, t) != 0)
+		return -1;
+	t->running = true;
+	return 0;
+}
+
+void cli_ticker_stop(struct cli_ticker *t, bool final)
+{
+	if (!t->running)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->stop = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->th, NULL);
+	t->running = false;
+	if (final)
+		t->draw(t->ctx, true);
+	else
+		fputc('\n', stderr);
+}
+
+void cli_ticker_release(struct cli_ticker *t)
+{
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cv);
 }

@@ -199,11 +199,7 @@ struct ui {
 	enum progress_mode mode;
 	int quiet;
 	struct exp_progress pr;
-	pthread_t ticker;
-	bool ticking;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stop;
+	struct cli_ticker tk;
 	struct timespec t0;
 };
 
@@ -216,8 +212,9 @@ static double since(const struct timespec *t0)
 	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-static void draw(struct ui *u, bool final)
+static void draw(void *ctx, bool final)
 {
+	struct ui *u = ctx;
 	unsigned long long done = atomic_load(&u->pr.bytes_done);
 	unsigned long long total = atomic_load(&u->pr.bytes_total);
 	double t = since(&u->t0);
@@ -251,38 +248,17 @@ static void draw(struct ui *u, bool final)
 	fflush(stderr);
 }
 
-static void *tick(void *arg)
-{
-	struct ui *u = arg;
-
-	pthread_mutex_lock(&u->mu);
-	while (!u->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&u->cv, &u->mu, &ts);
-		if (!u->stop)
-			draw(u, false);
-	}
-	pthread_mutex_unlock(&u->mu);
-	return NULL;
-}
-
 static void on_event(void *ctx, const struct exp_event *ev)
 {
 	struct ui *u = ctx;
 
 	if (u->mode == PROGRESS_AUTO && ev->type == EXP_EV_IMAGE_DONE) {
 		/* a finished image gets its own line above the bar */
-		pthread_mutex_lock(&u->mu);
+		pthread_mutex_lock(&u->tk.mu);
 		fprintf(stderr, "\r\033[Kdone %s (%.1f MiB)\n", ev->ref,
 			(double)ev->size / 1048576.0);
 		draw(u, false);
-		pthread_mutex_unlock(&u->mu);
+		pthread_mutex_unlock(&u->tk.mu);
 	} else if (u->mode == PROGRESS_PLAIN) {
 		if (ev->type == EXP_EV_RESOLVED)
 			fprintf(stderr, "resolved %s %s (%.1f MiB)\n", ev->ref,
@@ -333,9 +309,8 @@ static int write_report(const char *path, const char *bundle,
 			double secs, struct ferr *e)
 {
 	json_t *root = json_object(), *imgs = json_array(), *tot = json_object();
-	char when[32], *tmp = NULL;
-	int fd = -1, rc = -1;
-	size_t n;
+	char when[32];
+	int rc;
 
 	bundle_time_format(r->meta.created, when);
 	json_object_set_new(root, "bundle", json_string(bundle));
@@ -366,46 +341,7 @@ static int write_report(const char *path, const char *bundle,
 	json_object_set_new(tot, "bundleBytes", json_integer((json_int_t)r->bundle_bytes));
 	json_object_set_new(root, "totals", tot);
 	json_object_set_new(root, "durationSeconds", json_real(secs));
-	n = strlen(path) + 32;
-	tmp = malloc(n);
-	if (!tmp) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   path);
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0) {
-		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'",
-			   path);
-		goto out;
-	}
-	{
-		mode_t um = umask(0);
-		umask(um);
-		fchmod(fd, 0644 & ~um);
-	}
-	if (rename(tmp, path) < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create '%s'", path);
-		goto out;
-	}
-	free(tmp);
-	tmp = NULL;
-	rc = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
-	}
+	rc = cli_write_json(path, root, e);
 	json_decref(root);
 	return rc;
 }
@@ -437,6 +373,7 @@ int cmd_export(int argc, char **argv)
 	memset(&key, 0, sizeof(key));
 	memset(&res, 0, sizeof(res));
 	memset(&u, 0, sizeof(u));
+	cli_ticker_init(&u.tk, draw, &u);
 	ferr_clear(&e);
 	optind = 1;
 	opterr = 0;
@@ -636,24 +573,11 @@ int cmd_export(int argc, char **argv)
 	if (u.mode == PROGRESS_AUTO)
 		u.mode = isatty(2) ? PROGRESS_AUTO : PROGRESS_PLAIN;
 	clock_gettime(CLOCK_MONOTONIC, &u.t0);
-	pthread_mutex_init(&u.mu, NULL);
-	pthread_cond_init(&u.cv, NULL);
-	if (u.mode == PROGRESS_AUTO &&
-	    pthread_create(&u.ticker, NULL, tick, &u) == 0)
-		u.ticking = true;
+	if (u.mode == PROGRESS_AUTO)
+		cli_ticker_start(&u.tk);
 
 	int er = exp_run(&eo, refs.v, refs.n, out, &res, &e);
-	if (u.ticking) {
-		pthread_mutex_lock(&u.mu);
-		u.stop = true;
-		pthread_cond_signal(&u.cv);
-		pthread_mutex_unlock(&u.mu);
-		pthread_join(u.ticker, NULL);
-		if (er == 0)
-			draw(&u, true);
-		else
-			fputc('\n', stderr);
-	}
+	cli_ticker_stop(&u.tk, er == 0);
 	if (er < 0)
 		goto fail;
 	double secs = since(&u.t0);
@@ -680,10 +604,7 @@ fail:
 	cli_error(&e);
 	rc = ferr_exit_code(e.cat);
 out:
-	if (u.t0.tv_sec || u.t0.tv_nsec) {
-		pthread_mutex_destroy(&u.mu);
-		pthread_cond_destroy(&u.cv);
-	}
+	cli_ticker_release(&u.tk);
 	exp_result_release(&res);
 	for (size_t i = 0; i < refs.n; i++)
 		ref_release(&refs.v[i]);

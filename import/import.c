@@ -72,15 +72,13 @@ struct ui {
 	int mode;
 	bool quiet;
 	struct imp_progress *pr;
-	pthread_t ticker;
-	bool ticking, stop;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	struct cli_ticker tk;
 	struct timespec t0;
 };
 
-static void draw(struct ui *u, bool final)
+static void draw(void *ctx, bool final)
 {
+	struct ui *u = ctx;
 	struct timespec now;
 	double t, rd = (double)atomic_load(&u->pr->bytes_read) / 1048576.0;
 	double pu = (double)atomic_load(&u->pr->bytes_pushed) / 1048576.0;
@@ -104,27 +102,6 @@ static void draw(struct ui *u, bool final)
 	if (final)
 		fputc('\n', stderr);
 	fflush(stderr);
-}
-
-static void *tick(void *arg)
-{
-	struct ui *u = arg;
-
-	pthread_mutex_lock(&u->mu);
-	while (!u->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&u->cv, &u->mu, &ts);
-		if (!u->stop)
-			draw(u, false);
-	}
-	pthread_mutex_unlock(&u->mu);
-	return NULL;
 }
 
 static void on_event(void *ctx, const struct imp_event *ev)
@@ -160,9 +137,7 @@ static int write_report(const char *path, const char *bundle, const char *to,
 			struct ferr *e)
 {
 	json_t *root = json_object(), *imgs = json_array();
-	char *tmp = NULL;
-	int fd = -1, rc = -1;
-	size_t n;
+	int rc;
 
 	json_object_set_new(root, "bundle", json_string(bundle));
 	json_object_set_new(root, "to", json_string(to));
@@ -190,40 +165,7 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "tagsPushed", json_integer(r->tags));
 	json_object_set_new(root, "projectsCreated", json_integer(r->projects_created));
 	json_object_set_new(root, "durationSeconds", json_real(secs));
-	n = strlen(path) + 32;
-	tmp = malloc(n);
-	if (!tmp) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'", path);
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0 || rename(tmp, path) < 0) {
-		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'", path);
-		goto out;
-	}
-	{
-		mode_t um = umask(0);
-		umask(um);
-		fchmod(fd, 0644 & ~um);
-	}
-	free(tmp);
-	tmp = NULL;
-	rc = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
-	}
+	rc = cli_write_json(path, root, e);
 	json_decref(root);
 	return rc;
 }
@@ -392,21 +334,12 @@ int cmd_import(int argc, char **argv)
 	io.event_ctx = &u;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	u.t0 = t0;
-	pthread_mutex_init(&u.mu, NULL);
-	pthread_cond_init(&u.cv, NULL);
-	if (u.mode == PROGRESS_AUTO && pthread_create(&u.ticker, NULL, tick, &u) == 0)
-		u.ticking = true;
+	cli_ticker_init(&u.tk, draw, &u);
+	if (u.mode == PROGRESS_AUTO)
+		cli_ticker_start(&u.tk);
 	int ir = imp_run(&io, bundle, &res, &e);
-	if (u.ticking) {
-		pthread_mutex_lock(&u.mu);
-		u.stop = true;
-		pthread_cond_signal(&u.cv);
-		pthread_mutex_unlock(&u.mu);
-		pthread_join(u.ticker, NULL);
-		draw(&u, true);
-	}
-	pthread_mutex_destroy(&u.mu);
-	pthread_cond_destroy(&u.cv);
+	cli_ticker_stop(&u.tk, true);
+	cli_ticker_release(&u.tk);
 	if (ir < 0)
 		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
