@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ferry benchmark: ferry export against skopeo and the raw limit, ferry verify against openssl.
+# ferry benchmark: ferry export and import against skopeo and the raw limit, ferry verify against openssl.
 #
 #   bench/bench.sh [--size-mb N] [--repeat N] [--keep] [--clean]
 #
@@ -19,7 +19,13 @@
 #   ferry verify of each of the two bundles, against the limit over the same
 #   bytes: openssl dgst -sha256 of the .tar, zstd -dc | openssl dgst -sha256
 #   of the .tar.zst (each bundle read once beforehand: page cache).
-# If the ferry binary has no verify command, the verify rows say failed.
+#   ferry import of the zstd bundle into an empty registry (a second
+#   docker-registry, fresh storage for every timed run), against skopeo copy
+#   of every image from the bundle (oci-archive:) and the raw limit: curl
+#   (2 in parallel) pushing every unique blob from files extracted
+#   beforehand, then the manifests and tags; extra disk use sampled for each,
+#   every tag's digest in the target checked after each.
+# If the ferry binary has no verify (import) command, those rows say failed.
 # Prints a table, the ratios against the goals, and a last line
 #   BENCH {json}
 # Environment: FERRY (ferry binary; skips the build), PYTHON (python3),
@@ -48,6 +54,10 @@ GOAL_ZSTD=1.25
 GOAL_MIB=100
 GOAL_VERIFY=1.25
 GOAL_VERIFY_MIB=64
+GOAL_IMPORT_SKOPEO=0.65
+GOAL_IMPORT_RAW=1.20
+GOAL_IMPORT_MIB=64
+GOAL_IMPORT_DISK=0
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
@@ -106,37 +116,65 @@ REGDIR=$WORK/registry-${SIZE_MB}mb
 RUN=$WORK/run
 LOGS=$WORK/logs
 REG_PID=
+TGT_PID=
+SAMPLER_PID=
 
-# Disk: corpus + registry storage + one output and one ferry cache at a time.
-need_mb=$((SIZE_MB * 3 + 200))
+# Disk: corpus + registry storage + the zstd bundle + during the imports one
+# target registry and one extraction of the bundle (skopeo's or raw's) at a
+# time; with --keep, also every output (2 bundles, skopeo's archives at 1.6
+# times the corpus, raw's blobs, 3 target registries and raw's extraction).
+need_mb=$((SIZE_MB * 5 + 200))
+((KEEP == 0)) || need_mb=$((SIZE_MB * 11 + 200))
 [[ -d $CORPUS ]] || need_mb=$((need_mb + SIZE_MB))
 avail_mb=$(($(df -Pk "$WORK" | awk 'NR == 2 {print $4}') / 1024))
 ((avail_mb >= need_mb)) || die "about ${need_mb} MiB of free disk needed under $WORK, ${avail_mb} MiB free"
 
 # ------------------------------------------------------------------ cleanup
 
-stop_registry() {
-    [[ -n $REG_PID ]] || return 0
-    local i
-    if kill -0 "$REG_PID" 2>/dev/null; then
-        kill -TERM "$REG_PID" 2>/dev/null || true
+# stop_server PID WHAT: SIGTERM, SIGKILL after 10 s, reap.
+stop_server() {
+    local pid=$1 i
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 100; i++)); do
-            kill -0 "$REG_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        if kill -0 "$REG_PID" 2>/dev/null; then
-            say "registry (pid $REG_PID) ignored SIGTERM; sending SIGKILL"
-            kill -KILL "$REG_PID" 2>/dev/null || true
+        if kill -0 "$pid" 2>/dev/null; then
+            say "$2 (pid $pid) ignored SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    wait "$REG_PID" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_registry() {
+    [[ -n $REG_PID ]] || return 0
+    stop_server "$REG_PID" registry
     REG_PID=
+}
+
+# The import target registry (see start_target).
+stop_target() {
+    [[ -n $TGT_PID ]] || return 0
+    stop_server "$TGT_PID" "target registry"
+    TGT_PID=
+}
+
+# The disk sampler (see start_sampler).
+stop_sampler() {
+    [[ -n $SAMPLER_PID ]] || return 0
+    kill -TERM "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    SAMPLER_PID=
 }
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    stop_sampler
+    stop_target
     stop_registry
     if ((KEEP)); then
         say "kept: registry storage $REGDIR/storage, outputs $RUN, logs $LOGS"
@@ -156,22 +194,26 @@ mkdir -p "$RUN/tmp" "$LOGS"
 # ------------------------------------------------------------------ helpers
 
 # measure NAME CMD...: runs CMD under /usr/bin/time, output to $LOGS/NAME.log;
-# sets SECS[NAME] (wall), KIB[NAME] (peak RSS), CPU[NAME] (user+sys), RC[NAME].
-declare -A SECS=() KIB=() CPU=() RC=() OUTB=() INB=() NOTE=() WHY=()
+# sets SECS[NAME] (wall), KIB[NAME] (peak RSS), CPU[NAME] (user+sys),
+# OBLK[NAME] (file system outputs, 512-byte blocks: bytes written to files
+# by the whole process tree, whatever became of the files), RC[NAME].
+declare -A SECS=() KIB=() CPU=() OBLK=() RC=() OUTB=() INB=() NOTE=() WHY=()
 measure() {
     local name=$1 rc=0 line
     shift
     sync # the previous run's dirty pages are not this run's work
-    "$TIME_BIN" -f '%e %M %U %S' -o "$LOGS/$name.time" "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
+    "$TIME_BIN" -f '%e %M %U %S %O' -o "$LOGS/$name.time" "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
     line=$(tail -n 1 "$LOGS/$name.time" 2>/dev/null || true)
-    if [[ $line =~ ^([0-9.]+)\ ([0-9]+)\ ([0-9.]+)\ ([0-9.]+)$ ]]; then
+    if [[ $line =~ ^([0-9.]+)\ ([0-9]+)\ ([0-9.]+)\ ([0-9.]+)\ ([0-9]+)$ ]]; then
         SECS[$name]=${BASH_REMATCH[1]}
         KIB[$name]=${BASH_REMATCH[2]}
         CPU[$name]=$(awk -v u="${BASH_REMATCH[3]}" -v s="${BASH_REMATCH[4]}" 'BEGIN {printf "%.2f", u + s}')
+        OBLK[$name]=${BASH_REMATCH[5]}
     else
         SECS[$name]=
         KIB[$name]=
         CPU[$name]=
+        OBLK[$name]=
     fi
     RC[$name]=$rc
     return "$rc"
@@ -241,10 +283,14 @@ free_port() {
     "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-PORT=$(free_port)
-HOST=127.0.0.1:$PORT
-mkdir -p "$REGDIR/storage"
-cat >"$REGDIR/config.yml" <<EOF
+# launch_registry DIR HOST PIDVAR: writes DIR/config.yml (storage in
+# DIR/storage, log DIR/registry.log), starts the registry on HOST, stores its
+# pid in the variable PIDVAR and waits until it answers; returns 1 (after
+# saying why) if it exits or is not ready in time.
+launch_registry() {
+    local dir=$1 host=$2 pidvar=$3 pid deadline
+    mkdir -p "$dir/storage"
+    cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
   level: warn
@@ -253,31 +299,41 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $REGDIR/storage
+    rootdirectory: $dir/storage
   maintenance:
     uploadpurging:
       enabled: false
 http:
-  addr: $HOST
+  addr: $host
   secret: $(openssl rand -hex 16)
 EOF
+    (
+        # REGISTRY_* variables would override the registry's configuration
+        # (REGISTRY_AUTH_FILE, set above for skopeo, would even break it).
+        while read -r v; do unset "$v"; done < <(compgen -e | grep '^REGISTRY_' || true)
+        exec setsid "$REGISTRY_BIN" serve "$dir/config.yml" </dev/null >"$dir/registry.log" 2>&1
+    ) &
+    pid=$!
+    printf -v "$pidvar" '%s' "$pid"
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 "http://$host/v2/" || true) == 200 ]]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log_tail "$dir/registry.log"
+            say "the registry on $host exited during startup"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            log_tail "$dir/registry.log"
+            say "the registry on $host is not ready after ${READY_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
 
-(
-    # REGISTRY_* variables would override the registry's configuration
-    # (REGISTRY_AUTH_FILE, set above for skopeo, would even break it).
-    while read -r v; do unset "$v"; done < <(compgen -e | grep '^REGISTRY_' || true)
-    exec setsid "$REGISTRY_BIN" serve "$REGDIR/config.yml" </dev/null >"$REGDIR/registry.log" 2>&1
-) &
-REG_PID=$!
-deadline=$((SECONDS + READY_TIMEOUT))
-until [[ $(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' --max-time 3 "http://$HOST/v2/" || true) == 200 ]]; do
-    if ! kill -0 "$REG_PID" 2>/dev/null; then
-        log_tail "$REGDIR/registry.log"
-        die "the registry exited during startup"
-    fi
-    ((SECONDS < deadline)) || { log_tail "$REGDIR/registry.log"; die "the registry is not ready after ${READY_TIMEOUT}s"; }
-    sleep 0.1
-done
+PORT=$(free_port)
+HOST=127.0.0.1:$PORT
+launch_registry "$REGDIR" "$HOST" REG_PID || die "the registry did not start"
 say "registry on $HOST (pid $REG_PID), storage $REGDIR/storage"
 
 # Are all tags in the registry with the corpus's manifest digests?
@@ -312,7 +368,7 @@ fi
 find "$REGDIR/storage" -type f -name data -exec cat {} + >/dev/null
 
 FAILED=0
-declare -A BEST=() BCPU=() PEAK=() SAMPLES=() DEAD=()
+declare -A BEST=() BCPU=() PEAK=() SAMPLES=() DEAD=() DISK=() WROTE=()
 
 # keep NAME: fold this round's result into the best-of-REPEAT figures.
 keep_result() {
@@ -331,7 +387,7 @@ keep_result() {
 # gave; WHY (shown instead of the exit status) says why it did not run.
 mark_failed() {
     DEAD[$1]=1
-    BEST[$1]='' BCPU[$1]='' PEAK[$1]='' SAMPLES[$1]=''
+    BEST[$1]='' BCPU[$1]='' PEAK[$1]='' SAMPLES[$1]='' DISK[$1]='' WROTE[$1]=''
     [[ -z ${2:-} ]] || WHY[$1]=$2
     FAILED=1
 }
@@ -353,7 +409,7 @@ if [[ -n $FERRY_BIN ]]; then
         say "signing with an ECDSA P-256 key made by openssl instead"
     fi
 else
-    for name in ferry_none ferry_zstd; do
+    for name in ferry_none ferry_zstd import_ferry; do
         RC[$name]=127
         mark_failed "$name" "no ferry binary"
     done
@@ -394,10 +450,28 @@ else
         mark_failed "$name" "no ferry binary"
     done
 fi
+if [[ -n $FERRY_BIN ]]; then
+    rc=0
+    "$FERRY_BIN" import --help >"$LOGS/import-help.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        say "ferry import is not available (import --help: exit $rc, $(head -n 1 "$LOGS/import-help.log")); it is not measured"
+        RC[import_ferry]=$rc
+        mark_failed import_ferry "no import command"
+    elif [[ -z $PUB ]]; then
+        say "no public key for ferry import; it is not measured"
+        mark_failed import_ferry "no public key"
+    fi
+fi
 
 # BUNDLE[none|zstd]: the bundle this round's export wrote, kept (unless
-# --keep, only) until bench_verify has timed it.
+# --keep, only) until bench_verify (and, for zstd, the imports) have timed
+# it; drop_bundle deletes it.
 declare -A BUNDLE=()
+
+drop_bundle() {
+    [[ -z ${BUNDLE[$1]:-} ]] || ((KEEP)) || rm -f "${BUNDLE[$1]}"
+    BUNDLE[$1]=
+}
 
 bench_ferry() {
     local comp=$1 name=ferry_$1 out cache n
@@ -429,7 +503,7 @@ bench_ferry() {
         mark_failed "$name"
         rm -rf "$out"
     fi
-    # The bundle stays for bench_verify, which deletes it.
+    # The bundle stays for bench_verify and the imports; drop_bundle deletes it.
     ((KEEP)) || rm -rf "$cache"
 }
 
@@ -480,8 +554,342 @@ bench_verify() {
             mark_failed "$lname"
         fi
     fi
-    ((KEEP)) || rm -f "$out"
-    BUNDLE[$comp]=
+}
+
+# ------------------------------------------------------------------ (a'') import
+
+# Every timed import gets $RUN/import-NAME/: its own empty target registry
+# (registry/, fresh storage, a free port), an empty TMPDIR (tmp/) and what
+# else it needs; all deleted after the run's check unless --keep.
+
+# start_target NAME: a fresh $RUN/import-NAME/ with an empty registry in it;
+# sets TGT_HOST. Returns 1 if the registry does not start.
+TGT_HOST=
+start_target() {
+    local d=$RUN/import-$1
+    rm -rf "$d"
+    mkdir -p "$d/tmp"
+    TGT_HOST=127.0.0.1:$(free_port)
+    launch_registry "$d/registry" "$TGT_HOST" TGT_PID
+}
+
+# finish_target NAME: stops the target registry; deletes $RUN/import-NAME
+# unless --keep.
+finish_target() {
+    stop_target
+    ((KEEP)) || rm -rf "$RUN/import-$1"
+}
+
+# start_sampler FILE DIR...: in the background, every 0.1 s, sums the sizes
+# of the files under DIR...; FILE holds the highest sum so far. Not part of
+# the measured process tree. stop_sampler ends it.
+start_sampler() {
+    local out=$1
+    shift
+    echo 0 >"$out"
+    (
+        trap - EXIT INT TERM
+        set +e +o pipefail
+        max=0
+        while :; do
+            n=$(find "$@" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}')
+            if [[ $n =~ ^[0-9]+$ ]] && ((n > max)); then
+                max=$n
+                echo "$max" >"$out"
+            fi
+            sleep 0.1
+        done
+    ) &
+    SAMPLER_PID=$!
+}
+
+# check_tags NAME: does every tag of the corpus have, in the target
+# registry, the corpus's manifest digest (skopeo inspect --raw | sha256sum)?
+# Not timed. Sets CHECK_OK and CHECK_N (tags right, tags); mismatches in
+# $LOGS/NAME.check.log.
+CHECK_OK=0
+CHECK_N=0
+check_tags() {
+    local name=$1 ref want got ok=0 n=0
+    : >"$LOGS/$name.check.log"
+    while IFS=$'\t' read -r ref want; do
+        n=$((n + 1))
+        got=$(skopeo inspect --raw --tls-verify=false "docker://$TGT_HOST/$ref" 2>>"$LOGS/$name.check.log" |
+            sha256sum | cut -d' ' -f1) || got=
+        if [[ sha256:$got == "$want" ]]; then
+            ok=$((ok + 1))
+        else
+            echo "$TGT_HOST/$ref: want $want, got ${got:+sha256:}${got:-nothing}" >>"$LOGS/$name.check.log"
+        fi
+    done < <(jq -r '.manifests[] | [.annotations["org.opencontainers.image.ref.name"], .digest] | @tsv' "$CORPUS/index.json")
+    CHECK_OK=$ok CHECK_N=$n
+    ((n > 0 && ok == n))
+}
+
+# finish_import NAME BUNDLE [NOTE]: after a timed import that exited 0: the
+# tag check, then the figures (bundle size, peak extra disk from the
+# sampler, bytes written from /usr/bin/time) or the failure.
+finish_import() {
+    local name=$1 b=$2 note=${3:-} d=$RUN/import-${1#import_} disk wrote
+    if ! check_tags "$name"; then
+        say "$name: only $CHECK_OK of $CHECK_N tags have the source digest in the target (see $LOGS/$name.check.log)"
+        log_tail "$LOGS/$name.check.log" 5
+        mark_failed "$name" "$CHECK_OK/$CHECK_N tags with the source digest"
+        return 0
+    fi
+    NOTE[$name]="${note:+$note, }$CHECK_OK/$CHECK_N tags ok"
+    INB[$name]=$(stat -c %s "$b")
+    disk=$(cat "$d/disk.peak" 2>/dev/null || true)
+    [[ $disk =~ ^[0-9]+$ ]] || disk=0
+    wrote=$((${OBLK[$name]:-0} * 512))
+    if [[ -z ${DISK[$name]:-} ]] || ((disk > DISK[$name])); then DISK[$name]=$disk; fi
+    if [[ -z ${WROTE[$name]:-} ]] || ((wrote > WROTE[$name])); then WROTE[$name]=$wrote; fi
+    keep_result "$name"
+}
+
+# The repositories and tags of a bundle, and raw's plan of requests.
+#   refs INDEX.json: "REF REPO:TAG" a line for each image (REPO: REF
+#     without its registry host, as ferry import names it by default)
+#   raw DIR BASEURL UPLOADS CURLCONFIG: from the extracted bundle in DIR:
+#     UPLOADS, 3 lines a blob (upload URL, digest, file), each unique
+#     non-manifest blob once, to the first repository that needs it, largest
+#     first; CURLCONFIG, one curl -K file: a cross-repository mount for
+#     every other repository that needs a blob, then every manifest by
+#     digest (children before their index), then the tags. Prints the count
+#     of requests in CURLCONFIG.
+IMPORT_PLAN_PY=$(
+    cat <<'PY'
+import json, os, sys
+
+def repo_tag(ref):
+    name, tag = ref, None
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    else:
+        slash, colon = name.rfind("/"), name.rfind(":")
+        if colon > slash:
+            name, tag = name[:colon], name[colon + 1:]
+    head, _, rest = name.partition("/")
+    if rest and ("." in head or ":" in head or head == "localhost"):
+        name = rest
+    return name, tag
+
+def images(index):
+    for d in index["manifests"]:
+        ref = (d.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        if not ref:
+            sys.exit("index.json: a descriptor without org.opencontainers.image.ref.name")
+        yield ref, d
+
+if sys.argv[1] == "refs":
+    with open(sys.argv[2]) as f:
+        index = json.load(f)
+    for ref, d in images(index):
+        repo, tag = repo_tag(ref)
+        print(ref, f"{repo}:{tag}" if tag else f"{repo}@{d['digest']}")
+    sys.exit(0)
+
+top, base, uploads_out, config_out = sys.argv[2:6]
+def path(digest):
+    algo, hexd = digest.split(":", 1)
+    return os.path.join(top, "blobs", algo, hexd)
+def load(digest):
+    with open(path(digest), "rb") as f:
+        return json.load(f)
+
+first, linked, uploads, mounts = {}, set(), [], []
+pushed, manifests, tags = set(), [], []
+
+def blob(repo, digest):
+    if (repo, digest) in linked:
+        return
+    linked.add((repo, digest))
+    if digest in first:
+        mounts.append((repo, digest, first[digest]))
+    else:
+        first[digest] = repo
+        uploads.append((os.path.getsize(path(digest)), repo, digest))
+
+def manifest(repo, desc):
+    digest = desc["digest"]
+    if (repo, digest) in pushed:
+        return
+    doc = load(digest)
+    if "manifests" in doc:
+        for child in doc["manifests"]:
+            manifest(repo, child)
+    else:
+        blob(repo, doc["config"]["digest"])
+        for layer in doc.get("layers") or []:
+            blob(repo, layer["digest"])
+    pushed.add((repo, digest))
+    manifests.append((repo, digest, desc.get("mediaType") or doc.get("mediaType")))
+
+with open(os.path.join(top, "index.json")) as f:
+    index = json.load(f)
+for ref, d in images(index):
+    repo, tag = repo_tag(ref)
+    manifest(repo, d)
+    if tag:
+        tags.append((repo, tag, d["digest"], d.get("mediaType") or load(d["digest"]).get("mediaType")))
+
+def q(v):
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+with open(uploads_out, "w") as f:
+    for _, repo, digest in sorted(uploads, key=lambda u: -u[0]):
+        f.write(f"{base}/v2/{repo}/blobs/uploads/\n{digest}\n{path(digest)}\n")
+sections = []
+for repo, digest, src in mounts:
+    sections.append([("url", f"{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={src}"),
+                     ("request", "POST")])
+for repo, ref, digest, mtype in ([(r, d, d, m) for r, d, m in manifests] +
+                                 [(r, t, d, m) for r, t, d, m in tags]):
+    sections.append([("url", f"{base}/v2/{repo}/manifests/{ref}"), ("request", "PUT"),
+                     ("header", f"Content-Type: {mtype}"), ("data-binary", "@" + path(digest))])
+with open(config_out, "w") as f:
+    f.write("next\n".join(
+        "".join(f"{k} = {q(v)}\n" for k, v in sec + [("output", "/dev/null"),
+                                                     ("write-out", "%{http_code} %{url_effective}\\n")])
+        for sec in sections))
+print(len(sections))
+PY
+)
+
+# raw's one blob upload: POST, then a monolithic PUT to the Location.
+cat >"$RUN/raw-push-blob.sh" <<'SH'
+# raw-push-blob.sh UPLOADS_URL DIGEST FILE
+set -eo pipefail
+loc=$(curl -sSf --noproxy '*' -X POST -o /dev/null -w '%header{location}' "$1")
+case $loc in /*) loc=${1%%/v2/*}$loc ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+exec curl -sSf --noproxy '*' -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' \
+    --data-binary "@$3" -o /dev/null "$loc${sep}digest=$2"
+SH
+
+# import_failed NAME: a timed import that did not exit 0.
+import_failed() {
+    [[ ${RC[$1]} != 0 ]] || RC[$1]=1
+    say "$1 failed (exit ${RC[$1]}); continuing"
+    log_tail "$LOGS/$1.log" 5
+    mark_failed "$1"
+}
+
+bench_import_ferry() {
+    local b=$1 name=import_ferry d=$RUN/import-ferry
+    if ! start_target ferry; then
+        mark_failed "$name" "target registry did not start"
+        finish_target ferry
+        return 0
+    fi
+    mkdir -p "$d/state"
+    cat "$b" >/dev/null
+    say "timing ferry import of the zstd bundle into an empty registry$ROUND_NOTE"
+    start_sampler "$d/disk.peak" "$d/tmp"
+    measure "$name" env TMPDIR="$d/tmp" "$FERRY_BIN" import "$b" --key "$PUB" --to "$TGT_HOST" \
+        --insecure-registry 127.0.0.1 --state-dir "$d/state" --progress none --report "$d/report.json" || true
+    stop_sampler
+    if [[ ${RC[$name]} != 0 ]]; then
+        import_failed "$name"
+    elif [[ $(jq -r .alreadyImported "$d/report.json" 2>/dev/null) != false ]]; then
+        say "ferry import did not import (report: alreadyImported $(jq -r .alreadyImported "$d/report.json" 2>/dev/null || echo missing))"
+        log_tail "$LOGS/$name.log" 5
+        mark_failed "$name" "nothing imported"
+    else
+        finish_import "$name" "$b" \
+            "$(jq -r '.blobs | "\(.pushed) blobs pushed, \(.mounted) mounted"' "$d/report.json" 2>/dev/null || true)"
+    fi
+    finish_target ferry
+}
+
+bench_import_skopeo() {
+    local b=$1 name=import_skopeo d=$RUN/import-skopeo
+    if ! start_target skopeo; then
+        mark_failed "$name" "target registry did not start"
+        finish_target skopeo
+        return 0
+    fi
+    # Not timed: the images of the bundle, from its index.json.
+    if ! { zstd -dcq "$b" | tar -xOf - index.json >"$d/index.json"; } 2>"$LOGS/$name.prepare.log" ||
+        ! "$PYTHON" -c "$IMPORT_PLAN_PY" refs "$d/index.json" >"$d/images.txt" 2>>"$LOGS/$name.prepare.log"; then
+        log_tail "$LOGS/$name.prepare.log" 5
+        mark_failed "$name" "cannot read the bundle's index.json"
+        finish_target skopeo
+        return 0
+    fi
+    cat "$b" >/dev/null
+    say "timing skopeo copy of $(wc -l <"$d/images.txt") images from the zstd bundle into an empty registry$ROUND_NOTE"
+    start_sampler "$d/disk.peak" "$d/tmp"
+    # shellcheck disable=SC2016
+    measure "$name" env TMPDIR="$d/tmp" bash -c '
+        set -e
+        host=$1 bundle=$2 policy=$3 tmp=$4 list=$5
+        while read -r ref dest; do
+            [[ -n $ref ]] || continue
+            skopeo --tmpdir "$tmp" --policy "$policy" copy --all --preserve-digests --dest-tls-verify=false \
+                "oci-archive:$bundle:$ref" "docker://$host/$dest"
+        done <"$list"' _ "$TGT_HOST" "$b" "$SKOPEO_POLICY" "$d/tmp" "$d/images.txt" || true
+    stop_sampler
+    if [[ ${RC[$name]} != 0 ]]; then
+        import_failed "$name"
+    else
+        finish_import "$name" "$b"
+    fi
+    finish_target skopeo
+}
+
+bench_import_raw() {
+    local b=$1 name=import_raw d=$RUN/import-raw want got
+    if ! start_target raw; then
+        mark_failed "$name" "target registry did not start"
+        finish_target raw
+        return 0
+    fi
+    # Not timed: extract the bundle, plan the requests, read the files once.
+    mkdir -p "$d/files"
+    if ! { zstd -dcq "$b" | tar -xf - -C "$d/files"; } 2>"$LOGS/$name.prepare.log" ||
+        ! want=$("$PYTHON" -c "$IMPORT_PLAN_PY" raw "$d/files" "http://$TGT_HOST" "$d/uploads.txt" \
+            "$d/finish.curl" 2>>"$LOGS/$name.prepare.log"); then
+        log_tail "$LOGS/$name.prepare.log" 5
+        mark_failed "$name" "cannot extract or plan the bundle"
+        finish_target raw
+        return 0
+    fi
+    find "$d/files" -type f -exec cat {} + >/dev/null
+    say "timing the raw import: curl -P2 of $(($(wc -l <"$d/uploads.txt") / 3)) blobs, then $want mounts, manifests and tags$ROUND_NOTE"
+    start_sampler "$d/disk.peak" "$d/tmp" "$d/files"
+    # shellcheck disable=SC2016
+    measure "$name" env TMPDIR="$d/tmp" bash -c '
+        set -eo pipefail
+        xargs -d "\n" -n 3 -P 2 bash "$1" <"$2"
+        curl -sS --noproxy "*" -K "$3" >"$4"' _ "$RUN/raw-push-blob.sh" "$d/uploads.txt" "$d/finish.curl" \
+        "$d/finish.codes" || true
+    stop_sampler
+    got=$(grep -c '^201 ' "$d/finish.codes" 2>/dev/null || true)
+    if [[ ${RC[$name]} != 0 ]]; then
+        import_failed "$name"
+    elif [[ $got != "$want" ]]; then
+        say "raw import: $got of $want mounts, manifests and tags answered 201"
+        grep -v '^201 ' "$d/finish.codes" | head -n 5 >&2 || true
+        mark_failed "$name" "$got/$want requests answered 201"
+    else
+        finish_import "$name" "$b"
+    fi
+    finish_target raw
+}
+
+# bench_imports: the three imports of this round's zstd bundle.
+bench_imports() {
+    local b=${BUNDLE[zstd]:-} n
+    if [[ -z $b || ! -s $b ]]; then
+        for n in import_ferry import_skopeo import_raw; do
+            [[ -n ${DEAD[$n]:-} ]] || mark_failed "$n" "no bundle (export failed)"
+        done
+        return 0
+    fi
+    [[ -n ${DEAD[import_ferry]:-} ]] || bench_import_ferry "$b"
+    [[ -n ${DEAD[import_skopeo]:-} ]] || bench_import_skopeo "$b"
+    [[ -n ${DEAD[import_raw]:-} ]] || bench_import_raw "$b"
 }
 
 # ------------------------------------------------------------------ (b) skopeo
@@ -556,12 +964,16 @@ bench_raw() {
 ROUND_NOTE=
 for ((round = 1; round <= REPEAT; round++)); do
     ((REPEAT == 1)) || ROUND_NOTE=" (round $round of $REPEAT)"
-    # Each bundle is verified right after its export, then deleted (unless
-    # --keep): never more than one bundle and one cache on disk.
+    # Each bundle is verified right after its export, the zstd one then
+    # imported, then deleted (unless --keep): never more than one bundle and
+    # one cache on disk.
     [[ -n ${DEAD[ferry_none]:-} ]] || bench_ferry none
     bench_verify none
+    drop_bundle none
     [[ -n ${DEAD[ferry_zstd]:-} ]] || bench_ferry zstd
     bench_verify zstd
+    bench_imports
+    drop_bundle zstd
     [[ -n ${DEAD[skopeo]:-} ]] || bench_skopeo
     [[ -n ${DEAD[raw]:-} ]] || bench_raw
 done
@@ -584,6 +996,8 @@ R_RAW=$(ratio "${BEST[ferry_none]:-}" "${BEST[raw]:-}" || true)
 R_ZSTD=$(ratio "${BEST[ferry_zstd]:-}" "${BEST[ferry_none]:-}" || true)
 R_VNONE=$(ratio "${BEST[verify_none]:-}" "${BEST[limit_none]:-}" || true)
 R_VZSTD=$(ratio "${BEST[verify_zstd]:-}" "${BEST[limit_zstd]:-}" || true)
+R_ISKOPEO=$(ratio "${BEST[import_ferry]:-}" "${BEST[import_skopeo]:-}" || true)
+R_IRAW=$(ratio "${BEST[import_ferry]:-}" "${BEST[import_raw]:-}" || true)
 # max_peak NAME...: the highest peak MiB of these runs, empty if none ran.
 max_peak() {
     local n v m=
@@ -596,6 +1010,8 @@ max_peak() {
 }
 FERRY_PEAK=$(max_peak ferry_none ferry_zstd)
 VERIFY_PEAK=$(max_peak verify_none verify_zstd)
+IMPORT_PEAK=$(max_peak import_ferry)
+IMPORT_DISK=${DISK[import_ferry]:-}
 
 echo
 printf 'ferry bench: %d images, %d unique blobs, %s bytes (%.1f MB), registry %s, %s CPUs\n' \
@@ -618,6 +1034,8 @@ row() {
         else
             what=$(mb "${OUTB[$name]:-}" || true)
         fi
+        [[ -z ${DISK[$name]:-} ]] || what+=", extra disk $(mb "${DISK[$name]}")"
+        [[ -z ${WROTE[$name]:-} ]] || what+=", wrote $(mb "${WROTE[$name]}")"
         printf '%-30s %9.2f %7s %10s %8s   %s\n' "$label" "$s" "${BCPU[$name]:-}" "$(mibs "${PEAK[$name]}")" \
             "$(mbps "$s")" "$what${NOTE[$name]:+, ${NOTE[$name]}}"
     fi
@@ -630,6 +1048,9 @@ row verify_none "ferry verify (none bundle)"
 row limit_none "openssl dgst (none bundle)"
 row verify_zstd "ferry verify (zstd bundle)"
 row limit_zstd "zstd -dc | openssl (zstd)"
+row import_ferry "ferry import (zstd bundle)"
+row import_skopeo "skopeo import ($NIMAGES copies)"
+row import_raw "raw import (curl -P2)"
 printf '\n%-30s %9s %10s   %s\n' "ratio (time)" "value" "goal" "verdict"
 printf '%-30s %9s %10s   %s\n' "ferry(none)/skopeo" "${R_SKOPEO:-n/a}" "<= $GOAL_SKOPEO" "$(verdict "$R_SKOPEO" "$GOAL_SKOPEO")"
 printf '%-30s %9s %10s   %s\n' "ferry(none)/raw" "${R_RAW:-n/a}" "<= $GOAL_RAW" "$(verdict "$R_RAW" "$GOAL_RAW")"
@@ -648,11 +1069,23 @@ else
     v=$(awk -v v="$VERIFY_PEAK" -v g="$GOAL_VERIFY_MIB" 'BEGIN {print (v < g) ? "ok" : "MISSED"}')
 fi
 printf '%-30s %9s %10s   %s\n' "ferry verify peak MiB" "${VERIFY_PEAK:-n/a}" "< $GOAL_VERIFY_MIB" "$v"
+printf '%-30s %9s %10s   %s\n' "import ferry/skopeo" "${R_ISKOPEO:-n/a}" "<= $GOAL_IMPORT_SKOPEO" \
+    "$(verdict "$R_ISKOPEO" "$GOAL_IMPORT_SKOPEO")"
+printf '%-30s %9s %10s   %s\n' "import ferry/raw" "${R_IRAW:-n/a}" "<= $GOAL_IMPORT_RAW" "$(verdict "$R_IRAW" "$GOAL_IMPORT_RAW")"
+if [[ -z $IMPORT_PEAK ]]; then
+    v=n/a
+else
+    v=$(awk -v v="$IMPORT_PEAK" -v g="$GOAL_IMPORT_MIB" 'BEGIN {print (v < g) ? "ok" : "MISSED"}')
+fi
+printf '%-30s %9s %10s   %s\n' "ferry import peak MiB" "${IMPORT_PEAK:-n/a}" "< $GOAL_IMPORT_MIB" "$v"
+printf '%-30s %9s %10s   %s\n' "ferry import extra disk bytes" "${IMPORT_DISK:-n/a}" "= $GOAL_IMPORT_DISK" \
+    "$(verdict "$IMPORT_DISK" "$GOAL_IMPORT_DISK")"
 
 jrun() { # NAME -> JSON object
     local name=$1
     jq -cn --arg s "${BEST[$name]:-}" --arg k "${PEAK[$name]:-}" --arg cpu "${BCPU[$name]:-}" --arg o "${OUTB[$name]:-}" \
         --arg i "${INB[$name]:-}" --arg why "${WHY[$name]:-}" \
+        --arg disk "${DISK[$name]:-}" --arg wrote "${WROTE[$name]:-}" \
         --arg rc "${RC[$name]:-}" --arg mbps "$(mbps "${BEST[$name]:-}" || true)" \
         --arg samples "${SAMPLES[$name]:-}" '
         def num: if . == "" then null else tonumber end;
@@ -660,6 +1093,7 @@ jrun() { # NAME -> JSON object
          peak_mib: (if $k == "" then null else (($k | tonumber) / 1024 * 10 | round / 10) end),
          mb_per_s: ($mbps | num), output_bytes: ($o | num)}
         + (if $i == "" then {} else {input_bytes: ($i | num)} end)
+        + (if $disk == "" then {} else {extra_disk_bytes: ($disk | num), written_bytes: ($wrote | num)} end)
         + (if $why == "" then {} else {error: $why} end)
         + {samples: ($samples | split(" ") | map(select(. != "") | tonumber))}'
 }
@@ -671,6 +1105,10 @@ echo "BENCH $(jq -cn --argjson bytes "$CORPUS_BYTES" --argjson images "$NIMAGES"
     --argjson sk "$(jrun skopeo)" --argjson raw "$(jrun raw)" \
     --argjson vn "$(jrun verify_none)" --argjson vz "$(jrun verify_zstd)" \
     --argjson ln "$(jrun limit_none)" --argjson lz "$(jrun limit_zstd)" \
+    --argjson ifr "$(jrun import_ferry)" --argjson isk "$(jrun import_skopeo)" --argjson iraw "$(jrun import_raw)" \
+    --arg ris "${R_ISKOPEO:-}" --arg rir "${R_IRAW:-}" --arg ip "${IMPORT_PEAK:-}" --arg idisk "${IMPORT_DISK:-}" \
+    --argjson g_iskopeo "$GOAL_IMPORT_SKOPEO" --argjson g_iraw "$GOAL_IMPORT_RAW" \
+    --argjson g_imib "$GOAL_IMPORT_MIB" --argjson g_idisk "$GOAL_IMPORT_DISK" \
     --arg rs "${R_SKOPEO:-}" --arg rr "${R_RAW:-}" --arg rz "${R_ZSTD:-}" --arg fp "${FERRY_PEAK:-}" \
     --arg rvn "${R_VNONE:-}" --arg rvz "${R_VZSTD:-}" --arg vp "${VERIFY_PEAK:-}" \
     --argjson g_skopeo "$GOAL_SKOPEO" --argjson g_raw "$GOAL_RAW" --argjson g_zstd "$GOAL_ZSTD" \
@@ -681,13 +1119,18 @@ echo "BENCH $(jq -cn --argjson bytes "$CORPUS_BYTES" --argjson images "$NIMAGES"
      cpus: $cpus, repeat: $repeat,
      ferry_none: $fn, ferry_zstd: $fz, skopeo: $sk, raw: $raw,
      verify_none: $vn, verify_zstd: $vz, openssl_none: $ln, zstd_openssl: $lz,
+     import_ferry: $ifr, import_skopeo: $isk, import_raw: $iraw,
      ratios: {ferry_none_over_skopeo: ($rs | num), ferry_none_over_raw: ($rr | num),
               ferry_zstd_over_ferry_none: ($rz | num),
-              verify_none_over_openssl: ($rvn | num), verify_zstd_over_zstd_openssl: ($rvz | num)},
+              verify_none_over_openssl: ($rvn | num), verify_zstd_over_zstd_openssl: ($rvz | num),
+              import_ferry_over_skopeo: ($ris | num), import_ferry_over_raw: ($rir | num)},
      ferry_peak_mib: ($fp | num), verify_peak_mib: ($vp | num),
+     import_peak_mib: ($ip | num), import_extra_disk_bytes: ($idisk | num),
      goals: {ferry_none_over_skopeo: $g_skopeo, ferry_none_over_raw: $g_raw,
              ferry_zstd_over_ferry_none: $g_zstd, ferry_peak_mib: $g_mib,
              verify_none_over_openssl: $g_verify, verify_zstd_over_zstd_openssl: $g_verify,
-             verify_peak_mib: $g_vmib}}')"
+             verify_peak_mib: $g_vmib,
+             import_ferry_over_skopeo: $g_iskopeo, import_ferry_over_raw: $g_iraw,
+             import_peak_mib: $g_imib, import_extra_disk_bytes: $g_idisk}}')"
 
 exit "$FAILED"
