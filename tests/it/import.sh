@@ -143,7 +143,6 @@ expect "no --to" 2 "--to" import all.tar.zst --key k.pub
 
 # --- no temporary files, bounded memory
 mkdir tmpcheck
-before_files=$(find / -xdev -newer all.tar.zst -type f 2>/dev/null | grep -v -e "^/proc" -e "^$work" -e "$FERRY_TEST_PLAIN_STORAGE" -e "/fixture-state/" | sort)
 TMPDIR=$work/tmpcheck /usr/bin/time -f '%M' -o mem.txt "$ferry" import all.tar.zst --key k.pub \
 	--to "$FERRY_TEST_PLAIN/${run}tmpcheck" --state-dir st-tmp --insecure-registry 127.0.0.1 -q || bad "import (tmp check)"
 check "no temporary files in TMPDIR" [ -z "$(ls -A tmpcheck)" ]
