@@ -6,7 +6,7 @@ pkgs=(
 	build-essential cmake pkg-config
 	libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libzstd-dev zlib1g-dev
 	docker-registry skopeo apache2-utils openssl ca-certificates
-	python3 curl zstd jq
+	python3 curl zstd jq strace time
 )
 missing=()
 for p in "${pkgs[@]}"; do

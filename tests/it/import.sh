@@ -146,6 +146,13 @@ mkdir tmpcheck
 TMPDIR=$work/tmpcheck /usr/bin/time -f '%M' -o mem.txt "$ferry" import all.tar.zst --key k.pub \
 	--to "$FERRY_TEST_PLAIN/${run}tmpcheck" --state-dir st-tmp --insecure-registry 127.0.0.1 -q || bad "import (tmp check)"
 check "no temporary files in TMPDIR" [ -z "$(ls -A tmpcheck)" ]
+# every file import creates is its rollback state, nothing else
+strace -f -qq -e trace=openat,open,creat,mkdir -o trace.txt "$ferry" import all.tar.zst --key k.pub \
+	--to "$FERRY_TEST_PLAIN/${run}tmpcheck2" --state-dir st-tmp2 --insecure-registry 127.0.0.1 -q ||
+	bad "import under strace"
+created=$(grep -E 'O_CREAT|creat\(|mkdir\(' trace.txt | grep -v ' = -1 ' | grep -v "st-tmp2" || true)
+check "import creates no file but its state ($(wc -l <<<"$created") other)" [ -z "$created" ]
+check "strace saw the state file" grep -q "st-tmp2/import-state.json" trace.txt
 check "peak memory $(cat mem.txt) KiB < 64 MiB" [ "$(cat mem.txt)" -lt 65536 ]
 
 # --- upload Locations on another host get no credentials
