@@ -21,9 +21,9 @@
 /* Memory for blob data in flight: IMP_CHUNKS buffers of IMP_CHUNK bytes. */
 #define IMP_CHUNK (4u * 1024u * 1024u)
 #define IMP_CHUNKS 6
-/* Blobs up to this size go in one PUT once verified; larger ones go in
- * chunks (one PATCH per IMP_CHUNK) as they are read, completed by a PUT
- * once verified. */
+/* Blobs up to this size go in one PUT once verified; larger ones are sent
+ * in one streamed PATCH, chunk by chunk as they are read, completed by a
+ * PUT once verified. */
 #define IMP_SMALL (1024u * 1024u)
 
 struct imp_progress {

@@ -69,6 +69,10 @@ struct req {
 	const char *content_type; /* full "Content-Type: ..." line */
 	const char *content_range; /* full "Content-Range: ..." line */
 	unsigned attempts; /* 0: the client's default */
+	/* streamed request body (PATCH of a whole blob) */
+	size_t (*readfn)(char *, size_t, size_t, void *);
+	void *readctx;
+	uint64_t read_size;
 	struct buf *body; /* BODY_BUFFER: capped by its max */
 	/* BODY_BLOB */
 	const struct reg_blob_req *blob;
@@ -527,7 +531,15 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 		curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(rq->method, "GET") != 0) {
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, rq->method);
-		if (strcmp(rq->method, "DELETE") != 0) {
+		if (rq->readfn) {
+			curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
+			curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, rq->readfn);
+			curl_easy_setopt(c->curl, CURLOPT_READDATA, rq->readctx);
+			curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE,
+					 (curl_off_t)rq->read_size);
+			curl_easy_setopt(c->curl, CURLOPT_UPLOAD_BUFFERSIZE,
+					 512L * 1024L);
+		} else if (strcmp(rq->method, "DELETE") != 0) {
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS,
 					 rq->send ? rq->send : "");
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -1816,6 +1828,45 @@ int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
 			 "registry '%s' stored %s as '%.80s' instead of '%s'",
 			 c->host, what, x.dcd, want->str);
 		goto out;
+	}
+	rc = 0;
+out:
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+int reg_upload_stream(struct reg_client *c, char **url, uint64_t size,
+		      size_t (*readfn)(char *, size_t, size_t, void *),
+		      void *ctx, struct ferr *e)
+{
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	rq.method = "PATCH";
+	rq.url = strdup(*url);
+	rq.what = "a blob upload";
+	rq.scope = c->upload_scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.content_type = "Content-Type: application/octet-stream";
+	rq.readfn = readfn;
+	rq.readctx = ctx;
+	rq.read_size = size;
+	rq.attempts = 1;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.location) {
+		char *nu = upload_url(c, rq.url, x.location, e);
+		if (!nu)
+			goto out;
+		free(*url);
+		*url = nu;
 	}
 	rc = 0;
 out:

@@ -136,6 +136,11 @@ int reg_upload_finish(struct reg_client *c, char **upload_url,
 		      const struct digest *d, const void *p, size_t n,
 		      struct ferr *e);
 void reg_upload_cancel(struct reg_client *c, const char *upload_url);
+/* Send `size` bytes pulled from `readfn` (curl's read-callback contract;
+ * CURL_READFUNC_ABORT stops the upload) in one streamed PATCH. */
+int reg_upload_stream(struct reg_client *c, char **upload_url, uint64_t size,
+		      size_t (*readfn)(char *, size_t, size_t, void *),
+		      void *ctx, struct ferr *e);
 /* PUT a manifest or index under a tag or its digest; when `want` is given
  * the registry must report that digest. */
 int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
