@@ -67,7 +67,6 @@ struct req {
 	const void *send;
 	size_t send_len;
 	const char *content_type; /* full "Content-Type: ..." line */
-	const char *content_range; /* full "Content-Range: ..." line */
 	unsigned attempts; /* 0: the client's default */
 	/* streamed request body (PATCH of a whole blob) */
 	size_t (*readfn)(char *, size_t, size_t, void *);
@@ -548,8 +547,6 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 		h = curl_slist_append(h, "Expect:");
 		if (rq->content_type)
 			h = curl_slist_append(h, rq->content_type);
-		if (rq->content_range)
-			h = curl_slist_append(h, rq->content_range);
 	}
 	if (rq->mode == BODY_BLOB && rq->received > 0) {
 		snprintf(range, sizeof(range), "%llu-",
@@ -1689,48 +1686,6 @@ int reg_upload_start(struct reg_client *c, const char *repo,
 	}
 	*url_out = upload_url(c, rq.url, x.location, e);
 	rc = *url_out ? 0 : -1;
-out:
-	xfer_release(&x);
-	free(rq.url);
-	return rc;
-}
-
-int reg_upload_chunk(struct reg_client *c, char **url, const void *p,
-		     size_t n, uint64_t offset, struct ferr *e)
-{
-	char range[96];
-	struct req rq;
-	struct xfer x;
-	int rc = -1;
-
-	memset(&rq, 0, sizeof(rq));
-	memset(&x, 0, sizeof(x));
-	snprintf(range, sizeof(range), "Content-Range: %llu-%llu",
-		 (unsigned long long)offset,
-		 (unsigned long long)(offset + n - 1));
-	rq.method = "PATCH";
-	rq.url = strdup(*url);
-	rq.what = "a blob upload";
-	rq.registry_auth = true;
-	rq.mode = BODY_DISCARD;
-	rq.send = p;
-	rq.send_len = n;
-	rq.content_type = "Content-Type: application/octet-stream";
-	rq.content_range = range;
-	rq.attempts = 1; /* a half-sent chunk must not be appended twice */
-	if (!rq.url)
-		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	rq.scope = c->upload_scope;
-	if (request(c, &rq, &x, e) < 0)
-		goto out;
-	if (x.location) {
-		char *nu = upload_url(c, rq.url, x.location, e);
-		if (!nu)
-			goto out;
-		free(*url);
-		*url = nu;
-	}
-	rc = 0;
 out:
 	xfer_release(&x);
 	free(rq.url);

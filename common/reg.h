@@ -122,7 +122,8 @@ int reg_get_blob(struct reg_client *c, const struct reg_blob_req *rq,
 
 /* Pushing.  A blob upload: reg_upload_start (or a cross-repository mount
  * when `mount` and `from_repo` are given: *mounted says whether it took),
- * then chunks, then reg_upload_finish with the digest -- which the caller
+ * then the data (reg_upload_stream, or with reg_upload_finish for a small
+ * blob), then reg_upload_finish with the digest -- which the caller
  * calls only once it has checked the content itself -- or
  * reg_upload_cancel.  The upload URL is the registry's Location (it may
  * change after every chunk); credentials never follow it to another
@@ -130,8 +131,6 @@ int reg_get_blob(struct reg_client *c, const struct reg_blob_req *rq,
 int reg_upload_start(struct reg_client *c, const char *repo,
 		     const struct digest *mount, const char *from_repo,
 		     bool *mounted, char **upload_url, struct ferr *e);
-int reg_upload_chunk(struct reg_client *c, char **upload_url, const void *p,
-		     size_t n, uint64_t offset, struct ferr *e);
 int reg_upload_finish(struct reg_client *c, char **upload_url,
 		      const struct digest *d, const void *p, size_t n,
 		      struct ferr *e);
