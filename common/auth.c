@@ -443,9 +443,11 @@ int auth_challenge_parse(struct auth_challenge *c, const char *value,
 
 char *auth_basic_header(const struct auth_cred *c)
 {
+	static const char head[] = "Authorization: Basic ";
+	size_t hn = sizeof(head) - 1;
 	size_t ul = strlen(c->user), pl = strlen(c->pass);
 	size_t rawn = ul + 1 + pl;
-	size_t outn = 6 + 4 * ((rawn + 2) / 3) + 1;
+	size_t outn = hn + 4 * ((rawn + 2) / 3) + 1;
 	unsigned char *raw = malloc(rawn + 1);
 	char *out = malloc(outn);
 
@@ -457,8 +459,8 @@ char *auth_basic_header(const struct auth_cred *c)
 	memcpy(raw, c->user, ul);
 	raw[ul] = ':';
 	memcpy(raw + ul + 1, c->pass, pl);
-	memcpy(out, "Basic ", 6);
-	EVP_EncodeBlock((unsigned char *)out + 6, raw, (int)rawn);
+	memcpy(out, head, hn);
+	EVP_EncodeBlock((unsigned char *)out + hn, raw, (int)rawn);
 	OPENSSL_cleanse(raw, rawn);
 	free(raw);
 	return out;

@@ -58,7 +58,8 @@ int auth_challenge_parse(struct auth_challenge *c, const char *value,
 			 struct ferr *e);
 void auth_challenge_release(struct auth_challenge *c);
 
-/* "Basic <base64(user:pass)>" header value; malloc'd, wipe after use. */
+/* "Authorization: Basic <base64(user:pass)>" header line; malloc'd,
+ * wipe after use (auth_wipe_free). */
 char *auth_basic_header(const struct auth_cred *c);
 
 /* Overwrite and free a string holding a secret. */

@@ -797,13 +797,7 @@ static int request(struct reg_client *c, struct req *rq, struct xfer *out_x,
 					goto out;
 				}
 				if (!c->basic) {
-					char *v = auth_basic_header(c->cred);
-					size_t n = v ? strlen(v) + 16 : 0;
-					c->basic = v ? malloc(n) : NULL;
-					if (c->basic)
-						snprintf(c->basic, n,
-							 "Authorization: %s", v);
-					auth_wipe_free(v);
+					c->basic = auth_basic_header(c->cred);
 					if (!c->basic) {
 						ferr_set(e, FERR_IO, ENOMEM,
 							 "out of memory");
@@ -861,6 +855,14 @@ static int request(struct reg_client *c, struct req *rq, struct xfer *out_x,
 				goto out;
 			}
 			logf_(c, "redirect %s -> %s", rq->what, nh);
+			{
+				/* credentials given for this request (token
+				 * service, Harbor API) stay with its host */
+				char *oh = url_hostport(rq->url);
+				if (!oh || !same_hostport(oh, nh))
+					rq->fixed_auth = NULL;
+				free(oh);
+			}
 			free(ns);
 			free(nh);
 			free(rq->url);
@@ -1001,7 +1003,7 @@ static int fetch_token(struct reg_client *c, const char *scope,
 	const struct auth_challenge *ch = &c->chal;
 	char *realm_host = url_hostport(ch->realm);
 	char *realm_scheme = url_scheme(ch->realm);
-	char *basic = NULL, *authline = NULL;
+	char *authline = NULL;
 	struct buf url, body;
 	struct req rq;
 	struct xfer x;
@@ -1050,14 +1052,8 @@ static int fetch_token(struct reg_client *c, const char *scope,
 				p++;
 		}
 	}
-	if (send_creds) {
-		basic = auth_basic_header(c->cred);
-		size_t n = basic ? strlen(basic) + 16 : 0;
-		authline = basic ? malloc(n) : NULL;
-		if (!authline)
-			goto oom;
-		snprintf(authline, n, "Authorization: %s", basic);
-	}
+	if (send_creds && !(authline = auth_basic_header(c->cred)))
+		goto oom;
 	rq.method = "GET";
 	rq.url = strdup((char *)url.data);
 	if (!rq.url)
@@ -1114,7 +1110,6 @@ out:
 	xfer_release(&x);
 	free(rq.url);
 	auth_wipe_free(authline);
-	auth_wipe_free(basic);
 	buf_release(&url);
 	buf_release(&body);
 	free(realm_host);
@@ -1833,7 +1828,7 @@ out:
 int reg_api(struct reg_client *c, const char *method, const char *path,
 	    const char *json_body, long *status, struct ferr *e)
 {
-	char *basic = NULL, *line = NULL;
+	char *line = NULL;
 	struct req rq;
 	struct xfer x;
 	int rc = -1;
@@ -1843,18 +1838,10 @@ int reg_api(struct reg_client *c, const char *method, const char *path,
 	memset(&x, 0, sizeof(x));
 	if (ensure_ping(c, e) < 0)
 		return -1;
-	if (c->cred) {
-		/* Basic, to this host only (perform() never sends fixed_auth
-		 * elsewhere: no redirects are followed off-host with it) */
-		basic = auth_basic_header(c->cred);
-		size_t n = basic ? strlen(basic) + 16 : 0;
-		line = basic ? malloc(n) : NULL;
-		if (!line) {
-			auth_wipe_free(basic);
-			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		}
-		snprintf(line, n, "Authorization: %s", basic);
-	}
+	/* Basic, to this host only: request() drops it on a redirect that
+	 * leaves the host */
+	if (c->cred && !(line = auth_basic_header(c->cred)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	rq.method = method;
 	rq.url = mkurl(c, "%s", path);
 	rq.what = path;
@@ -1877,6 +1864,5 @@ out:
 	xfer_release(&x);
 	free(rq.url);
 	auth_wipe_free(line);
-	auth_wipe_free(basic);
 	return rc;
 }

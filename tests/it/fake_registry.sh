@@ -72,6 +72,7 @@ run blob-too-long verify "larger than its descriptor" blob long/app "$blob" "$si
 run blob-corrupt verify "does not match its digest" blob corrupt/app "$blob" "$size"
 run token-realm-other-host ok "" manifest tokrealm/app t
 run token-realm-plain-http auth "not an https URL" manifest tokplain/app t
+run token-service-redirects-off-host ok "" manifest tokhop/app t
 
 # Credentials went only to the registry host itself.
 leaks=$(python3 - "$work/log" "$host" <<'PY'
@@ -89,6 +90,10 @@ check "no credentials to other hosts" [ "$leaks" = 0 ]
 check "redirect target was reached" grep -q '"host": "localhost:'"$port"'", "path": "/data/' "$work/log"
 check "token realm was reached without credentials" \
 	grep -q '"host": "localhost:'"$port"'", "path": "/token?service=fake&scope=repository%3Atokrealm%2Fapp%3Apull", "auth": false' "$work/log"
+check "token service on the registry's host got the credentials" \
+	grep -q '"host": "127.0.0.1:'"$port"'", "path": "/tokenhop?[^"]*", "auth": true' "$work/log"
+check "its redirect to another host carried none" \
+	grep -q '"host": "localhost:'"$port"'", "path": "/token?service=fake&scope=repository%3Atokhop%2Fapp%3Apull", "auth": false' "$work/log"
 check "range request sent" grep -q '"range": "bytes=100000-"' "$work/log"
 
 echo "$passed passed, $failed failed"

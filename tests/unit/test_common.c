@@ -238,7 +238,7 @@ static void test_authfile(void)
 	{
 		struct auth_cred c = {NULL, "user", "pass"};
 		char *h = auth_basic_header(&c);
-		CHECK_STR(h, "Basic dXNlcjpwYXNz", "basic header");
+		CHECK_STR(h, "Authorization: Basic dXNlcjpwYXNz", "basic header");
 		auth_wipe_free(h);
 	}
 }
