@@ -21,30 +21,8 @@ cleanup() {
 trap cleanup EXIT
 cd "$work" || exit 1
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
-check() { # NAME CMD...
-	local name=$1
-	shift
-	if "$@"; then ok; else bad "$name"; fi
-}
-# expect NAME CODE PATTERN -- ferry args: exit code and message
-expect() {
-	local name=$1 code=$2 pattern=$3
-	shift 3
-	local out rc
-	out=$("$ferry" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" = "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok; else
-		bad "$name: exit $rc (want $code), /$pattern/"
-		echo "$out" | tail -5 | sed 's/^/    /'
-	fi
-}
-jqe() { jq -e "$@" >/dev/null; }
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
 no_output() { # NAME: no such bundle and no temporary file left
 	[ ! -e "$1" ] && [ -z "$(find . -maxdepth 1 -name '.*ferry-*')" ]
 }
@@ -253,5 +231,4 @@ check "interrupted export leaves no output" no_output i.tar
 kill "$proxy_pid" 2>/dev/null
 proxy_pid=
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

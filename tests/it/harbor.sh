@@ -14,28 +14,8 @@ work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work" || exit 1
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok; else bad "$name"; fi
-}
-expect() {
-	local name=$1 code=$2 pattern=$3
-	shift 3
-	local out rc
-	out=$("$ferry" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" = "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok; else
-		bad "$name: exit $rc (want $code), /$pattern/"
-		echo "$out" | tail -3 | sed 's/^/    /'
-	fi
-}
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
 
 python3 "$fixtures/harbor.py" port "$FERRY_TEST_PLAIN" api.log "admin:harbor-pw" existing &
 pid=$!
@@ -73,5 +53,4 @@ expect "existing project: nothing created" 0 "imported" \
 	import b.tar --to "$h/existing" --state-dir s3 "${common[@]}" --create-projects
 check "no POST for an existing project" [ "$(grep -c POST api.log)" = "$n" ]
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish

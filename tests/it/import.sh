@@ -21,29 +21,8 @@ cd "$work" || exit 1
 # fresh repository names on every run, whatever the registries hold
 run=r$$
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
-jqe() { jq -e "$@" >/dev/null; }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok; else bad "$name"; fi
-}
-expect() { # NAME CODE PATTERN -- ferry args
-	local name=$1 code=$2 pattern=$3
-	shift 3
-	local out rc
-	out=$("$ferry" "$@" 2>&1)
-	rc=$?
-	if [ "$rc" = "$code" ] && grep -qE -- "$pattern" <<<"$out"; then ok; else
-		bad "$name: exit $rc (want $code), /$pattern/"
-		echo "$out" | tail -5 | sed 's/^/    /'
-	fi
-}
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
 digest_of() { # docker://REF [skopeo opts]: manifest digest as served
 	skopeo inspect --raw "$@" 2>/dev/null | sha256sum | cut -d' ' -f1 | sed 's/^/sha256:/'
 }
@@ -228,5 +207,4 @@ for point in "PATCH /v2/.*/blobs/uploads:0" "PUT /v2/.*/manifests/sha256:0" "PUT
 		jqe '.blobs.bytesPushed == 0' "rdie$n.json"
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
