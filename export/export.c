@@ -1,4 +1,4 @@
-/* ferry export: the command layer over common/exporter. */
+/* ferry export: the command layer over the export engine (exporter.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>

@@ -1,4 +1,4 @@
-/* ferry import: the command layer over common/importer. */
+/* ferry import: the command layer over the import engine (importer.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* ferry verify and ferry inspect: the command layer over common/breader. */
+/* ferry verify and ferry inspect: the command layer over the bundle reader (breader.c). */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
