@@ -55,7 +55,9 @@ struct exporter {
 	const struct exp_opts *o;
 	struct reg_opts ropts;
 	volatile sig_atomic_t abort;
-	struct item *items;
+	/* Items are allocated one by one and never move: callers keep
+	 * pointers to them across add_item (the array of pointers grows). */
+	struct item **items;
 	size_t nitems, cap;
 	size_t *ht; /* open addressing: index+1, 0 = empty */
 	size_t htcap;
@@ -164,8 +166,8 @@ static struct item *find_item(struct exporter *x, const struct digest *d)
 		size_t v = x->ht[i];
 		if (!v)
 			return NULL;
-		if (digest_equal(&x->items[v - 1].d, d))
-			return &x->items[v - 1];
+		if (digest_equal(&x->items[v - 1]->d, d))
+			return x->items[v - 1];
 	}
 }
 
@@ -177,7 +179,7 @@ static int rehash(struct exporter *x, struct ferr *e)
 	if (!nt)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	for (size_t k = 0; k < x->nitems; k++) {
-		size_t i = hash_digest(&x->items[k].d) % ncap;
+		size_t i = hash_digest(&x->items[k]->d) % ncap;
 		while (nt[i])
 			i = (i + 1) % ncap;
 		nt[i] = k + 1;
@@ -220,7 +222,7 @@ static struct item *add_item(struct exporter *x, const struct digest *d,
 		return NULL;
 	if (x->nitems == x->cap) {
 		size_t nc = x->cap ? x->cap * 2 : 256;
-		struct item *ni = realloc(x->items, nc * sizeof(*ni));
+		struct item **ni = realloc(x->items, nc * sizeof(*ni));
 		if (!ni) {
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 			return NULL;
@@ -228,8 +230,11 @@ static struct item *add_item(struct exporter *x, const struct digest *d,
 		x->items = ni;
 		x->cap = nc;
 	}
-	it = &x->items[x->nitems];
-	memset(it, 0, sizeof(*it));
+	it = calloc(1, sizeof(*it));
+	if (!it) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		return NULL;
+	}
 	it->d = *d;
 	it->size = size;
 	it->kind = kind;
@@ -239,9 +244,11 @@ static struct item *add_item(struct exporter *x, const struct digest *d,
 	if (!it->host || !it->repo) {
 		free(it->host);
 		free(it->repo);
+		free(it);
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		return NULL;
 	}
+	x->items[x->nitems] = it;
 	{
 		size_t i = hash_digest(d) % x->htcap;
 		while (x->ht[i])
@@ -541,7 +548,7 @@ static void *worker(void *arg)
 			pthread_mutex_unlock(&x->mu);
 			break;
 		}
-		it = &x->items[x->queue[x->qnext++]];
+		it = x->items[x->queue[x->qnext++]];
 		pthread_mutex_unlock(&x->mu);
 		ferr_clear(&e);
 		cl = client_for(x, &cs, it->host, &e);
@@ -1371,7 +1378,7 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 	}
 	for (size_t i = 0; i < x->nitems; i++) {
 		order[i] = i;
-		alld[i] = x->items[i].d;
+		alld[i] = x->items[i]->d;
 	}
 	{
 		struct order_key *k = calloc(x->nitems + 1, sizeof(*k));
@@ -1380,8 +1387,8 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 			goto out;
 		}
 		for (size_t i = 0; i < x->nitems; i++) {
-			k[i].kind = (int)x->items[i].kind;
-			k[i].seq = x->items[i].seq;
+			k[i].kind = (int)x->items[i]->kind;
+			k[i].seq = x->items[i]->seq;
 			k[i].idx = i;
 		}
 		qsort(k, x->nitems, sizeof(*k), cmp_order);
@@ -1421,7 +1428,7 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		}
 	}
 	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = &x->items[order[i]];
+		struct item *it = x->items[order[i]];
 		char *p = xasprintf(BUNDLE_BLOB_PREFIX "%s", digest_hex(&it->d));
 		if (!p) {
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
@@ -1454,7 +1461,7 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 	}
 	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = &x->items[order[i]];
+		struct item *it = x->items[order[i]];
 		if (it->kind == K_CONFIG || it->kind == K_LAYER) {
 			atomic_fetch_add(&x->pr->blobs_total, 1);
 			atomic_fetch_add(&x->pr->bytes_total,
@@ -1474,8 +1481,8 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 	}
 	for (size_t i = 0; i < x->nitems; i++)
-		for (size_t k = 0; k < x->items[i].nimages; k++)
-			x->img_left[x->items[i].images[k]]++;
+		for (size_t k = 0; k < x->items[i]->nimages; k++)
+			x->img_left[x->items[i]->images[k]]++;
 	for (size_t i = 0; i < x->nimages; i++) {
 		if (!x->img_left[i]) { /* nothing left to fetch */
 			struct exp_event ev;
@@ -1550,7 +1557,7 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 	}
 	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = &x->items[order[i]];
+		struct item *it = x->items[order[i]];
 		char path[128];
 
 		snprintf(path, sizeof(path), BUNDLE_BLOB_PREFIX "%s",
@@ -1631,12 +1638,13 @@ out:
 	free(sig_b64);
 	free(copybuf);
 	for (size_t i = 0; i < x->nitems; i++) {
-		free(x->items[i].data);
-		free(x->items[i].host);
-		free(x->items[i].repo);
-		free(x->items[i].layers);
-		free(x->items[i].platform);
-		free(x->items[i].images);
+		free(x->items[i]->data);
+		free(x->items[i]->host);
+		free(x->items[i]->repo);
+		free(x->items[i]->layers);
+		free(x->items[i]->platform);
+		free(x->items[i]->images);
+		free(x->items[i]);
 	}
 	free(x->img_left);
 	free(x->items);

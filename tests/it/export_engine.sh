@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The export engine against a registry serving generated trees
+# (tests/fixtures/treereg.py): wide multi-arch images, repeated and nested
+# index entries, huge indexes, many images resolved in parallel.
+# usage: export_engine.sh FERRY FEATURE
+set -uo pipefail
+ferry=$1
+feature=$2
+fixtures=$(cd "$(dirname "$0")/../fixtures" && pwd)
+work=$(mktemp -d)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
+
+python3 "$fixtures/treereg.py" port log &
+pid=$!
+for _ in $(seq 200); do [ -s port ] && break; sleep 0.1; done
+[ -s port ] || { echo "tree registry did not start"; exit 1; }
+host=127.0.0.1:$(sed -n 1p port)
+"$ferry" keygen -q -o k >/dev/null || { echo "keygen failed"; exit 1; }
+x() { "$ferry" export -q --key k.key --insecure-registry 127.0.0.1 --cache cache --compress none "$@"; }
+gets() { grep -c "^GET .*/$1/" log; }
+
+case $feature in
+wide)
+	# Platform manifests that together add hundreds of items: the item
+	# table grows while the walk still holds entries of it.
+	for p in all linux/amd64,linux/arm64 linux/arm64,linux/amd64; do
+		rm -rf cache out.tar
+		x "$host/wide/app:1" -o out.tar --platform "$p" >out.txt 2>&1
+		check "wide image exports with --platform $p" [ $? = 0 ]
+		check "all 602 blobs of the wide image are in the bundle ($p)" \
+			[ "$(tar -tf out.tar | grep -c '^blobs/sha256/')" -ge 605 ]
+	done
+	"$ferry" verify out.tar --key k.pub -q >/dev/null 2>&1
+	check "the wide bundle verifies" [ $? = 0 ]
+	;;
+fanout)
+	# 60 entries per level, 3 levels, all the same child: 216,000 walks
+	# if each entry is fetched; each digest must be fetched once.
+	timeout 60 "$ferry" export -q --key k.key --insecure-registry 127.0.0.1 \
+		--cache cache --compress none "$host/fan/app:1" -o fan.tar >out.txt 2>&1
+	check "repeated index entries export" [ $? = 0 ]
+	n=$(gets fan/app/manifests)
+	check "each manifest of the repeated tree is fetched once ($n GETs)" [ "$n" -le 4 ]
+	"$ferry" verify fan.tar --key k.pub -q >/dev/null 2>&1
+	check "the repeated-tree bundle verifies" [ $? = 0 ]
+	# the exported index is byte-exact: it still lists its 60 entries
+	top=$(jq -r '.manifests[0].digest' < <(tar -xOf fan.tar index.json) | cut -d: -f2)
+	check "the top index keeps its 60 entries" \
+		[ "$(tar -xOf fan.tar "blobs/sha256/$top" | jq '.manifests | length')" = 60 ]
+	;;
+deep)
+	: >log
+	timeout 60 "$ferry" export -q --key k.key --insecure-registry 127.0.0.1 \
+		--cache cache "$host/deep/app:1" -o deep.tar >out.txt 2>&1
+	rc=$?
+	check "indexes nested 12 deep are refused with exit 1 (got $rc)" [ "$rc" = 1 ]
+	check "the error says nesting" grep -q "nested too deep" out.txt
+	check "no bundle is left" [ ! -e deep.tar ]
+	check "the walk stopped early ($(gets deep/app/manifests) GETs)" [ "$(gets deep/app/manifests)" -le 8 ]
+	;;
+many)
+	: >log
+	timeout 60 "$ferry" export -q --key k.key --insecure-registry 127.0.0.1 \
+		--cache cache "$host/many/app:1" -o many.tar >out.txt 2>&1
+	rc=$?
+	check "an index of 2000 entries is refused with exit 1 (got $rc)" [ "$rc" = 1 ]
+	check "the error names the cap" grep -q "more than" out.txt
+	check "the huge index was not walked ($(gets many/app/manifests) GETs)" [ "$(gets many/app/manifests)" -le 2 ]
+	;;
+*)
+	echo "unknown feature '$feature'"
+	exit 2
+	;;
+esac
+finish
