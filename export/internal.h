@@ -1,0 +1,93 @@
+/* The export engine's internals, shared by its files: the item table
+ * (exporter.c), resolution (resolve.c) and the parallel prefetch of
+ * manifests (prefetch.c).  Not a public interface. */
+#ifndef FERRY_EXPORT_INTERNAL_H
+#define FERRY_EXPORT_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+
+#include "exporter.h"
+
+#define COPY_CHUNK (1024 * 1024)
+#define MAX_CLIENTS 64
+
+enum item_kind { K_INDEX = 0, K_MANIFEST = 1, K_CONFIG = 2, K_LAYER = 3 };
+enum item_state { S_PENDING = 0, S_DONE, S_FAILED };
+
+/* One blob entry of the bundle. */
+struct item {
+	struct digest d;
+	uint64_t size;
+	enum item_kind kind;
+	const char *media_type; /* manifests and indexes */
+	unsigned char *data;    /* manifests and indexes live in memory */
+	char *host, *repo;      /* where configs and layers are fetched */
+	size_t seq;             /* order of first appearance */
+	int state;
+	bool cached;
+	/* image manifests: their parts, for manifest.json */
+	struct digest cfg;
+	struct digest *layers;
+	size_t nlayers;
+	char *platform; /* from the config, when fetched early */
+	size_t *images; /* configs and layers: images that need it */
+	size_t nimages;
+};
+
+struct client_slot {
+	char *host;
+	struct reg_client *c;
+};
+
+struct clients {
+	struct client_slot v[MAX_CLIENTS];
+	size_t n;
+};
+
+struct exporter {
+	const struct exp_opts *o;
+	struct reg_opts ropts;
+	volatile sig_atomic_t abort;
+	/* Items are allocated one by one and never move: callers keep
+	 * pointers to them across add_item (the array of pointers grows). */
+	struct item **items;
+	size_t nitems, cap;
+	size_t *ht; /* open addressing: index+1, 0 = empty */
+	size_t htcap;
+	struct bundle_image *images;
+	size_t nimages;
+	size_t *img_left; /* configs and layers each image still waits for */
+	struct clients main_clients;
+	char *blobdir, *partdir;
+	/* workers */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t *queue;
+	size_t nqueue, qnext;
+	bool failed;
+	struct ferr werr;
+	pthread_mutex_t evmu;
+	struct exp_progress dummy_progress;
+	struct exp_progress *pr;
+};
+
+char *exp_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void exp_emit(struct exporter *x, const struct exp_event *ev);
+struct item *exp_find_item(struct exporter *x, const struct digest *d);
+struct item *exp_add_item(struct exporter *x, const struct digest *d,
+			  uint64_t size, enum item_kind kind, const char *host,
+			  const char *repo, struct ferr *e);
+struct reg_client *exp_client_for(struct exporter *x, struct clients *cs,
+				  const char *host, struct ferr *e);
+void exp_clients_release(struct clients *cs);
+int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
+		   struct ferr *e);
+void exp_blob_done_event(struct exporter *x, struct item *it);
+
+/* resolve.c: resolve one reference into x->images[i] and the item table. */
+int exp_resolve_one(struct exporter *x, const struct ref *r,
+		    struct bundle_image *im, struct ferr *e);
+
+#endif

@@ -1,0 +1,598 @@
+/* Resolution: from a reference to the items of the bundle.  Walks an
+ * image's index and manifests (fetched by prefetch.c, or from the registry
+ * when not), keeps the platforms asked for, and records each config and
+ * layer once, in order of first appearance (the bundle's order). */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bounds.h"
+#include "internal.h"
+
+struct platform {
+	char os[64], arch[64], variant[64];
+};
+
+static int platform_parse(const char *s, struct platform *p)
+{
+	const char *a, *b;
+
+	memset(p, 0, sizeof(*p));
+	a = strchr(s, '/');
+	if (!a || a == s || (size_t)(a - s) >= sizeof(p->os))
+		return -1;
+	memcpy(p->os, s, (size_t)(a - s));
+	a++;
+	b = strchr(a, '/');
+	if (b) {
+		if (b == a || (size_t)(b - a) >= sizeof(p->arch) || !b[1] ||
+		    strlen(b + 1) >= sizeof(p->variant) || strchr(b + 1, '/'))
+			return -1;
+		memcpy(p->arch, a, (size_t)(b - a));
+		memcpy(p->variant, b + 1, strlen(b + 1));
+	} else {
+		if (!*a || strlen(a) >= sizeof(p->arch))
+			return -1;
+		memcpy(p->arch, a, strlen(a));
+	}
+	return 0;
+}
+
+static void platform_of_json(json_t *o, struct platform *p)
+{
+	const char *os = json_string_value(json_object_get(o, "os"));
+	const char *arch = json_string_value(json_object_get(o, "architecture"));
+	const char *v = json_string_value(json_object_get(o, "variant"));
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->os, sizeof(p->os), "%s", os ? os : "");
+	snprintf(p->arch, sizeof(p->arch), "%s", arch ? arch : "");
+	snprintf(p->variant, sizeof(p->variant), "%s", v ? v : "");
+}
+
+static char *platform_str(const struct platform *p)
+{
+	return exp_asprintf("%s/%s%s%s", p->os, p->arch, p->variant[0] ? "/" : "",
+			 p->variant);
+}
+
+static bool platform_match(const struct platform *want,
+			   const struct platform *have)
+{
+	if (strcmp(want->os, have->os) || strcmp(want->arch, have->arch))
+		return false;
+	if (!want->variant[0] || !strcmp(want->variant, have->variant))
+		return true;
+	/* arm64 images often omit their (only) variant v8 */
+	return !strcmp(have->arch, "arm64") && !have->variant[0] &&
+	       !strcmp(want->variant, "v8");
+}
+
+static bool is_index_type(const char *mt)
+{
+	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
+}
+
+/* Parse a descriptor: digest, size, media type. */
+static int parse_desc(json_t *d, struct digest *dg, uint64_t *size,
+		      const char **mt, const char *where, struct ferr *e)
+{
+	json_t *sz = json_object_get(d, "size");
+	const char *ds = json_string_value(json_object_get(d, "digest"));
+
+	if (!json_is_object(d) || !ds || !json_is_integer(sz) ||
+	    json_integer_value(sz) < 0)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"%s has a descriptor without a valid digest "
+				"and size",
+				where);
+	if (digest_parse(dg, ds, e) < 0) {
+		e->cat = FERR_VERIFY;
+		return ferr_prefix(e, "%s", where);
+	}
+	*size = (uint64_t)json_integer_value(sz);
+	if (mt)
+		*mt = json_string_value(json_object_get(d, "mediaType"));
+	return 0;
+}
+
+/* Per-image accumulation while walking. */
+struct walk {
+	struct bundle_image *im;
+	struct digest *seen;
+	size_t nseen, capseen;
+	char **plats;
+	size_t nplats;
+};
+
+static int walk_count(struct walk *w, const struct digest *d, uint64_t size,
+		      struct ferr *e)
+{
+	for (size_t i = 0; i < w->nseen; i++)
+		if (digest_equal(&w->seen[i], d))
+			return 0;
+	if (w->nseen == w->capseen) {
+		size_t nc = w->capseen ? w->capseen * 2 : 32;
+		struct digest *n = realloc(w->seen, nc * sizeof(*n));
+		if (!n)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		w->seen = n;
+		w->capseen = nc;
+	}
+	w->seen[w->nseen++] = *d;
+	w->im->total_size += size;
+	return 0;
+}
+
+static int walk_platform(struct walk *w, const char *p, struct ferr *e)
+{
+	char **n;
+
+	for (size_t i = 0; i < w->nplats; i++)
+		if (!strcmp(w->plats[i], p))
+			return 0;
+	n = realloc(w->plats, (w->nplats + 1) * sizeof(*n));
+	if (!n)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	w->plats = n;
+	if (!(w->plats[w->nplats] = strdup(p)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	w->nplats++;
+	return 0;
+}
+
+/* Register an image manifest held in `m` (takes its data). */
+static struct item *add_manifest_doc(struct exporter *x, const char *host,
+				     const char *repo, struct reg_manifest *m,
+				     struct walk *w, const char *what,
+				     struct ferr *e)
+{
+	json_t *root = NULL, *layers, *l;
+	struct item *it = NULL, *res = NULL;
+	struct digest dg;
+	uint64_t size;
+	size_t i;
+
+	root = json_loadb((const char *)m->data, m->len, 0, NULL);
+	if (!root) {
+		ferr_set(e, FERR_INPUT, 0, "%s does not parse", what);
+		goto out;
+	}
+	it = exp_add_item(x, &m->digest, m->len, K_MANIFEST, host, repo, e);
+	if (!it || walk_count(w, &m->digest, m->len, e) < 0)
+		goto out;
+	if (!it->data) {
+		it->data = m->data;
+		m->data = NULL;
+		it->media_type = m->media_type && !strcmp(m->media_type,
+							  MT_DOCKER_MANIFEST)
+				     ? MT_DOCKER_MANIFEST
+				     : MT_OCI_MANIFEST;
+		if (parse_desc(json_object_get(root, "config"), &it->cfg, &size,
+			       NULL, what, e) < 0)
+			goto out;
+		layers = json_object_get(root, "layers");
+		it->layers = calloc(json_array_size(layers) + 1,
+				    sizeof(*it->layers));
+		if (!it->layers) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		json_array_foreach(layers, i, l)
+		{
+			if (parse_desc(l, &it->layers[i], &size, NULL, what, e) < 0)
+				goto out;
+			it->nlayers++;
+		}
+	}
+	/* (re)register the parts for this image's accounting */
+	{
+		struct item *c;
+		if (parse_desc(json_object_get(root, "config"), &dg, &size, NULL,
+			       what, e) < 0)
+			goto out;
+		c = exp_add_item(x, &dg, size, K_CONFIG, host, repo, e);
+		if (!c || walk_count(w, &dg, size, e) < 0)
+			goto out;
+		/* the items array may have moved */
+		it = exp_find_item(x, &m->digest);
+		layers = json_object_get(root, "layers");
+		json_array_foreach(layers, i, l)
+		{
+			if (parse_desc(l, &dg, &size, NULL, what, e) < 0 ||
+			    !exp_add_item(x, &dg, size, K_LAYER, host, repo, e) ||
+			    walk_count(w, &dg, size, e) < 0)
+				goto out;
+		}
+		it = exp_find_item(x, &m->digest);
+	}
+	res = it;
+out:
+	json_decref(root);
+	return res;
+}
+
+/* Fetch the config of a single-platform image early, to learn its
+ * platform. */
+static int config_platform(struct exporter *x, struct reg_client *cl,
+			   struct item *man, char **out, struct ferr *e)
+{
+	struct item *cfg = exp_find_item(x, &man->cfg);
+	char *path = NULL;
+	struct platform p;
+	json_t *root = NULL;
+	json_error_t jerr;
+	int rc = -1;
+
+	*out = NULL;
+	if (!cfg)
+		return ferr_set(e, FERR_INPUT, 0, "internal error: no config");
+	if (cfg->size > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"config '%s' is larger than the %u-byte limit",
+				cfg->d.str, FERRY_MAX_JSON);
+	if (cfg->state != S_DONE) {
+		if (exp_fetch_item(x, cl, cfg, e) < 0)
+			return -1;
+		cfg->state = S_DONE;
+		exp_blob_done_event(x, cfg);
+	}
+	path = exp_asprintf("%s/%s", x->blobdir, digest_hex(&cfg->d));
+	if (!path)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root)) {
+		ferr_set(e, FERR_INPUT, 0, "config '%s' is not a JSON object",
+			 cfg->d.str);
+		goto out;
+	}
+	platform_of_json(root, &p);
+	*out = platform_str(&p);
+	rc = *out ? 0 : ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+out:
+	json_decref(root);
+	free(path);
+	return rc;
+}
+
+static int fetch_child(struct reg_client *cl, const char *repo,
+		       const struct digest *d, uint64_t size, const char *dmt,
+		       struct reg_manifest *m, struct ferr *e)
+{
+	if (size > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"manifest '%s' claims %llu bytes, more than the "
+				"%u-byte limit",
+				d->str, (unsigned long long)size, FERRY_MAX_JSON);
+	if (reg_get_manifest(cl, repo, d->str, m, e) < 0)
+		return -1;
+	if (m->len != size) {
+		reg_manifest_release(m);
+		return ferr_set(e, FERR_VERIFY, 0,
+				"manifest '%s' is %zu bytes but its descriptor "
+				"says %llu",
+				d->str, m->len, (unsigned long long)size);
+	}
+	if (dmt && strcmp(dmt, m->media_type) != 0) {
+		char mt[128];
+		snprintf(mt, sizeof(mt), "%s", m->media_type);
+		reg_manifest_release(m);
+		return ferr_set(e, FERR_VERIFY, 0,
+				"manifest '%s' is a '%s' but its descriptor "
+				"says '%.100s'",
+				d->str, mt, dmt);
+	}
+	return 0;
+}
+
+/* Walk an index with every platform kept, byte-exact (recursive). */
+static int walk_index_all(struct exporter *x, struct reg_client *cl,
+			  const char *host, const char *repo,
+			  struct reg_manifest *m, struct walk *w, int depth,
+			  struct item **docker_pick, const char *what,
+			  struct ferr *e)
+{
+	json_t *root = NULL, *mans, *d;
+	struct item *it;
+	size_t i;
+	int rc = -1;
+
+	if (depth > 4)
+		return ferr_set(e, FERR_INPUT, 0, "%s: indexes nested too deep",
+				what);
+	root = json_loadb((const char *)m->data, m->len, 0, NULL);
+	if (!root)
+		return ferr_set(e, FERR_INPUT, 0, "%s does not parse", what);
+	it = exp_add_item(x, &m->digest, m->len, K_INDEX, host, repo, e);
+	if (!it || walk_count(w, &m->digest, m->len, e) < 0)
+		goto out;
+	if (!it->data) {
+		it->data = m->data;
+		m->data = NULL;
+		it->media_type = !strcmp(m->media_type, MT_DOCKER_LIST)
+				     ? MT_DOCKER_LIST
+				     : MT_OCI_INDEX;
+	}
+	mans = json_object_get(root, "manifests");
+	json_array_foreach(mans, i, d)
+	{
+		struct reg_manifest child;
+		struct digest dg;
+		uint64_t size;
+		const char *dmt;
+		struct platform p;
+
+		if (parse_desc(d, &dg, &size, &dmt, what, e) < 0)
+			goto out;
+		if (fetch_child(cl, repo, &dg, size, dmt, &child, e) < 0)
+			goto out;
+		if (is_index_type(child.media_type)) {
+			rc = walk_index_all(x, cl, host, repo, &child, w,
+					    depth + 1, docker_pick, what, e);
+			reg_manifest_release(&child);
+			if (rc < 0)
+				goto out;
+			rc = -1;
+			continue;
+		}
+		struct item *mi = add_manifest_doc(x, host, repo, &child, w,
+						   what, e);
+		reg_manifest_release(&child);
+		if (!mi)
+			goto out;
+		platform_of_json(json_object_get(d, "platform"), &p);
+		if (p.os[0] && strcmp(p.os, "unknown") != 0) {
+			char *s = platform_str(&p);
+			int r = s ? walk_platform(w, s, e) : -1;
+			free(s);
+			if (r < 0)
+				goto out;
+			if (!*docker_pick || (!strcmp(p.os, "linux") &&
+					      !strcmp(p.arch, "amd64") &&
+					      !(*docker_pick)->platform))
+				*docker_pick = mi;
+			if (!strcmp(p.os, "linux") && !strcmp(p.arch, "amd64"))
+				mi->platform = mi->platform ? mi->platform
+							    : strdup("linux/amd64");
+		}
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+int exp_resolve_one(struct exporter *x, const struct ref *r,
+		       struct bundle_image *im, struct ferr *e)
+{
+	const char *host = ref_api_host(r);
+	struct reg_client *cl;
+	struct reg_manifest m;
+	struct walk w;
+	struct item *pick = NULL;
+	char what[600];
+	int rc = -1;
+
+	memset(&m, 0, sizeof(m));
+	memset(&w, 0, sizeof(w));
+	w.im = im;
+	snprintf(what, sizeof(what), "image '%s'", im->ref);
+	cl = exp_client_for(x, &x->main_clients, host, e);
+	if (!cl)
+		return -1;
+	if (reg_get_manifest(cl, r->path, ref_object(r), &m, e) < 0) {
+		ferr_prefix(e, "%s", what);
+		return -1;
+	}
+	if (is_index_type(m.media_type) && !x->o->nplatforms) {
+		im->digest = m.digest;
+		im->doc_size = m.len;
+		im->media_type = !strcmp(m.media_type, MT_DOCKER_LIST)
+				     ? MT_DOCKER_LIST
+				     : MT_OCI_INDEX;
+		if (walk_index_all(x, cl, host, r->path, &m, &w, 0, &pick, what,
+				   e) < 0)
+			goto out;
+	} else if (is_index_type(m.media_type)) {
+		/* keep only the platforms asked for */
+		json_t *root = json_loadb((const char *)m.data, m.len, 0, NULL);
+		json_t *mans = json_object_get(root, "manifests"), *keep, *d;
+		struct item *one = NULL;
+		size_t i, nkept = 0;
+		char have[512] = "";
+
+		keep = json_array();
+		for (size_t k = 0; k < x->o->nplatforms; k++) {
+			struct platform want;
+			bool found = false;
+			platform_parse(x->o->platforms[k], &want);
+			json_array_foreach(mans, i, d)
+			{
+				struct platform p;
+				struct reg_manifest child;
+				struct digest dg;
+				uint64_t size;
+				const char *dmt;
+
+				platform_of_json(json_object_get(d, "platform"), &p);
+				if (!platform_match(&want, &p))
+					continue;
+				found = true;
+				if (parse_desc(d, &dg, &size, &dmt, what, e) < 0)
+					break;
+				if (is_index_type(dmt)) {
+					ferr_set(e, FERR_INPUT, 0,
+						 "%s: nested index for platform "
+						 "'%s' is not supported with "
+						 "--platform",
+						 what, x->o->platforms[k]);
+					break;
+				}
+				if (fetch_child(cl, r->path, &dg, size, dmt,
+						&child, e) < 0)
+					break;
+				one = add_manifest_doc(x, host, r->path, &child,
+						       &w, what, e);
+				reg_manifest_release(&child);
+				if (!one)
+					break;
+				char *s = platform_str(&p);
+				if (!s || walk_platform(&w, s, e) < 0) {
+					free(s);
+					one = NULL;
+					break;
+				}
+				free(s);
+				if (!pick)
+					pick = one;
+				json_array_append(keep, d);
+				nkept++;
+				break;
+			}
+			if (e->cat != FERR_OK)
+				break;
+			if (!found) {
+				json_array_foreach(mans, i, d)
+				{
+					struct platform p;
+					char *s;
+					platform_of_json(json_object_get(d, "platform"),
+							 &p);
+					if (!p.os[0] || !strcmp(p.os, "unknown"))
+						continue;
+					s = platform_str(&p);
+					if (s && strlen(have) + strlen(s) + 3 <
+							 sizeof(have)) {
+						if (have[0])
+							strcat(have, ", ");
+						strcat(have, s);
+					}
+					free(s);
+				}
+				ferr_set(e, FERR_INPUT, 0,
+					 "%s has no platform '%s' (it has: %s)",
+					 what, x->o->platforms[k],
+					 have[0] ? have : "none");
+				break;
+			}
+		}
+		if (e->cat == FERR_OK && nkept == 1) {
+			im->digest = one ? one->d : pick->d;
+			im->doc_size = pick->size;
+			im->media_type = pick->media_type;
+		} else if (e->cat == FERR_OK) {
+			/* a filtered index: a new document of our own */
+			json_t *copy = json_deep_copy(root);
+			char *s;
+			struct item *ix;
+			json_object_set(copy, "manifests", keep);
+			s = json_dumps(copy, JSON_COMPACT);
+			json_decref(copy);
+			if (!s) {
+				ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			} else {
+				struct digest dg;
+				digest_of(s, strlen(s), &dg, e);
+				ix = exp_add_item(x, &dg, strlen(s), K_INDEX, host,
+					      r->path, e);
+				if (ix && !ix->data) {
+					ix->data = (unsigned char *)s;
+					ix->media_type = m.media_type &&
+							 !strcmp(m.media_type,
+								 MT_DOCKER_LIST)
+							     ? MT_DOCKER_LIST
+							     : MT_OCI_INDEX;
+				} else {
+					free(s);
+				}
+				if (ix) {
+					walk_count(&w, &dg, ix->size, e);
+					im->digest = dg;
+					im->doc_size = ix->size;
+					im->media_type = ix->media_type;
+				}
+			}
+		}
+		json_decref(keep);
+		json_decref(root);
+		if (e->cat != FERR_OK)
+			goto out;
+	} else {
+		char *plat = NULL;
+		struct item *mi = add_manifest_doc(x, host, r->path, &m, &w, what,
+						   e);
+		if (!mi)
+			goto out;
+		im->digest = mi->d;
+		im->doc_size = mi->size;
+		im->media_type = mi->media_type;
+		if (config_platform(x, cl, exp_find_item(x, &im->digest), &plat, e) <
+		    0) {
+			ferr_prefix(e, "%s", what);
+			goto out;
+		}
+		if (x->o->nplatforms) {
+			struct platform p;
+			platform_parse(plat, &p);
+			for (size_t k = 0; k < x->o->nplatforms; k++) {
+				struct platform want;
+				platform_parse(x->o->platforms[k], &want);
+				if (!platform_match(&want, &p)) {
+					ferr_set(e, FERR_INPUT, 0,
+						 "%s has no platform '%s' (it "
+						 "has: %s)",
+						 what, x->o->platforms[k], plat);
+					free(plat);
+					goto out;
+				}
+			}
+		}
+		if (walk_platform(&w, plat, e) < 0) {
+			free(plat);
+			goto out;
+		}
+		free(plat);
+		pick = exp_find_item(x, &im->digest);
+	}
+	if (pick) {
+		pick = exp_find_item(x, &pick->d);
+		im->has_docker = true;
+		im->docker_config = pick->cfg;
+		im->ndocker_layers = pick->nlayers;
+		im->docker_layers = calloc(pick->nlayers + 1, sizeof(struct digest));
+		if (!im->docker_layers) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		memcpy(im->docker_layers, pick->layers,
+		       pick->nlayers * sizeof(struct digest));
+	}
+	for (size_t i = 0; i < w.nseen; i++) {
+		struct item *it = exp_find_item(x, &w.seen[i]);
+		size_t *n;
+
+		if (!it || it->kind < K_CONFIG || it->state == S_DONE)
+			continue;
+		n = realloc(it->images, (it->nimages + 1) * sizeof(*n));
+		if (!n) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		it->images = n;
+		it->images[it->nimages++] = (size_t)(im - x->images);
+	}
+	im->platforms = w.plats;
+	im->nplatforms = w.nplats;
+	w.plats = NULL;
+	w.nplats = 0;
+	rc = 0;
+out:
+	for (size_t i = 0; i < w.nplats; i++)
+		free(w.plats[i]);
+	free(w.plats);
+	free(w.seen);
+	reg_manifest_release(&m);
+	return rc;
+}
