@@ -22,6 +22,12 @@
 #define FERRY_MAX_BLOB_SIZE (1ull << 40)
 /* Redirects followed for one request. */
 #define FERRY_MAX_REDIRECTS 5
+/* Indexes nested in indexes below an image's top one. */
+#define FERRY_MAX_INDEX_DEPTH 4
+/* Entries of one index (real ones list a few dozen platforms). */
+#define FERRY_MAX_INDEX_ENTRIES 1000
+/* Distinct manifests and indexes one image may bring (each fetched once). */
+#define FERRY_MAX_IMAGE_MANIFESTS 4096
 /* Nesting depth accepted in any JSON document. */
 #define FERRY_MAX_JSON_DEPTH 32
 /* A Retry-After longer than this is clamped (seconds). */

@@ -505,6 +505,69 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* ---- resolution: every reference, in order ---- */
+
+/* The images to export: one per distinct normalised reference. */
+static int list_images(struct exporter *x, const struct ref *refs,
+		       size_t nrefs, struct ferr *e)
+{
+	x->images = calloc(nrefs + 1, sizeof(*x->images));
+	x->refs = calloc(nrefs + 1, sizeof(*x->refs));
+	if (!x->images || !x->refs)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < nrefs; i++) {
+		struct bundle_image *im = &x->images[x->nimages];
+		bool dup = false;
+
+		im->ref = ref_string(&refs[i]);
+		if (!im->ref)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		for (size_t k = 0; k < x->nimages && !dup; k++)
+			dup = !strcmp(x->images[k].ref, im->ref);
+		if (dup) {
+			free(im->ref);
+			im->ref = NULL;
+			continue;
+		}
+		x->refs[x->nimages++] = &refs[i];
+	}
+	return 0;
+}
+
+/* Fetch every manifest in parallel, then resolve in order (the bundle's
+ * order follows the references', whatever the network did). */
+static int resolve_all(struct exporter *x, const struct ref *refs,
+		       size_t nrefs, struct ferr *e)
+{
+	int rc = -1;
+
+	atomic_store(&x->pr->phase, EXP_RESOLVING);
+	if (list_images(x, refs, nrefs, e) < 0)
+		goto out;
+	atomic_store(&x->pr->images_total, (unsigned)x->nimages);
+	if (exp_prefetch(x, e) < 0)
+		goto out;
+	for (size_t i = 0; i < x->nimages; i++) {
+		struct bundle_image *im = &x->images[i];
+		struct exp_event ev;
+
+		if (exp_resolve_one(x, x->refs[i], im, e) < 0)
+			goto out;
+		atomic_fetch_add(&x->pr->images_resolved, 1);
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EXP_EV_RESOLVED;
+		ev.ref = im->ref;
+		ev.digest = im->digest.str;
+		ev.size = im->total_size;
+		exp_emit(x, &ev);
+	}
+	rc = 0;
+out:
+	exp_clients_release(&x->main_clients);
+	exp_store_release(x);
+	return rc;
+}
+
 /* ---- writing ---- */
 
 struct order_key {
@@ -676,44 +739,9 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 
 	/* 1. resolve every reference (interrupt via the caller's flag) */
-	x->images = calloc(nrefs + 1, sizeof(*x->images));
-	if (!x->images) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	atomic_store(&x->pr->phase, EXP_RESOLVING);
-	atomic_store(&x->pr->images_total, (unsigned)nrefs);
 	x->ropts.cancel = o->reg->cancel;
-	for (size_t i = 0; i < nrefs; i++) {
-		struct bundle_image *im = &x->images[x->nimages];
-		struct exp_event ev;
-		bool dup = false;
-
-		im->ref = ref_string(&refs[i]);
-		if (!im->ref) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t k = 0; k < x->nimages; k++)
-			if (!strcmp(x->images[k].ref, im->ref))
-				dup = true;
-		if (dup) {
-			free(im->ref);
-			im->ref = NULL;
-			continue;
-		}
-		x->nimages++;
-		if (exp_resolve_one(x, &refs[i], im, e) < 0)
-			goto out;
-		atomic_fetch_add(&x->pr->images_resolved, 1);
-		memset(&ev, 0, sizeof(ev));
-		ev.type = EXP_EV_RESOLVED;
-		ev.ref = im->ref;
-		ev.digest = im->digest.str;
-		ev.size = im->total_size;
-		exp_emit(x, &ev);
-	}
-	exp_clients_release(&x->main_clients);
+	if (resolve_all(x, refs, nrefs, e) < 0)
+		goto out;
 	x->ropts.cancel = &x->abort;
 
 	/* 2. bundle order and documents */
@@ -996,6 +1024,8 @@ out:
 	}
 	free(x->img_left);
 	free(x->items);
+	free(x->refs);
+	exp_store_release(x);
 	free(x->ht);
 	if (x->images) {
 		struct exp_result tmpres = {0};

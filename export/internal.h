@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "exporter.h"
 
 #define COPY_CHUNK (1024 * 1024)
@@ -46,6 +48,30 @@ struct clients {
 	size_t n;
 };
 
+/* A manifest or index fetched by the prefetch pass, or a config it put in
+ * the blob cache (media type MDOC_CONFIG, no data). */
+#define MDOC_CONFIG "config"
+struct mdoc {
+	struct digest d;
+	char *media_type;
+	unsigned char *data;
+	size_t len;
+	bool ready;
+	bool cached; /* a config: already in the blob cache before this run */
+};
+
+struct mstore {
+	struct mdoc **v; /* open addressing by digest */
+	size_t n, cap;
+};
+
+/* What the prefetch pass learnt of each reference. */
+struct ref_top {
+	bool ok, failed;
+	struct digest d; /* its top manifest or index */
+	struct ferr err; /* when failed */
+};
+
 struct exporter {
 	const struct exp_opts *o;
 	struct reg_opts ropts;
@@ -71,6 +97,11 @@ struct exporter {
 	pthread_mutex_t evmu;
 	struct exp_progress dummy_progress;
 	struct exp_progress *pr;
+	/* prefetch (one entry per image) */
+	const struct ref **refs;
+	struct mstore store;
+	struct ref_top *tops;
+	size_t pf_next;
 };
 
 char *exp_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -85,6 +116,29 @@ void exp_clients_release(struct clients *cs);
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e);
 void exp_blob_done_event(struct exporter *x, struct item *it);
+
+/* resolve.c: platforms and descriptors */
+struct platform {
+	char os[64], arch[64], variant[64];
+};
+int exp_platform_parse(const char *s, struct platform *p);
+void exp_platform_of_json(json_t *o, struct platform *p);
+char *exp_platform_str(const struct platform *p);
+bool exp_platform_match(const struct platform *want,
+			const struct platform *have);
+bool exp_is_index_type(const char *mt);
+int exp_parse_desc(json_t *d, struct digest *dg, uint64_t *size,
+		   const char **mt, const char *where, struct ferr *e);
+
+int exp_fetch_child(struct reg_client *cl, const char *repo,
+		    const struct digest *d, uint64_t size, const char *dmt,
+		    struct reg_manifest *m, struct ferr *e);
+
+/* prefetch.c: fetch every image's manifests in parallel, once per digest,
+ * into x->store (x->refs and x->images are set). */
+int exp_prefetch(struct exporter *x, struct ferr *e);
+const struct mdoc *exp_store_get(struct exporter *x, const struct digest *d);
+void exp_store_release(struct exporter *x);
 
 /* resolve.c: resolve one reference into x->images[i] and the item table. */
 int exp_resolve_one(struct exporter *x, const struct ref *r,

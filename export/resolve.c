@@ -11,11 +11,7 @@
 #include "bounds.h"
 #include "internal.h"
 
-struct platform {
-	char os[64], arch[64], variant[64];
-};
-
-static int platform_parse(const char *s, struct platform *p)
+int exp_platform_parse(const char *s, struct platform *p)
 {
 	const char *a, *b;
 
@@ -40,7 +36,7 @@ static int platform_parse(const char *s, struct platform *p)
 	return 0;
 }
 
-static void platform_of_json(json_t *o, struct platform *p)
+void exp_platform_of_json(json_t *o, struct platform *p)
 {
 	const char *os = json_string_value(json_object_get(o, "os"));
 	const char *arch = json_string_value(json_object_get(o, "architecture"));
@@ -52,13 +48,13 @@ static void platform_of_json(json_t *o, struct platform *p)
 	snprintf(p->variant, sizeof(p->variant), "%s", v ? v : "");
 }
 
-static char *platform_str(const struct platform *p)
+char *exp_platform_str(const struct platform *p)
 {
 	return exp_asprintf("%s/%s%s%s", p->os, p->arch, p->variant[0] ? "/" : "",
 			 p->variant);
 }
 
-static bool platform_match(const struct platform *want,
+bool exp_platform_match(const struct platform *want,
 			   const struct platform *have)
 {
 	if (strcmp(want->os, have->os) || strcmp(want->arch, have->arch))
@@ -70,13 +66,13 @@ static bool platform_match(const struct platform *want,
 	       !strcmp(want->variant, "v8");
 }
 
-static bool is_index_type(const char *mt)
+bool exp_is_index_type(const char *mt)
 {
 	return mt && (!strcmp(mt, MT_OCI_INDEX) || !strcmp(mt, MT_DOCKER_LIST));
 }
 
 /* Parse a descriptor: digest, size, media type. */
-static int parse_desc(json_t *d, struct digest *dg, uint64_t *size,
+int exp_parse_desc(json_t *d, struct digest *dg, uint64_t *size,
 		      const char **mt, const char *where, struct ferr *e)
 {
 	json_t *sz = json_object_get(d, "size");
@@ -106,6 +102,14 @@ struct walk {
 	char **plats;
 	size_t nplats;
 };
+
+static bool walk_has(const struct walk *w, const struct digest *d)
+{
+	for (size_t i = 0; i < w->nseen; i++)
+		if (digest_equal(&w->seen[i], d))
+			return true;
+	return false;
+}
 
 static int walk_count(struct walk *w, const struct digest *d, uint64_t size,
 		      struct ferr *e)
@@ -170,7 +174,7 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 							  MT_DOCKER_MANIFEST)
 				     ? MT_DOCKER_MANIFEST
 				     : MT_OCI_MANIFEST;
-		if (parse_desc(json_object_get(root, "config"), &it->cfg, &size,
+		if (exp_parse_desc(json_object_get(root, "config"), &it->cfg, &size,
 			       NULL, what, e) < 0)
 			goto out;
 		layers = json_object_get(root, "layers");
@@ -182,7 +186,7 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 		}
 		json_array_foreach(layers, i, l)
 		{
-			if (parse_desc(l, &it->layers[i], &size, NULL, what, e) < 0)
+			if (exp_parse_desc(l, &it->layers[i], &size, NULL, what, e) < 0)
 				goto out;
 			it->nlayers++;
 		}
@@ -190,7 +194,7 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 	/* (re)register the parts for this image's accounting */
 	{
 		struct item *c;
-		if (parse_desc(json_object_get(root, "config"), &dg, &size, NULL,
+		if (exp_parse_desc(json_object_get(root, "config"), &dg, &size, NULL,
 			       what, e) < 0)
 			goto out;
 		c = exp_add_item(x, &dg, size, K_CONFIG, host, repo, e);
@@ -201,7 +205,7 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 		layers = json_object_get(root, "layers");
 		json_array_foreach(layers, i, l)
 		{
-			if (parse_desc(l, &dg, &size, NULL, what, e) < 0 ||
+			if (exp_parse_desc(l, &dg, &size, NULL, what, e) < 0 ||
 			    !exp_add_item(x, &dg, size, K_LAYER, host, repo, e) ||
 			    walk_count(w, &dg, size, e) < 0)
 				goto out;
@@ -212,6 +216,19 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 out:
 	json_decref(root);
 	return res;
+}
+
+/* A config the prefetch pass put in the cache (verified by digest and
+ * size as it streamed, and counted in the progress then). */
+static void adopt_config(struct exporter *x, struct item *cfg)
+{
+	const struct mdoc *doc = exp_store_get(x, &cfg->d);
+
+	if (!doc || strcmp(doc->media_type, MDOC_CONFIG) != 0)
+		return;
+	cfg->state = S_DONE;
+	cfg->cached = doc->cached;
+	exp_blob_done_event(x, cfg);
 }
 
 /* Fetch the config of a single-platform image early, to learn its
@@ -233,6 +250,8 @@ static int config_platform(struct exporter *x, struct reg_client *cl,
 		return ferr_set(e, FERR_VERIFY, 0,
 				"config '%s' is larger than the %u-byte limit",
 				cfg->d.str, FERRY_MAX_JSON);
+	if (cfg->state != S_DONE)
+		adopt_config(x, cfg);
 	if (cfg->state != S_DONE) {
 		if (exp_fetch_item(x, cl, cfg, e) < 0)
 			return -1;
@@ -248,8 +267,8 @@ static int config_platform(struct exporter *x, struct reg_client *cl,
 			 cfg->d.str);
 		goto out;
 	}
-	platform_of_json(root, &p);
-	*out = platform_str(&p);
+	exp_platform_of_json(root, &p);
+	*out = exp_platform_str(&p);
 	rc = *out ? 0 : ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 out:
 	json_decref(root);
@@ -257,9 +276,26 @@ out:
 	return rc;
 }
 
-static int fetch_child(struct reg_client *cl, const char *repo,
-		       const struct digest *d, uint64_t size, const char *dmt,
-		       struct reg_manifest *m, struct ferr *e)
+/* A child document must be what its descriptor says: size and media type. */
+static int check_child(const struct digest *d, uint64_t size, const char *dmt,
+		       size_t len, const char *mt, struct ferr *e)
+{
+	if (len != size)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"manifest '%s' is %zu bytes but its descriptor "
+				"says %llu",
+				d->str, len, (unsigned long long)size);
+	if (dmt && strcmp(dmt, mt) != 0)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"manifest '%s' is a '%.100s' but its descriptor "
+				"says '%.100s'",
+				d->str, mt, dmt);
+	return 0;
+}
+
+int exp_fetch_child(struct reg_client *cl, const char *repo,
+		    const struct digest *d, uint64_t size, const char *dmt,
+		    struct reg_manifest *m, struct ferr *e)
 {
 	if (size > FERRY_MAX_JSON)
 		return ferr_set(e, FERR_VERIFY, 0,
@@ -268,22 +304,64 @@ static int fetch_child(struct reg_client *cl, const char *repo,
 				d->str, (unsigned long long)size, FERRY_MAX_JSON);
 	if (reg_get_manifest(cl, repo, d->str, m, e) < 0)
 		return -1;
-	if (m->len != size) {
+	if (check_child(d, size, dmt, m->len, m->media_type, e) < 0) {
 		reg_manifest_release(m);
-		return ferr_set(e, FERR_VERIFY, 0,
-				"manifest '%s' is %zu bytes but its descriptor "
-				"says %llu",
-				d->str, m->len, (unsigned long long)size);
+		return -1;
 	}
-	if (dmt && strcmp(dmt, m->media_type) != 0) {
-		char mt[128];
-		snprintf(mt, sizeof(mt), "%s", m->media_type);
+	return 0;
+}
+
+/* A copy of a prefetched document, in the shape the registry returns. */
+static int copy_doc(const struct mdoc *doc, struct reg_manifest *m,
+		    struct ferr *e)
+{
+	memset(m, 0, sizeof(*m));
+	m->data = malloc(doc->len + 1);
+	m->media_type = strdup(doc->media_type);
+	if (!m->data || !m->media_type) {
 		reg_manifest_release(m);
-		return ferr_set(e, FERR_VERIFY, 0,
-				"manifest '%s' is a '%s' but its descriptor "
-				"says '%.100s'",
-				d->str, mt, dmt);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	}
+	memcpy(m->data, doc->data, doc->len);
+	m->data[doc->len] = '\0';
+	m->len = doc->len;
+	m->digest = doc->d;
+	return 0;
+}
+
+/* The child `d` as the prefetch pass fetched it (checked again against
+ * this descriptor: another index may describe it differently), else from
+ * the registry. */
+static int fetch_child(struct exporter *x, struct reg_client *cl,
+		       const char *repo, const struct digest *d, uint64_t size,
+		       const char *dmt, struct reg_manifest *m, struct ferr *e)
+{
+	const struct mdoc *doc = exp_store_get(x, d);
+
+	if (!doc || !strcmp(doc->media_type, MDOC_CONFIG))
+		return exp_fetch_child(cl, repo, d, size, dmt, m, e);
+	if (check_child(d, size, dmt, doc->len, doc->media_type, e) < 0)
+		return -1;
+	return copy_doc(doc, m, e);
+}
+
+/* The top manifest or index of image `im`: prefetched, else fetched. */
+static int top_manifest(struct exporter *x, struct reg_client *cl,
+			const struct ref *r, struct bundle_image *im,
+			struct reg_manifest *m, const char *what,
+			struct ferr *e)
+{
+	const struct ref_top *t = x->tops ? &x->tops[im - x->images] : NULL;
+	const struct mdoc *doc = t && t->ok ? exp_store_get(x, &t->d) : NULL;
+
+	if (t && t->failed) {
+		*e = t->err;
+		return -1;
+	}
+	if (doc)
+		return copy_doc(doc, m, e);
+	if (reg_get_manifest(cl, r->path, ref_object(r), m, e) < 0)
+		return ferr_prefix(e, "%s", what);
 	return 0;
 }
 
@@ -299,7 +377,7 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 	size_t i;
 	int rc = -1;
 
-	if (depth > 4)
+	if (depth > FERRY_MAX_INDEX_DEPTH)
 		return ferr_set(e, FERR_INPUT, 0, "%s: indexes nested too deep",
 				what);
 	root = json_loadb((const char *)m->data, m->len, 0, NULL);
@@ -316,6 +394,13 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 				     : MT_OCI_INDEX;
 	}
 	mans = json_object_get(root, "manifests");
+	if (json_array_size(mans) > FERRY_MAX_INDEX_ENTRIES) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "%s: an index lists %zu manifests, more than the "
+			 "limit of %u",
+			 what, json_array_size(mans), FERRY_MAX_INDEX_ENTRIES);
+		goto out;
+	}
 	json_array_foreach(mans, i, d)
 	{
 		struct reg_manifest child;
@@ -324,11 +409,13 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 		const char *dmt;
 		struct platform p;
 
-		if (parse_desc(d, &dg, &size, &dmt, what, e) < 0)
+		if (exp_parse_desc(d, &dg, &size, &dmt, what, e) < 0)
 			goto out;
-		if (fetch_child(cl, repo, &dg, size, dmt, &child, e) < 0)
+		if (walk_has(w, &dg))
+			continue; /* listed again: fetched and walked once */
+		if (fetch_child(x, cl, repo, &dg, size, dmt, &child, e) < 0)
 			goto out;
-		if (is_index_type(child.media_type)) {
+		if (exp_is_index_type(child.media_type)) {
 			rc = walk_index_all(x, cl, host, repo, &child, w,
 					    depth + 1, docker_pick, what, e);
 			reg_manifest_release(&child);
@@ -342,9 +429,9 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 		reg_manifest_release(&child);
 		if (!mi)
 			goto out;
-		platform_of_json(json_object_get(d, "platform"), &p);
+		exp_platform_of_json(json_object_get(d, "platform"), &p);
 		if (p.os[0] && strcmp(p.os, "unknown") != 0) {
-			char *s = platform_str(&p);
+			char *s = exp_platform_str(&p);
 			int r = s ? walk_platform(w, s, e) : -1;
 			free(s);
 			if (r < 0)
@@ -382,11 +469,9 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 	cl = exp_client_for(x, &x->main_clients, host, e);
 	if (!cl)
 		return -1;
-	if (reg_get_manifest(cl, r->path, ref_object(r), &m, e) < 0) {
-		ferr_prefix(e, "%s", what);
+	if (top_manifest(x, cl, r, im, &m, what, e) < 0)
 		return -1;
-	}
-	if (is_index_type(m.media_type) && !x->o->nplatforms) {
+	if (exp_is_index_type(m.media_type) && !x->o->nplatforms) {
 		im->digest = m.digest;
 		im->doc_size = m.len;
 		im->media_type = !strcmp(m.media_type, MT_DOCKER_LIST)
@@ -395,7 +480,7 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 		if (walk_index_all(x, cl, host, r->path, &m, &w, 0, &pick, what,
 				   e) < 0)
 			goto out;
-	} else if (is_index_type(m.media_type)) {
+	} else if (exp_is_index_type(m.media_type)) {
 		/* keep only the platforms asked for */
 		json_t *root = json_loadb((const char *)m.data, m.len, 0, NULL);
 		json_t *mans = json_object_get(root, "manifests"), *keep, *d;
@@ -407,7 +492,7 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 		for (size_t k = 0; k < x->o->nplatforms; k++) {
 			struct platform want;
 			bool found = false;
-			platform_parse(x->o->platforms[k], &want);
+			exp_platform_parse(x->o->platforms[k], &want);
 			json_array_foreach(mans, i, d)
 			{
 				struct platform p;
@@ -416,13 +501,13 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 				uint64_t size;
 				const char *dmt;
 
-				platform_of_json(json_object_get(d, "platform"), &p);
-				if (!platform_match(&want, &p))
+				exp_platform_of_json(json_object_get(d, "platform"), &p);
+				if (!exp_platform_match(&want, &p))
 					continue;
 				found = true;
-				if (parse_desc(d, &dg, &size, &dmt, what, e) < 0)
+				if (exp_parse_desc(d, &dg, &size, &dmt, what, e) < 0)
 					break;
-				if (is_index_type(dmt)) {
+				if (exp_is_index_type(dmt)) {
 					ferr_set(e, FERR_INPUT, 0,
 						 "%s: nested index for platform "
 						 "'%s' is not supported with "
@@ -430,7 +515,7 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 						 what, x->o->platforms[k]);
 					break;
 				}
-				if (fetch_child(cl, r->path, &dg, size, dmt,
+				if (fetch_child(x, cl, r->path, &dg, size, dmt,
 						&child, e) < 0)
 					break;
 				one = add_manifest_doc(x, host, r->path, &child,
@@ -438,7 +523,7 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 				reg_manifest_release(&child);
 				if (!one)
 					break;
-				char *s = platform_str(&p);
+				char *s = exp_platform_str(&p);
 				if (!s || walk_platform(&w, s, e) < 0) {
 					free(s);
 					one = NULL;
@@ -458,11 +543,11 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 				{
 					struct platform p;
 					char *s;
-					platform_of_json(json_object_get(d, "platform"),
+					exp_platform_of_json(json_object_get(d, "platform"),
 							 &p);
 					if (!p.os[0] || !strcmp(p.os, "unknown"))
 						continue;
-					s = platform_str(&p);
+					s = exp_platform_str(&p);
 					if (s && strlen(have) + strlen(s) + 3 <
 							 sizeof(have)) {
 						if (have[0])
@@ -535,11 +620,11 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 		}
 		if (x->o->nplatforms) {
 			struct platform p;
-			platform_parse(plat, &p);
+			exp_platform_parse(plat, &p);
 			for (size_t k = 0; k < x->o->nplatforms; k++) {
 				struct platform want;
-				platform_parse(x->o->platforms[k], &want);
-				if (!platform_match(&want, &p)) {
+				exp_platform_parse(x->o->platforms[k], &want);
+				if (!exp_platform_match(&want, &p)) {
 					ferr_set(e, FERR_INPUT, 0,
 						 "%s has no platform '%s' (it "
 						 "has: %s)",
