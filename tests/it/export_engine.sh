@@ -18,6 +18,7 @@ cd "$work" || exit 1
 # shellcheck source=lib.sh
 source "$fixtures/../it/lib.sh"
 
+[ "$feature" = parallel ] && export TREEREG_DELAY_MS=50
 python3 "$fixtures/treereg.py" port log &
 pid=$!
 for _ in $(seq 200); do [ -s port ] && break; sleep 0.1; done
@@ -74,6 +75,27 @@ many)
 	check "an index of 2000 entries is refused with exit 1 (got $rc)" [ "$rc" = 1 ]
 	check "the error names the cap" grep -q "more than" out.txt
 	check "the huge index was not walked ($(gets many/app/manifests) GETs)" [ "$(gets many/app/manifests)" -le 2 ]
+	;;
+parallel)
+	# 40 two-platform images, each manifest answered after 50 ms: the
+	# manifests are fetched by the --jobs pool, not one at a time, and the
+	# bundle still lists the images in the order given.
+	for i in $(seq 0 39); do echo "$host/many-$i/app:1"; done >refs.txt
+	export SOURCE_DATE_EPOCH=1700000000
+	x -f refs.txt -o p1.tar --jobs 1 >out.txt 2>&1
+	check "40 images export with --jobs 1" [ $? = 0 ]
+	check "--jobs 1 fetches one manifest at a time" [ "$(cat log.maxflight)" = 1 ]
+	start=$(date +%s%N)
+	x -f refs.txt -o p4.tar --jobs 4 >out.txt 2>&1
+	check "40 images export with --jobs 4" [ $? = 0 ]
+	ms=$((($(date +%s%N) - start) / 1000000))
+	check "--jobs 4 fetches manifests in parallel ($(cat log.maxflight) at once, $ms ms)" \
+		[ "$(cat log.maxflight)" -ge 3 ]
+	check "images are listed in the order given" \
+		diff <(tar -xOf p4.tar index.json | jq -r '.manifests[].annotations["org.opencontainers.image.ref.name"]') \
+		refs.txt
+	check "the same bundle content whatever --jobs" \
+		cmp <(tar -xOf p1.tar SHA256SUMS) <(tar -xOf p4.tar SHA256SUMS)
 	;;
 *)
 	echo "unknown feature '$feature'"
