@@ -544,8 +544,12 @@ int cmd_export(int argc, char **argv)
 		goto fail;
 	if (!cache) {
 		default_cache = exp_default_cache_dir();
-		if (!default_cache)
-			goto oom;
+		if (!default_cache) {
+			ferr_set(&e, FERR_IO, 0,
+				 "no cache directory: HOME is not set and the "
+				 "account has no home; give --cache DIR");
+			goto fail;
+		}
 		cache = default_cache;
 	}
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,40 @@ char *exp_default_cache_dir(void)
 
 	if (x && *x == '/')
 		return exp_asprintf("%s/ferry", x);
-	if (h && *h)
+	if (h && *h == '/')
 		return exp_asprintf("%s/.cache/ferry", h);
-	return exp_asprintf("/tmp/ferry-cache-%ld", (long)getuid());
+	/* Never a predictable shared path such as /tmp: another user could
+	 * have created it first.  The account's home, else nothing. */
+	{
+		struct passwd *pw = getpwuid(getuid());
+		if (pw && pw->pw_dir && *pw->pw_dir == '/')
+			return exp_asprintf("%s/.cache/ferry", pw->pw_dir);
+	}
+	return NULL;
+}
+
+/* The cache holds what goes into bundles unchecked by anyone but us (it is
+ * re-hashed, but a planted link could make us write elsewhere): it must be
+ * a real directory of ours that nobody else can write to. */
+static int cache_dir_check(const char *dir, struct ferr *e)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		return ferr_errno(e, FERR_IO, errno, "cannot use cache '%s'", dir);
+	if (!S_ISDIR(st.st_mode))
+		return ferr_set(e, FERR_IO, ENOTDIR,
+				"cache '%s' is not a directory (a link?)", dir);
+	if (st.st_uid != getuid())
+		return ferr_set(e, FERR_IO, EPERM,
+				"cache '%s' belongs to another user (uid %ld)",
+				dir, (long)st.st_uid);
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return ferr_set(e, FERR_IO, EPERM,
+				"cache '%s' is writable by other users; "
+				"chmod go-w it or choose another --cache",
+				dir);
+	return 0;
 }
 
 /* ---- item table ---- */
@@ -309,10 +341,15 @@ static int cache_check(struct exporter *x, struct item *it, const char *path,
 	int fd, rc = -1;
 
 	*ok = false;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
+		if (errno == ELOOP) /* planted link: not ours, refetch */
+			return unlink(path) == 0 ? 0
+						 : ferr_errno(e, FERR_IO, errno,
+							      "cannot remove '%s'",
+							      path);
 		return ferr_errno(e, FERR_IO, errno, "cannot open '%s'", path);
 	}
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != it->size) {
@@ -360,7 +397,10 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		goto out;
 	if (ok)
 		goto cached;
-	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 && errno == ELOOP && unlink(part) == 0) /* planted link */
+		fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			  0600);
 	if (fd < 0) {
 		ferr_errno(e, FERR_IO, errno, "cannot open '%s'", part);
 		goto out;
@@ -735,7 +775,10 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (mkdirs(x->blobdir, e) < 0 || mkdirs(x->partdir, e) < 0)
+	if (mkdirs(x->blobdir, e) < 0 || mkdirs(x->partdir, e) < 0 ||
+	    cache_dir_check(o->cache_dir, e) < 0 ||
+	    cache_dir_check(x->partdir, e) < 0 ||
+	    cache_dir_check(x->blobdir, e) < 0)
 		goto out;
 
 	/* 1. resolve every reference (interrupt via the caller's flag) */

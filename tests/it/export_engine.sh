@@ -97,6 +97,40 @@ parallel)
 	check "the same bundle content whatever --jobs" \
 		cmp <(tar -xOf p1.tar SHA256SUMS) <(tar -xOf p4.tar SHA256SUMS)
 	;;
+cache_safety)
+	# A link planted in the cache must not make export write through it,
+	# and the cache must be a private directory of ours.
+	x "$host/many-0/app:1" -o first.tar >out.txt 2>&1
+	check "first export" [ $? = 0 ]
+	echo "precious" >victim
+	mkdir -p c2/partial c2/blobs/sha256
+	chmod 700 c2 c2/partial c2/blobs c2/blobs/sha256
+	for h in $(tar -tf first.tar | sed -n 's|^blobs/sha256/||p'); do
+		ln -s "$work/victim" "c2/partial/$h"
+		ln -s "$work/victim" "c2/blobs/sha256/$h"
+	done
+	"$ferry" export -q --key k.key --insecure-registry 127.0.0.1 --cache c2 \
+		--compress none "$host/many-0/app:1" -o second.tar >out.txt 2>&1
+	check "export with planted links succeeds" [ $? = 0 ]
+	check "the file the links point to is untouched" [ "$(cat victim)" = precious ]
+	check "the bundle is the same" cmp <(tar -xOf first.tar SHA256SUMS | grep blobs/) \
+		<(tar -xOf second.tar SHA256SUMS | grep blobs/)
+	mkdir c3 && chmod 777 c3
+	expect "a world-writable cache is refused" 7 "cache '.*c3' is writable by other users" \
+		export --key k.key --insecure-registry 127.0.0.1 --cache c3 "$host/many-0/app:1" -o c3.tar
+	mkdir c4 && chown 65534 c4
+	expect "a cache of another user is refused" 7 "cache '.*c4' belongs to another user" \
+		export --key k.key --insecure-registry 127.0.0.1 --cache c4 "$host/many-0/app:1" -o c4.tar
+	ln -s c2 c5
+	expect "a cache that is a link is refused" 7 "cache 'c5' is not a directory" \
+		export --key k.key --insecure-registry 127.0.0.1 --cache c5 "$host/many-0/app:1" -o c5.tar
+	before=$(ls -d /tmp/ferry-cache-* 2>/dev/null | wc -l)
+	( cd "$work" && env -u HOME -u XDG_CACHE_HOME "$ferry" export -q --key k.key \
+		--insecure-registry 127.0.0.1 "$host/many-0/app:1" -o nohome.tar >out.txt 2>&1 )
+	check "without HOME export still works" [ -s nohome.tar ]
+	check "without HOME no predictable /tmp cache is made" \
+		[ "$(ls -d /tmp/ferry-cache-* 2>/dev/null | wc -l)" = "$before" ]
+	;;
 *)
 	echo "unknown feature '$feature'"
 	exit 2
