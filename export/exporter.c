@@ -736,25 +736,293 @@ void exp_result_release(struct exp_result *r)
 	r->nimages = 0;
 }
 
-int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
-	    const char *out_path, struct exp_result *res, struct ferr *e)
+/* What the bundle will hold, decided before a blob is fetched: the order
+ * of its blob entries and its leading documents, signed. */
+struct plan {
+	size_t *order; /* item indexes in bundle order */
+	struct bundle_sum *sums;
+	size_t nsums;
+	char *index_json, *manifest_json, *ferry_json, *sums_text, *sig_b64;
+};
+
+static void plan_release(struct plan *p)
 {
-	struct exporter X, *x = &X;
-	struct arc_writer *w = NULL;
-	pthread_t *threads = NULL;
-	size_t nthreads = 0, *order = NULL;
-	struct bundle_sum *sums = NULL;
-	struct digest *alld = NULL;
-	char *tmp = NULL, *index_json = NULL, *manifest_json = NULL,
-	     *ferry_json = NULL, *sums_text = NULL, *sig_b64 = NULL;
-	unsigned char *sig = NULL, *copybuf = NULL;
-	size_t siglen = 0, nsums = 0;
+	for (size_t i = 4; i < p->nsums; i++)
+		free((char *)p->sums[i].path);
+	free(p->sums);
+	free(p->order);
+	free(p->index_json);
+	free(p->manifest_json);
+	free(p->ferry_json);
+	free(p->sums_text);
+	free(p->sig_b64);
+}
+
+/* Indexes, then manifests, configs and layers, each in order of first
+ * appearance. */
+static int plan_order(struct exporter *x, struct plan *p, struct ferr *e)
+{
+	struct order_key *k = calloc(x->nitems + 1, sizeof(*k));
+
+	p->order = calloc(x->nitems + 1, sizeof(*p->order));
+	if (!k || !p->order) {
+		free(k);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < x->nitems; i++) {
+		k[i].kind = (int)x->items[i]->kind;
+		k[i].seq = x->items[i]->seq;
+		k[i].idx = i;
+	}
+	qsort(k, x->nitems, sizeof(*k), cmp_order);
+	for (size_t i = 0; i < x->nitems; i++)
+		p->order[i] = k[i].idx;
+	free(k);
+	return 0;
+}
+
+/* index.json, manifest.json and ferry.json (with the bundle id). */
+static int plan_documents(struct exporter *x, struct plan *p,
+			  struct exp_result *res, struct ferr *e)
+{
+	struct digest *alld = calloc(x->nitems + 1, sizeof(*alld));
+	int rc = -1;
+
+	if (!alld)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < x->nitems; i++)
+		alld[i] = x->items[i]->d;
+	p->index_json = bundle_index_json(x->images, x->nimages);
+	p->manifest_json = bundle_manifest_json(x->images, x->nimages);
+	if (!p->index_json || !p->manifest_json) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	res->meta.created = x->o->created;
+	res->meta.channel = x->o->channel;
+	res->meta.sequence = x->o->sequence;
+	res->meta.key_id = x->o->key->key_id;
+	if (bundle_compute_id(&res->meta, p->index_json,
+			      strlen(p->index_json), alld, x->nitems, e) < 0)
+		goto out;
+	p->ferry_json = bundle_ferry_json(&res->meta, x->images, x->nimages);
+	if (!p->ferry_json) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(alld);
+	return rc;
+}
+
+/* SHA256SUMS over every other entry, and its signature. */
+static int plan_sign(struct exporter *x, struct plan *p, struct ferr *e)
+{
+	static const char *names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+				       BUNDLE_INDEX_JSON, BUNDLE_MANIFEST_JSON};
+	const char *docs[4] = {BUNDLE_OCI_LAYOUT_CONTENT, p->ferry_json,
+			       p->index_json, p->manifest_json};
+	unsigned char *sig = NULL;
+	size_t siglen = 0;
+	char *b;
+
+	p->sums = calloc(x->nitems + 4, sizeof(*p->sums));
+	if (!p->sums)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (int i = 0; i < 4; i++) {
+		p->sums[p->nsums].path = names[i];
+		if (digest_of(docs[i], strlen(docs[i]),
+			      &p->sums[p->nsums++].digest, e) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < x->nitems; i++) {
+		struct item *it = x->items[p->order[i]];
+		char *path = exp_asprintf(BUNDLE_BLOB_PREFIX "%s",
+					  digest_hex(&it->d));
+		if (!path)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		p->sums[p->nsums].path = path;
+		p->sums[p->nsums++].digest = it->d;
+	}
+	p->sums_text = bundle_sums_text(p->sums, p->nsums);
+	if (!p->sums_text)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (sig_sign(x->o->key, p->sums_text, strlen(p->sums_text), &sig,
+		     &siglen, e) < 0)
+		return -1;
+	b = sig_base64_encode(sig, siglen);
+	free(sig);
+	p->sig_b64 = b ? exp_asprintf("%s\n", b) : NULL;
+	free(b);
+	return p->sig_b64 ? 0 : ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+}
+
+static void image_done_event(struct exporter *x, size_t i)
+{
+	struct exp_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = EXP_EV_IMAGE_DONE;
+	ev.ref = x->images[i].ref;
+	ev.digest = x->images[i].digest.str;
+	ev.size = x->images[i].total_size;
+	atomic_fetch_add(&x->pr->images_done, 1);
+	exp_emit(x, &ev);
+}
+
+/* Queue every config and layer not fetched yet, in bundle order, and
+ * count what each image still waits for. */
+static int plan_queue(struct exporter *x, const struct plan *p,
+		      struct ferr *e)
+{
+	x->queue = calloc(x->nitems + 1, sizeof(*x->queue));
+	x->img_left = calloc(x->nimages + 1, sizeof(*x->img_left));
+	if (!x->queue || !x->img_left)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < x->nitems; i++) {
+		struct item *it = x->items[p->order[i]];
+		if (it->kind == K_CONFIG || it->kind == K_LAYER) {
+			atomic_fetch_add(&x->pr->blobs_total, 1);
+			atomic_fetch_add(&x->pr->bytes_total,
+					 (unsigned long long)it->size);
+			if (it->state != S_DONE) /* else fetched while resolving */
+				x->queue[x->nqueue++] = p->order[i];
+		} else {
+			it->state = S_DONE;
+		}
+	}
+	for (size_t i = 0; i < x->nitems; i++)
+		for (size_t k = 0; k < x->items[i]->nimages; k++)
+			x->img_left[x->items[i]->images[k]]++;
+	for (size_t i = 0; i < x->nimages; i++)
+		if (!x->img_left[i]) /* nothing left to fetch */
+			image_done_event(x, i);
+	return 0;
+}
+
+static int start_workers(struct exporter *x, pthread_t **threads,
+			 size_t *nthreads, struct ferr *e)
+{
+	size_t n = (size_t)(x->o->jobs > 0 ? x->o->jobs : 4);
+
+	atomic_store(&x->pr->phase, EXP_FETCHING);
+	if (n > x->nqueue)
+		n = x->nqueue;
+	*threads = calloc(n + 1, sizeof(**threads));
+	if (!*threads)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (*nthreads = 0; *nthreads < n; (*nthreads)++) {
+		if (pthread_create(&(*threads)[*nthreads], NULL, worker, x) != 0) {
+			x->abort = 1;
+			return ferr_set(e, FERR_IO, errno, "cannot start a thread");
+		}
+	}
+	return 0;
+}
+
+/* A temporary file next to `out_path`, removed unless published. */
+static int open_output(const char *out_path, char **tmp, int *fd,
+		       struct ferr *e)
+{
+	const char *slash = strrchr(out_path, '/');
+	mode_t um;
+
+	*tmp = slash ? exp_asprintf("%.*s/.%s.ferry-XXXXXX",
+				    (int)(slash - out_path), out_path, slash + 1)
+		     : exp_asprintf(".%s.ferry-XXXXXX", out_path);
+	if (!*tmp)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	*fd = mkstemp(*tmp);
+	if (*fd < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
+			   out_path);
+		free(*tmp);
+		*tmp = NULL;
+		return -1;
+	}
+	um = umask(0);
+	umask(um);
+	fchmod(*fd, 0644 & ~um);
+	return 0;
+}
+
+static int write_documents(struct arc_writer *w, const struct plan *p,
+			   struct ferr *e)
+{
+	const char *names[6] = {BUNDLE_OCI_LAYOUT,    BUNDLE_FERRY_JSON,
+				BUNDLE_INDEX_JSON,    BUNDLE_MANIFEST_JSON,
+				BUNDLE_SUMS,	      BUNDLE_SUMS_SIG};
+	const char *docs[6] = {BUNDLE_OCI_LAYOUT_CONTENT, p->ferry_json,
+			       p->index_json,		  p->manifest_json,
+			       p->sums_text,		  p->sig_b64};
+
+	for (int i = 0; i < 6; i++)
+		if (arc_entry_mem(w, names[i], docs[i], strlen(docs[i]), e) < 0)
+			return -1;
+	return 0;
+}
+
+/* Every blob entry, in bundle order, as soon as the workers have it. */
+static int write_blobs(struct exporter *x, struct arc_writer *w,
+		       const struct plan *p, struct exp_result *res,
+		       struct ferr *e)
+{
+	unsigned char *copybuf = malloc(COPY_CHUNK);
+	int rc = -1;
+
+	if (!copybuf)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < x->nitems; i++) {
+		struct item *it = x->items[p->order[i]];
+		char path[128];
+
+		snprintf(path, sizeof(path), BUNDLE_BLOB_PREFIX "%s",
+			 digest_hex(&it->d));
+		if (wait_item(x, it, e) < 0 ||
+		    arc_entry_begin(w, path, it->size, e) < 0)
+			goto out;
+		if (it->data ? arc_entry_data(w, it->data, it->size, e) < 0
+			     : copy_blob(x, w, it, copybuf, e) < 0)
+			goto out;
+		res->blob_bytes += it->size;
+		if (it->kind >= K_CONFIG && it->cached)
+			res->bytes_cached += it->size;
+		else if (it->kind >= K_CONFIG)
+			res->bytes_fetched += it->size;
+	}
+	res->nblobs = x->nitems;
+	rc = 0;
+out:
+	free(copybuf);
+	return rc;
+}
+
+/* fsync, then link into place: never replace a file that appeared
+ * meanwhile. */
+static int publish_output(int fd, const char *tmp, const char *out_path,
+			  struct exp_result *res, struct ferr *e)
+{
 	struct stat st;
-	int fd = -1, rc = -1;
-	bool linked = false;
+
+	if (fsync(fd) < 0)
+		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
+				  out_path);
+	if (fstat(fd, &st) == 0)
+		res->bundle_bytes = (uint64_t)st.st_size;
+	if (link(tmp, out_path) < 0)
+		return ferr_errno(e, FERR_IO, errno, "cannot create '%s'",
+				  out_path);
+	fsync_dir_of(out_path);
+	return 0;
+}
+
+static int exporter_init(struct exporter *x, const struct exp_opts *o,
+			 const char *out_path, struct ferr *e)
+{
+	struct stat st;
 
 	memset(x, 0, sizeof(*x));
-	memset(res, 0, sizeof(*res));
 	x->o = o;
 	x->pr = o->progress ? o->progress : &x->dummy_progress;
 	x->ropts = *o->reg;
@@ -762,300 +1030,26 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	pthread_mutex_init(&x->evmu, NULL);
-
-	if (lstat(out_path, &st) == 0) {
-		ferr_set(e, FERR_IO, EEXIST,
-			 "'%s' already exists; refusing to overwrite it",
-			 out_path);
-		goto out;
-	}
+	if (lstat(out_path, &st) == 0)
+		return ferr_set(e, FERR_IO, EEXIST,
+				"'%s' already exists; refusing to overwrite it",
+				out_path);
 	x->blobdir = exp_asprintf("%s/blobs/sha256", o->cache_dir);
 	x->partdir = exp_asprintf("%s/partial", o->cache_dir);
-	if (!x->blobdir || !x->partdir) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
+	if (!x->blobdir || !x->partdir)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	if (mkdirs(x->blobdir, e) < 0 || mkdirs(x->partdir, e) < 0 ||
 	    cache_dir_check(o->cache_dir, e) < 0 ||
 	    cache_dir_check(x->partdir, e) < 0 ||
 	    cache_dir_check(x->blobdir, e) < 0)
-		goto out;
+		return -1;
+	return 0;
+}
 
-	/* 1. resolve every reference (interrupt via the caller's flag) */
-	x->ropts.cancel = o->reg->cancel;
-	if (resolve_all(x, refs, nrefs, e) < 0)
-		goto out;
-	x->ropts.cancel = &x->abort;
-
-	/* 2. bundle order and documents */
-	order = calloc(x->nitems + 1, sizeof(*order));
-	sums = calloc(x->nitems + 4, sizeof(*sums));
-	alld = calloc(x->nitems + 1, sizeof(*alld));
-	if (!order || !sums || !alld) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < x->nitems; i++) {
-		order[i] = i;
-		alld[i] = x->items[i]->d;
-	}
-	{
-		struct order_key *k = calloc(x->nitems + 1, sizeof(*k));
-		if (!k) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < x->nitems; i++) {
-			k[i].kind = (int)x->items[i]->kind;
-			k[i].seq = x->items[i]->seq;
-			k[i].idx = i;
-		}
-		qsort(k, x->nitems, sizeof(*k), cmp_order);
-		for (size_t i = 0; i < x->nitems; i++)
-			order[i] = k[i].idx;
-		free(k);
-	}
-	index_json = bundle_index_json(x->images, x->nimages);
-	manifest_json = bundle_manifest_json(x->images, x->nimages);
-	if (!index_json || !manifest_json) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	res->meta.created = o->created;
-	res->meta.channel = o->channel;
-	res->meta.sequence = o->sequence;
-	res->meta.key_id = o->key->key_id;
-	if (bundle_compute_id(&res->meta, index_json, strlen(index_json), alld,
-			      x->nitems, e) < 0)
-		goto out;
-	ferry_json = bundle_ferry_json(&res->meta, x->images, x->nimages);
-	if (!ferry_json) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	{
-		static const char *names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
-					       BUNDLE_INDEX_JSON,
-					       BUNDLE_MANIFEST_JSON};
-		const char *docs[4] = {BUNDLE_OCI_LAYOUT_CONTENT, ferry_json,
-				       index_json, manifest_json};
-		for (int i = 0; i < 4; i++) {
-			sums[nsums].path = names[i];
-			if (digest_of(docs[i], strlen(docs[i]),
-				      &sums[nsums++].digest, e) < 0)
-				goto out;
-		}
-	}
-	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = x->items[order[i]];
-		char *p = exp_asprintf(BUNDLE_BLOB_PREFIX "%s", digest_hex(&it->d));
-		if (!p) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		sums[nsums].path = p;
-		sums[nsums++].digest = it->d;
-	}
-	sums_text = bundle_sums_text(sums, nsums);
-	if (!sums_text) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	if (sig_sign(o->key, sums_text, strlen(sums_text), &sig, &siglen, e) < 0)
-		goto out;
-	{
-		char *b = sig_base64_encode(sig, siglen);
-		sig_b64 = b ? exp_asprintf("%s\n", b) : NULL;
-		free(b);
-		if (!sig_b64) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-
-	/* 3. fetch configs and layers in parallel, in bundle order */
-	x->queue = calloc(x->nitems + 1, sizeof(*x->queue));
-	if (!x->queue) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = x->items[order[i]];
-		if (it->kind == K_CONFIG || it->kind == K_LAYER) {
-			atomic_fetch_add(&x->pr->blobs_total, 1);
-			atomic_fetch_add(&x->pr->bytes_total,
-					 (unsigned long long)it->size);
-			if (it->state == S_DONE) { /* fetched while resolving */
-				atomic_fetch_add(&x->pr->bytes_total, 0);
-				continue;
-			}
-			x->queue[x->nqueue++] = order[i];
-		} else {
-			it->state = S_DONE;
-		}
-	}
-	x->img_left = calloc(x->nimages + 1, sizeof(*x->img_left));
-	if (!x->img_left) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < x->nitems; i++)
-		for (size_t k = 0; k < x->items[i]->nimages; k++)
-			x->img_left[x->items[i]->images[k]]++;
-	for (size_t i = 0; i < x->nimages; i++) {
-		if (!x->img_left[i]) { /* nothing left to fetch */
-			struct exp_event ev;
-			memset(&ev, 0, sizeof(ev));
-			ev.type = EXP_EV_IMAGE_DONE;
-			ev.ref = x->images[i].ref;
-			ev.digest = x->images[i].digest.str;
-			ev.size = x->images[i].total_size;
-			atomic_fetch_add(&x->pr->images_done, 1);
-			exp_emit(x, &ev);
-		}
-	}
-	atomic_store(&x->pr->phase, EXP_FETCHING);
-	nthreads = (size_t)(o->jobs > 0 ? o->jobs : 4);
-	if (nthreads > x->nqueue)
-		nthreads = x->nqueue;
-	threads = calloc(nthreads + 1, sizeof(*threads));
-	if (!threads) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < nthreads; i++) {
-		if (pthread_create(&threads[i], NULL, worker, x) != 0) {
-			nthreads = i;
-			x->abort = 1;
-			ferr_set(e, FERR_IO, errno, "cannot start a thread");
-			goto out;
-		}
-	}
-
-	/* 4. write the bundle while blobs arrive */
-	{
-		char *slash = strrchr(out_path, '/');
-		tmp = slash ? exp_asprintf("%.*s/.%s.ferry-XXXXXX",
-					(int)(slash - out_path), out_path, slash + 1)
-			    : exp_asprintf(".%s.ferry-XXXXXX", out_path);
-	}
-	if (!tmp) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   out_path);
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	{
-		mode_t um = umask(0);
-		umask(um);
-		fchmod(fd, 0644 & ~um);
-	}
-	if (arc_writer_open(&w, fd, o->compress, o->threads, o->created,
-			    out_path, e) < 0)
-		goto out;
-	if (arc_entry_mem(w, BUNDLE_OCI_LAYOUT, BUNDLE_OCI_LAYOUT_CONTENT,
-			  strlen(BUNDLE_OCI_LAYOUT_CONTENT), e) < 0 ||
-	    arc_entry_mem(w, BUNDLE_FERRY_JSON, ferry_json, strlen(ferry_json),
-			  e) < 0 ||
-	    arc_entry_mem(w, BUNDLE_INDEX_JSON, index_json, strlen(index_json),
-			  e) < 0 ||
-	    arc_entry_mem(w, BUNDLE_MANIFEST_JSON, manifest_json,
-			  strlen(manifest_json), e) < 0 ||
-	    arc_entry_mem(w, BUNDLE_SUMS, sums_text, strlen(sums_text), e) < 0 ||
-	    arc_entry_mem(w, BUNDLE_SUMS_SIG, sig_b64, strlen(sig_b64), e) < 0)
-		goto out;
-	copybuf = malloc(COPY_CHUNK);
-	if (!copybuf) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < x->nitems; i++) {
-		struct item *it = x->items[order[i]];
-		char path[128];
-
-		snprintf(path, sizeof(path), BUNDLE_BLOB_PREFIX "%s",
-			 digest_hex(&it->d));
-		if (wait_item(x, it, e) < 0)
-			goto out;
-		if (arc_entry_begin(w, path, it->size, e) < 0)
-			goto out;
-		if (it->data) {
-			if (arc_entry_data(w, it->data, it->size, e) < 0)
-				goto out;
-		} else if (copy_blob(x, w, it, copybuf, e) < 0) {
-			goto out;
-		}
-		res->blob_bytes += it->size;
-		if (it->kind >= K_CONFIG) {
-			if (it->cached)
-				res->bytes_cached += it->size;
-			else
-				res->bytes_fetched += it->size;
-		}
-	}
-	res->nblobs = x->nitems;
-	if (arc_writer_finish(w, e) < 0)
-		goto out;
-	if (fsync(fd) < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot write '%s'", out_path);
-		goto out;
-	}
-	if (fstat(fd, &st) == 0)
-		res->bundle_bytes = (uint64_t)st.st_size;
-	/* link, not rename: never replace a file that appeared meanwhile */
-	if (link(tmp, out_path) < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create '%s'", out_path);
-		goto out;
-	}
-	linked = true;
-	fsync_dir_of(out_path);
-	atomic_store(&x->pr->phase, EXP_DONE);
-	res->images = x->images;
-	res->nimages = x->nimages;
-	x->images = NULL;
-	x->nimages = 0;
-	rc = 0;
-out:
-	if (rc < 0 && !x->failed) {
-		pthread_mutex_lock(&x->mu);
-		x->abort = 1;
-		pthread_mutex_unlock(&x->mu);
-	}
-	x->abort = 1; /* stop idle workers from taking more */
-	for (size_t i = 0; i < nthreads; i++)
-		pthread_join(threads[i], NULL);
-	if (rc < 0 && x->failed && x->werr.cat != FERR_OK &&
-	    e->cat == FERR_INTERRUPT)
-		*e = x->werr;
-	arc_writer_release(w);
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp); /* after link() the bundle lives on */
-		free(tmp);
-	}
-	(void)linked;
+static void exporter_release(struct exporter *x)
+{
 	exp_clients_release(&x->main_clients);
-	for (size_t i = 4; i < nsums; i++)
-		free((char *)sums[i].path);
-	free(sums);
-	free(alld);
-	free(order);
-	free(threads);
 	free(x->queue);
-	free(index_json);
-	free(manifest_json);
-	free(ferry_json);
-	free(sums_text);
-	free(sig);
-	free(sig_b64);
-	free(copybuf);
 	for (size_t i = 0; i < x->nitems; i++) {
 		free(x->items[i]->data);
 		free(x->items[i]->host);
@@ -1081,5 +1075,75 @@ out:
 	pthread_mutex_destroy(&x->mu);
 	pthread_cond_destroy(&x->cv);
 	pthread_mutex_destroy(&x->evmu);
+}
+
+/* Stop the workers; a worker's error explains an interrupt better. */
+static void stop_workers(struct exporter *x, pthread_t *threads,
+			 size_t nthreads, int rc, struct ferr *e)
+{
+	pthread_mutex_lock(&x->mu);
+	x->abort = 1; /* stop idle workers from taking more */
+	pthread_mutex_unlock(&x->mu);
+	for (size_t i = 0; i < nthreads; i++)
+		pthread_join(threads[i], NULL);
+	if (rc < 0 && x->failed && x->werr.cat != FERR_OK &&
+	    e->cat == FERR_INTERRUPT)
+		*e = x->werr;
+}
+
+int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
+	    const char *out_path, struct exp_result *res, struct ferr *e)
+{
+	struct exporter X, *x = &X;
+	struct plan plan = {0};
+	struct arc_writer *w = NULL;
+	pthread_t *threads = NULL;
+	size_t nthreads = 0;
+	char *tmp = NULL;
+	int fd = -1, rc = -1;
+
+	memset(res, 0, sizeof(*res));
+	if (exporter_init(x, o, out_path, e) < 0)
+		goto out;
+	/* 1. resolve every reference (interrupt via the caller's flag) */
+	x->ropts.cancel = o->reg->cancel;
+	if (resolve_all(x, refs, nrefs, e) < 0)
+		goto out;
+	x->ropts.cancel = &x->abort;
+	/* 2. bundle order and documents, signed */
+	if (plan_order(x, &plan, e) < 0 || plan_documents(x, &plan, res, e) < 0 ||
+	    plan_sign(x, &plan, e) < 0)
+		goto out;
+	/* 3. fetch configs and layers in parallel, in bundle order */
+	if (plan_queue(x, &plan, e) < 0 ||
+	    start_workers(x, &threads, &nthreads, e) < 0)
+		goto out;
+	/* 4. write the bundle while blobs arrive */
+	if (open_output(out_path, &tmp, &fd, e) < 0 ||
+	    arc_writer_open(&w, fd, o->compress, o->threads, o->created,
+			    out_path, e) < 0 ||
+	    write_documents(w, &plan, e) < 0 ||
+	    write_blobs(x, w, &plan, res, e) < 0 ||
+	    arc_writer_finish(w, e) < 0 ||
+	    publish_output(fd, tmp, out_path, res, e) < 0)
+		goto out;
+	atomic_store(&x->pr->phase, EXP_DONE);
+	res->images = x->images;
+	res->nimages = x->nimages;
+	x->images = NULL;
+	x->nimages = 0;
+	rc = 0;
+out:
+	stop_workers(x, threads, nthreads, rc, e);
+	arc_writer_release(w);
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp); /* after link() the bundle lives on */
+		free(tmp);
+	}
+	free(threads);
+	plan_release(&plan);
+	exporter_release(x);
 	return rc;
 }
