@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "auth.h"
 #include "err.h"
@@ -65,6 +66,19 @@ void cli_common_release(struct cli_common *c);
 /* Text printed under every command's usage. */
 extern const char cli_common_help[];
 
+/* Text that comes from a registry or a bundle (names, platforms, header
+ * values, annotations, error messages quoting them) reaches the terminal
+ * only through these.  Control characters (C0, DEL, C1), bidirectional
+ * overrides and bytes that are not UTF-8 are shown as escapes: \n, \r,
+ * \t, \xNN (a byte), \uNNNN (a code point); everything else as is. */
+void cli_put_text(FILE *f, const char *s);
+/* The same into out (n bytes), cut with "..." when it does not fit. */
+char *cli_text(char *out, size_t n, const char *s);
+/* A JSON string for `s`: as is when it is UTF-8 (JSON escapes control
+ * characters itself), else escaped as above. */
+json_t *cli_json_text(const char *s);
+
+/* "ferry: error: MESSAGE" on stderr, the message escaped. */
 void cli_error(const struct ferr *e);
 void cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bounds.h"
 #include "cli.h"
 
 volatile sig_atomic_t cli_interrupted;
@@ -92,9 +94,115 @@ void cli_common_release(struct cli_common *c)
 	c->n_insecure = 0;
 }
 
+/* Length of the well-formed UTF-8 sequence at p, its code point in *cp;
+ * 0 when p does not start one (stray, overlong, surrogate, cut short). */
+static size_t utf8_seq(const unsigned char *p, uint32_t *cp)
+{
+	uint32_t v, min;
+	size_t n;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2, v = p[0] & 0x1fu, min = 0x80;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3, v = p[0] & 0x0fu, min = 0x800;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4, v = p[0] & 0x07u, min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+			return 0;
+		v = (v << 6) | (p[i] & 0x3fu);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+/* Characters a terminal acts on, or that reorder what is shown. */
+static bool unsafe_char(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+	       cp == 0x2028 || cp == 0x2029;
+}
+
+/* The next piece of s as shown: into out, its length in *len.  Returns how
+ * many bytes of s it stands for. */
+static size_t escape_next(const char *s, char out[16], size_t *len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp = 0;
+	size_t n = utf8_seq(p, &cp);
+	int w;
+
+	if (n && !unsafe_char(cp)) {
+		memcpy(out, s, n);
+		*len = n;
+		return n;
+	}
+	if (n && (cp == '\n' || cp == '\r' || cp == '\t'))
+		w = snprintf(out, 16, "\\%c",
+			     cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+	else if (n && cp >= 0x80)
+		w = snprintf(out, 16, "\\u%04x", (unsigned)cp);
+	else
+		w = snprintf(out, 16, "\\x%02x", (unsigned)p[0]);
+	*len = (size_t)w;
+	return n ? n : 1;
+}
+
+void cli_put_text(FILE *f, const char *s)
+{
+	char piece[16];
+	size_t len;
+
+	while (s && *s) {
+		s += escape_next(s, piece, &len);
+		fwrite(piece, 1, len, f);
+	}
+}
+
+char *cli_text(char *out, size_t n, const char *s)
+{
+	char piece[16];
+	size_t k = 0, len;
+
+	if (n == 0)
+		return out;
+	while (s && *s) {
+		s += escape_next(s, piece, &len);
+		if (k + len + 1 > n || (*s && k + len + 4 > n)) {
+			/* no room for this piece and the mark after it */
+			snprintf(out + k, n - k, "%s", n - k > 3 ? "..." : "");
+			return out;
+		}
+		memcpy(out + k, piece, len);
+		k += len;
+	}
+	out[k] = '\0';
+	return out;
+}
+
+json_t *cli_json_text(const char *s)
+{
+	char shown[4 * FERR_MSG_MAX];
+	json_t *j = json_string(s ? s : "");
+
+	return j ? j : json_string(cli_text(shown, sizeof(shown), s));
+}
+
 void cli_error(const struct ferr *e)
 {
-	fprintf(stderr, "ferry: error: %s\n", e->msg[0] ? e->msg : "failed");
+	fputs("ferry: error: ", stderr);
+	cli_put_text(stderr, e->msg[0] ? e->msg : "failed");
+	fputc('\n', stderr);
 }
 
 void cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -130,7 +238,24 @@ void cli_install_signals(void)
 static void log_stderr(void *ctx, const char *msg)
 {
 	(void)ctx;
-	fprintf(stderr, "ferry: %s\n", msg);
+	fputs("ferry: ", stderr);
+	cli_put_text(stderr, msg);
+	fputc('\n', stderr);
+}
+
+/* FERRY_TEST_STALL_SECONDS shortens the stall window so that the tests of
+ * the stall rule take seconds, not minutes; 0 (the default) when unset. */
+static long test_stall_seconds(void)
+{
+	const char *v = getenv("FERRY_TEST_STALL_SECONDS");
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return 0;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	return errno || *end || n < 1 || n > FERRY_STALL_SECONDS ? 0 : n;
 }
 
 void cli_reg_opts(const struct cli_common *c, const struct auth_store *creds,
@@ -144,6 +269,7 @@ void cli_reg_opts(const struct cli_common *c, const struct auth_store *creds,
 	o->cancel = &cli_interrupted;
 	if (c->verbose)
 		o->log = log_stderr;
+	o->stall_timeout_s = test_stall_seconds();
 }
 
 int cli_write_json(const char *path, json_t *root, struct ferr *e)

@@ -32,5 +32,13 @@
 #define FERRY_MAX_JSON_DEPTH 32
 /* A Retry-After longer than this is clamped (seconds). */
 #define FERRY_MAX_RETRY_AFTER 60
+/* A transfer that moves fewer than FERRY_STALL_RATE bytes a second on
+ * average over a window of FERRY_STALL_SECONDS has stalled: a server
+ * trickling a few bytes a second would otherwise hold it forever. */
+#define FERRY_STALL_RATE 1024
+#define FERRY_STALL_SECONDS 30
+/* Times one request may stall before it is given up (retries included), so
+ * that a trickling registry costs a command about two minutes at most. */
+#define FERRY_STALL_ATTEMPTS 3
 
 #endif

@@ -19,7 +19,6 @@
 #define DEFAULT_BACKOFF_MS 250
 #define DEFAULT_BACKOFF_MAX_MS 8000
 #define DEFAULT_CONNECT_TIMEOUT 15
-#define DEFAULT_STALL_TIMEOUT 60
 #define MAX_TOKENS 64
 /* Renew a token this long before the server says it expires. */
 #define TOKEN_MARGIN_S 10
@@ -62,6 +61,7 @@ struct req {
 	const char *accept; /* full "Accept: ..." header line or NULL */
 	bool registry_auth; /* attach registry credentials, answer 401s */
 	const char *fixed_auth; /* "Authorization: ..." for token requests */
+	unsigned stalls;        /* times it stalled (a stalled probe counts) */
 	enum body_mode mode;
 	/* request body (POST, PUT, PATCH) */
 	const void *send;
@@ -95,6 +95,11 @@ struct xfer {
 	/* why a write callback stopped the transfer */
 	int abort_cat;
 	struct ferr abort_err;
+	/* the stall window in progress (see on_progress) */
+	bool win_started;
+	struct timespec win_start;
+	uint64_t win_bytes;
+	bool stalled;
 };
 
 static void logf_(struct reg_client *c, const char *fmt, ...)
@@ -460,16 +465,47 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c_,
-		       curl_off_t d)
+static long stall_window_s(const struct reg_client *c)
+{
+	return c->o->stall_timeout_s > 0 ? c->o->stall_timeout_s
+					 : FERRY_STALL_SECONDS;
+}
+
+/* The stall rule, counted in consecutive windows from the start of the
+ * exchange: a window that moves (either way) less than FERRY_STALL_RATE
+ * bytes a second on average ends it.  An average, not curl's low-speed
+ * check, so that a server sending short bursts cannot slip through it. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct xfer *x = ud;
+	long window = stall_window_s(x->c);
+	uint64_t moved = (uint64_t)dlnow + (uint64_t)ulnow;
+	struct timespec now;
+	long long ms;
 
-	(void)a;
-	(void)b;
-	(void)c_;
-	(void)d;
-	return x->c->o->cancel && *x->c->o->cancel ? 1 : 0;
+	(void)dltotal;
+	(void)ultotal;
+	if (x->c->o->cancel && *x->c->o->cancel)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!x->win_started) {
+		x->win_started = true;
+		x->win_start = now;
+		x->win_bytes = moved;
+		return 0;
+	}
+	ms = (long long)(now.tv_sec - x->win_start.tv_sec) * 1000 +
+	     (now.tv_nsec - x->win_start.tv_nsec) / 1000000;
+	if (ms < (long long)window * 1000)
+		return 0;
+	if (moved - x->win_bytes < (uint64_t)FERRY_STALL_RATE * (uint64_t)window) {
+		x->stalled = true;
+		return 1;
+	}
+	x->win_start = now;
+	x->win_bytes = moved;
+	return 0;
 }
 
 static const char *token_for(struct reg_client *c, const char *scope)
@@ -504,10 +540,6 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT,
 			 c->o->connect_timeout_s ? c->o->connect_timeout_s
 						 : DEFAULT_CONNECT_TIMEOUT);
-	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c->curl, CURLOPT_LOW_SPEED_TIME,
-			 c->o->stall_timeout_s ? c->o->stall_timeout_s
-					       : DEFAULT_STALL_TIMEOUT);
 	curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, x);
@@ -611,10 +643,8 @@ static void describe_body(const struct buf *b, char *out, size_t n)
 		}
 		out[k] = '\0';
 	}
-	/* quoted messages must not carry control characters */
-	for (char *q = out; *q; q++)
-		if ((unsigned char)*q < 0x20 || *q == 0x7f)
-			*q = '?';
+	/* Control characters are left for the command layer to escape where
+	 * it prints (it shows them as \x1b rather than losing them). */
 	json_decref(root);
 }
 
@@ -720,203 +750,308 @@ static void xfer_release(struct xfer *x)
 	buf_release(&x->errbody);
 }
 
+/* What to do after one exchange of a request. */
+enum step {
+	STEP_DONE,  /* a 2xx answer: the request succeeded */
+	STEP_FAIL,  /* e is filled */
+	STEP_RETRY, /* a transient failure: back off, then try again */
+	STEP_AGAIN  /* a redirect or an authentication round: go on at once */
+};
+
+/* Where one request stands across its exchanges. */
+struct attempts {
+	unsigned n, max; /* exchanges counted as attempts, and their cap */
+	unsigned redirects;
+	bool authed;    /* the one authentication round is spent */
+	const char *why; /* what the next retry is for (logged, last error) */
+	char detail[300];
+};
+
+static void xfer_begin(struct xfer *x, struct reg_client *c, struct req *rq)
+{
+	xfer_release(x);
+	memset(x, 0, sizeof(*x));
+	x->c = c;
+	x->rq = rq;
+	buf_init(&x->errbody, FERRY_MAX_ERROR_BODY);
+}
+
+/* The transfer stopped on the stall rule: retried until the request has
+ * stalled FERRY_STALL_ATTEMPTS times, so a trickling registry costs a
+ * bounded time. */
+static enum step judge_stall(struct reg_client *c, struct req *rq,
+			     struct attempts *a, struct ferr *e)
+{
+	long window = stall_window_s(c);
+
+	rq->stalls++;
+	if (rq->stalls >= FERRY_STALL_ATTEMPTS || a->n >= a->max) {
+		ferr_set(e, FERR_NETWORK, 0,
+			 "registry '%s' stalled: less than %u bytes in %ld s "
+			 "(%s, stalled %u time%s in %u attempt%s)",
+			 c->host, (unsigned)(FERRY_STALL_RATE * window), window,
+			 rq->what, rq->stalls, rq->stalls == 1 ? "" : "s", a->n,
+			 a->n == 1 ? "" : "s");
+		return STEP_FAIL;
+	}
+	snprintf(a->detail, sizeof(a->detail),
+		 "stalled (less than %u bytes in %ld s)",
+		 (unsigned)(FERRY_STALL_RATE * window), window);
+	a->why = a->detail;
+	return STEP_RETRY;
+}
+
+/* The exchange ended without an answer to judge: interrupted, stopped by
+ * a callback, stalled or a transport error.  Returns -1 when it did end
+ * with an answer (the status decides). */
+static int judge_transport(struct reg_client *c, struct req *rq,
+			   struct xfer *x, CURLcode cc, struct attempts *a,
+			   struct ferr *e)
+{
+	if (c->o->cancel && *c->o->cancel) {
+		ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
+		return STEP_FAIL;
+	}
+	if (cc == CURLE_WRITE_ERROR && x->abort_cat > 0) {
+		*e = x->abort_err;
+		/* a bad Content-Range may be a proxy's fault: retry */
+		if (x->abort_cat != FERR_NETWORK)
+			return STEP_FAIL;
+		a->why = e->msg;
+		return STEP_RETRY;
+	}
+	if (cc == CURLE_ABORTED_BY_CALLBACK && x->stalled)
+		return (int)judge_stall(c, rq, a, e);
+	if (cc == CURLE_OK || (cc == CURLE_WRITE_ERROR && x->abort_cat < 0))
+		return -1;
+	if (!curl_retryable(cc) || a->n >= a->max) {
+		ferr_set(e, FERR_NETWORK, 0,
+			 "cannot reach registry '%s': %s (%s, after %u "
+			 "attempt%s)",
+			 c->host, curl_easy_strerror(cc), rq->what, a->n,
+			 a->n == 1 ? "" : "s");
+		return STEP_FAIL;
+	}
+	a->why = curl_easy_strerror(cc);
+	return STEP_RETRY;
+}
+
+/* A 401 with a challenge, the first time: take the scheme it asks for and
+ * get what it needs (Basic header line, or a token), then ask again. */
+static enum step answer_challenge(struct reg_client *c, struct req *rq,
+				  struct xfer *x, struct ferr *e)
+{
+	struct auth_challenge ch;
+
+	if (auth_challenge_parse(&ch, x->www_auth, e) < 0)
+		return STEP_FAIL;
+	if (ch.scheme == AUTH_NONE) {
+		auth_challenge_release(&ch);
+		ferr_set(e, FERR_AUTH, 401,
+			 "registry '%s' asks for an unsupported authentication "
+			 "scheme: '%.100s'",
+			 c->host, x->www_auth);
+		return STEP_FAIL;
+	}
+	auth_challenge_release(&c->chal);
+	c->chal = ch;
+	if (ch.scheme != AUTH_BASIC)
+		return fetch_token(c, rq->scope ? rq->scope : ch.scope, e) < 0
+			   ? STEP_FAIL
+			   : STEP_AGAIN;
+	if (!c->cred) {
+		ferr_set(e, FERR_AUTH, 401,
+			 "registry '%s' requires authentication and no "
+			 "credentials for it were found",
+			 c->host);
+		return STEP_FAIL;
+	}
+	if (!c->basic && !(c->basic = auth_basic_header(c->cred))) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		return STEP_FAIL;
+	}
+	return STEP_AGAIN;
+}
+
+/* 401 after authenticating, or 403: refused, quoting the registry. */
+static enum step fail_denied(struct reg_client *c, struct req *rq,
+			     struct xfer *x, struct ferr *e)
+{
+	char body[256];
+
+	describe_body(&x->errbody, body, sizeof(body));
+	if (x->status == 401 && c->chal.scheme == AUTH_BASIC)
+		ferr_set(e, FERR_AUTH, 401,
+			 "authentication to registry '%s' failed for user "
+			 "'%s'%s%s",
+			 c->host, c->cred ? c->cred->user : "",
+			 body[0] ? ": " : "", body);
+	else
+		ferr_set(e, FERR_AUTH, (int)x->status,
+			 "registry '%s' denied access to %s (%ld%s%s)", c->host,
+			 rq->what, x->status, body[0] ? " " : "", body);
+	return STEP_FAIL;
+}
+
+/* Follow a redirect ourselves: https only (or an --insecure-registry
+ * host), a bounded number of times, and credentials given for this request
+ * stay with its host. */
+static enum step follow_redirect(struct reg_client *c, struct req *rq,
+				 struct xfer *x, struct attempts *a,
+				 struct ferr *e)
+{
+	char *next = NULL, *ns = NULL, *nh = NULL, *oh = NULL;
+	enum step st = STEP_FAIL;
+
+	if (++a->redirects > FERRY_MAX_REDIRECTS) {
+		ferr_set(e, FERR_NETWORK, (int)x->status,
+			 "too many redirects from registry '%s' for %s",
+			 c->host, rq->what);
+		goto out;
+	}
+	next = resolve_location(rq->url, x->location);
+	ns = next ? url_scheme(next) : NULL;
+	nh = next ? url_hostport(next) : NULL;
+	if (!next || !ns || !nh ||
+	    (strcmp(ns, "https") != 0 &&
+	     !(strcmp(ns, "http") == 0 && reg_host_insecure(c->o, nh)))) {
+		ferr_set(e, FERR_NETWORK, (int)x->status,
+			 "registry '%s' redirected %s to '%.200s', which is not "
+			 "an https URL (plain http is allowed only for "
+			 "--insecure-registry hosts)",
+			 c->host, rq->what, x->location);
+		goto out;
+	}
+	logf_(c, "redirect %s -> %s", rq->what, nh);
+	oh = url_hostport(rq->url);
+	if (!oh || !same_hostport(oh, nh))
+		rq->fixed_auth = NULL;
+	free(rq->url);
+	rq->url = next;
+	next = NULL;
+	st = STEP_AGAIN;
+out:
+	free(next);
+	free(ns);
+	free(nh);
+	free(oh);
+	return st;
+}
+
+/* 429 or 5xx: retried, until the attempts are spent. */
+static enum step server_busy(struct reg_client *c, struct req *rq,
+			     struct xfer *x, struct attempts *a,
+			     struct ferr *e)
+{
+	char body[256];
+
+	snprintf(a->detail, sizeof(a->detail), "HTTP %ld", x->status);
+	a->why = a->detail;
+	if (a->n < a->max)
+		return STEP_RETRY;
+	describe_body(&x->errbody, body, sizeof(body));
+	ferr_set(e, FERR_NETWORK, (int)x->status,
+		 "registry '%s' answered %ld for %s after %u attempts%s%s",
+		 c->host, x->status, rq->what, a->n, body[0] ? ": " : "",
+		 body);
+	return STEP_FAIL;
+}
+
+/* Any other answer fails at once with the registry's own message. */
+static enum step fail_status(struct reg_client *c, struct req *rq,
+			     struct xfer *x, struct ferr *e)
+{
+	char body[256];
+
+	describe_body(&x->errbody, body, sizeof(body));
+	ferr_set(e, FERR_NETWORK, (int)x->status,
+		 "registry '%s' answered %ld for %s%s%s", c->host, x->status,
+		 rq->what, body[0] ? ": " : "", body);
+	return STEP_FAIL;
+}
+
+/* Decide what one exchange means for the request. */
+static enum step judge(struct reg_client *c, struct req *rq, struct xfer *x,
+		       CURLcode cc, struct attempts *a, struct ferr *e)
+{
+	int t = judge_transport(c, rq, x, cc, a, e);
+
+	if (t >= 0)
+		return (enum step)t;
+	if (x->status == 401 && rq->registry_auth && !a->authed &&
+	    x->www_auth) {
+		a->authed = true;
+		return answer_challenge(c, rq, x, e);
+	}
+	if (x->status == 401 || x->status == 403)
+		return fail_denied(c, rq, x, e);
+	if (x->status >= 300 && x->status < 400 && x->location)
+		return follow_redirect(c, rq, x, a, e);
+	if (x->status == 429 || x->status >= 500)
+		return server_busy(c, rq, x, a, e);
+	if (x->status >= 200 && x->status < 300)
+		return STEP_DONE;
+	return fail_status(c, rq, x, e);
+}
+
+/* Back off before the next attempt (e still holds the last error). */
+static int wait_to_retry(struct reg_client *c, struct req *rq,
+			 struct xfer *x, struct attempts *a, struct ferr *e)
+{
+	unsigned d;
+
+	if (a->n >= a->max) {
+		if (e->cat == FERR_OK)
+			ferr_set(e, FERR_NETWORK, 0, "registry '%s': %s (%s)",
+				 c->host, a->why ? a->why : "failed", rq->what);
+		return -1;
+	}
+	d = retry_delay_ms(c, a->n, x->retry_after);
+	c->stats.retries++;
+	logf_(c, "retrying %s on '%s' in %u ms after: %s", rq->what, c->host,
+	      d, a->why ? a->why : "error");
+	if (sleep_ms(c, d) < 0)
+		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
+	ferr_clear(e);
+	return 0;
+}
+
 /* Run a request to completion: retries with backoff, manual redirects,
  * one authentication round.  On success *out_x holds the final exchange
  * (caller releases it). */
 static int request(struct reg_client *c, struct req *rq, struct xfer *out_x,
 		   struct ferr *e)
 {
-	unsigned max_attempts =
-	    rq->attempts ? rq->attempts
-			 : (c->o->max_attempts ? c->o->max_attempts
-					       : DEFAULT_ATTEMPTS);
-	unsigned attempt = 0, redirects = 0;
-	bool authed = false;
+	struct attempts a;
 	struct xfer x;
 	int rc = -1;
 
+	memset(&a, 0, sizeof(a));
 	memset(&x, 0, sizeof(x));
+	a.max = rq->attempts ? rq->attempts
+			     : (c->o->max_attempts ? c->o->max_attempts
+						   : DEFAULT_ATTEMPTS);
 	for (;;) {
-		CURLcode cc;
-		char detail[300];
-		const char *why = NULL;
+		enum step st;
 
-		xfer_release(&x);
-		memset(&x, 0, sizeof(x));
-		x.c = c;
-		x.rq = rq;
-		buf_init(&x.errbody, FERRY_MAX_ERROR_BODY);
-		attempt++;
-		cc = perform(c, rq, &x);
-		if (c->o->cancel && *c->o->cancel) {
-			ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
-			goto out;
-		}
-		if (cc == CURLE_WRITE_ERROR && x.abort_cat > 0) {
-			*e = x.abort_err;
-			/* a bad Content-Range may be a proxy's fault: retry */
-			if (x.abort_cat != FERR_NETWORK)
-				goto out;
-			why = e->msg;
-		} else if (cc != CURLE_OK &&
-			   !(cc == CURLE_WRITE_ERROR && x.abort_cat < 0)) {
-			if (!curl_retryable(cc) || attempt >= max_attempts) {
-				ferr_set(e, FERR_NETWORK, 0,
-					 "cannot reach registry '%s': %s "
-					 "(%s, after %u attempt%s)",
-					 c->host, curl_easy_strerror(cc),
-					 rq->what, attempt,
-					 attempt == 1 ? "" : "s");
-				goto out;
-			}
-			why = curl_easy_strerror(cc);
-		} else if (x.status == 401 && rq->registry_auth && !authed &&
-			   x.www_auth) {
-			struct auth_challenge ch;
-			if (auth_challenge_parse(&ch, x.www_auth, e) < 0)
-				goto out;
-			if (ch.scheme == AUTH_NONE) {
-				auth_challenge_release(&ch);
-				ferr_set(e, FERR_AUTH, 401,
-					 "registry '%s' asks for an "
-					 "unsupported authentication "
-					 "scheme: '%.100s'",
-					 c->host, x.www_auth);
-				goto out;
-			}
-			auth_challenge_release(&c->chal);
-			c->chal = ch;
-			authed = true;
-			if (ch.scheme == AUTH_BASIC) {
-				if (!c->cred) {
-					ferr_set(e, FERR_AUTH, 401,
-						 "registry '%s' requires "
-						 "authentication and no "
-						 "credentials for it were found",
-						 c->host);
-					goto out;
-				}
-				if (!c->basic) {
-					c->basic = auth_basic_header(c->cred);
-					if (!c->basic) {
-						ferr_set(e, FERR_IO, ENOMEM,
-							 "out of memory");
-						goto out;
-					}
-				}
-			} else if (fetch_token(c, rq->scope ? rq->scope
-							    : ch.scope,
-					       e) < 0) {
-				goto out;
-			}
-			attempt--; /* not a failure */
-			continue;
-		} else if (x.status == 401 || x.status == 403) {
-			char body[256];
-			describe_body(&x.errbody, body, sizeof(body));
-			if (x.status == 401 && c->chal.scheme == AUTH_BASIC)
-				ferr_set(e, FERR_AUTH, 401,
-					 "authentication to registry '%s' "
-					 "failed for user '%s'%s%s",
-					 c->host, c->cred ? c->cred->user : "",
-					 body[0] ? ": " : "", body);
-			else
-				ferr_set(e, FERR_AUTH, (int)x.status,
-					 "registry '%s' denied access to %s "
-					 "(%ld%s%s)",
-					 c->host, rq->what, x.status,
-					 body[0] ? " " : "", body);
-			goto out;
-		} else if (x.status >= 300 && x.status < 400 && x.location) {
-			char *next, *ns, *nh;
-			if (++redirects > FERRY_MAX_REDIRECTS) {
-				ferr_set(e, FERR_NETWORK, (int)x.status,
-					 "too many redirects from registry "
-					 "'%s' for %s",
-					 c->host, rq->what);
-				goto out;
-			}
-			next = resolve_location(rq->url, x.location);
-			ns = next ? url_scheme(next) : NULL;
-			nh = next ? url_hostport(next) : NULL;
-			if (!next || !ns || !nh ||
-			    (strcmp(ns, "https") != 0 &&
-			     !(strcmp(ns, "http") == 0 &&
-			       reg_host_insecure(c->o, nh)))) {
-				ferr_set(e, FERR_NETWORK, (int)x.status,
-					 "registry '%s' redirected %s to "
-					 "'%.200s', which is not an https URL "
-					 "(plain http is allowed only for "
-					 "--insecure-registry hosts)",
-					 c->host, rq->what, x.location);
-				free(next);
-				free(ns);
-				free(nh);
-				goto out;
-			}
-			logf_(c, "redirect %s -> %s", rq->what, nh);
-			{
-				/* credentials given for this request (token
-				 * service, Harbor API) stay with its host */
-				char *oh = url_hostport(rq->url);
-				if (!oh || !same_hostport(oh, nh))
-					rq->fixed_auth = NULL;
-				free(oh);
-			}
-			free(ns);
-			free(nh);
-			free(rq->url);
-			rq->url = next;
-			attempt--;
-			continue;
-		} else if (x.status == 429 || x.status >= 500) {
-			snprintf(detail, sizeof(detail), "HTTP %ld", x.status);
-			if (attempt >= max_attempts) {
-				char body[256];
-				describe_body(&x.errbody, body, sizeof(body));
-				ferr_set(e, FERR_NETWORK, (int)x.status,
-					 "registry '%s' answered %ld for %s "
-					 "after %u attempts%s%s",
-					 c->host, x.status, rq->what, attempt,
-					 body[0] ? ": " : "", body);
-				goto out;
-			}
-			why = detail;
-		} else if (x.status >= 200 && x.status < 300) {
-			rc = 0;
+		xfer_begin(&x, c, rq);
+		a.n++;
+		st = judge(c, rq, &x, perform(c, rq, &x), &a, e);
+		if (st == STEP_DONE) {
 			*out_x = x;
 			memset(&x, 0, sizeof(x));
-			goto out;
-		} else {
-			char body[256];
-			describe_body(&x.errbody, body, sizeof(body));
-			ferr_set(e, FERR_NETWORK, (int)x.status,
-				 "registry '%s' answered %ld for %s%s%s",
-				 c->host, x.status, rq->what,
-				 body[0] ? ": " : "", body);
-			goto out;
+			rc = 0;
+			break;
 		}
-		/* retry */
-		if (attempt >= max_attempts) {
-			if (e->cat == FERR_OK)
-				ferr_set(e, FERR_NETWORK, 0,
-					 "registry '%s': %s (%s)", c->host,
-					 why ? why : "failed", rq->what);
-			goto out;
+		if (st == STEP_FAIL)
+			break;
+		if (st == STEP_AGAIN) {
+			a.n--; /* not a failure */
+			continue;
 		}
-		{
-			unsigned d = retry_delay_ms(c, attempt, x.retry_after);
-			c->stats.retries++;
-			logf_(c, "retrying %s on '%s' in %u ms after: %s",
-			      rq->what, c->host, d, why ? why : "error");
-			if (sleep_ms(c, d) < 0) {
-				ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
-				goto out;
-			}
-		}
-		ferr_clear(e);
+		if (wait_to_retry(c, rq, &x, &a, e) < 0)
+			break;
 	}
-out:
 	xfer_release(&x);
 	return rc;
 }
@@ -997,90 +1132,123 @@ static int append_param(struct buf *u, const char *k, const char *v)
 	return rc;
 }
 
-static int fetch_token(struct reg_client *c, const char *scope,
-		       struct ferr *e)
+/* The token realm must be https (or an --insecure-registry host).  Returns
+ * its host[:port], or NULL with e filled. */
+static char *token_realm_host(struct reg_client *c, struct ferr *e)
 {
-	const struct auth_challenge *ch = &c->chal;
-	char *realm_host = url_hostport(ch->realm);
-	char *realm_scheme = url_scheme(ch->realm);
-	char *authline = NULL;
-	struct buf url, body;
-	struct req rq;
-	struct xfer x;
-	json_t *root = NULL;
-	const char *tok;
-	bool send_creds;
-	int rc = -1;
+	const char *realm = c->chal.realm;
+	char *host = url_hostport(realm);
+	char *scheme = url_scheme(realm);
 
-	memset(&rq, 0, sizeof(rq));
-	memset(&x, 0, sizeof(x));
-	buf_init(&url, 8192);
-	buf_init(&body, FERRY_MAX_TOKEN_BODY);
-	if (!realm_host || !realm_scheme ||
-	    (strcmp(realm_scheme, "https") != 0 &&
-	     !(strcmp(realm_scheme, "http") == 0 &&
-	       reg_host_insecure(c->o, realm_host)))) {
+	if (!host || !scheme ||
+	    (strcmp(scheme, "https") != 0 &&
+	     !(strcmp(scheme, "http") == 0 && reg_host_insecure(c->o, host)))) {
 		ferr_set(e, FERR_AUTH, 401,
 			 "registry '%s' sent token realm '%.200s', which is "
 			 "not an https URL (plain http is allowed only for "
 			 "--insecure-registry hosts)",
-			 c->host, ch->realm);
-		goto out;
+			 c->host, realm);
+		free(host);
+		host = NULL;
 	}
-	send_creds = c->cred && realm_may_get_creds(c->host, realm_host);
+	free(scheme);
+	return host;
+}
+
+/* realm?service=S&scope=A&scope=B: one parameter per scope asked for. */
+static char *token_url(const struct auth_challenge *ch, const char *scope)
+{
+	struct buf url;
+	char *out = NULL;
+
+	buf_init(&url, 8192);
+	if (buf_append_str(&url, ch->realm) < 0 ||
+	    (ch->service && append_param(&url, "service", ch->service) < 0))
+		goto out;
+	for (const char *p = scope ? scope : ""; *p;) {
+		size_t n = strcspn(p, " ");
+		char one[512];
+
+		if (n && n < sizeof(one)) {
+			memcpy(one, p, n);
+			one[n] = '\0';
+			if (append_param(&url, "scope", one) < 0)
+				goto out;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	out = strdup((char *)url.data);
+out:
+	buf_release(&url);
+	return out;
+}
+
+/* Ask the token service, with the registry's credentials only if the realm
+ * may have them.  A refusal is told as what it means to the user: wrong
+ * credentials, or none found. */
+static int token_request(struct reg_client *c, const char *scope,
+			 const char *realm_host, struct buf *body,
+			 struct ferr *e)
+{
+	bool send_creds = c->cred && realm_may_get_creds(c->host, realm_host);
+	char *authline = NULL;
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
 	if (c->cred && !send_creds)
 		logf_(c,
 		      "not sending credentials for '%s' to token realm "
 		      "host '%s'",
 		      c->host, realm_host);
-	if (buf_append_str(&url, ch->realm) < 0 ||
-	    (ch->service && append_param(&url, "service", ch->service) < 0))
-		goto oom;
-	if (scope) {
-		const char *p = scope;
-		while (*p) {
-			size_t n = strcspn(p, " ");
-			char one[512];
-			if (n && n < sizeof(one)) {
-				memcpy(one, p, n);
-				one[n] = '\0';
-				if (append_param(&url, "scope", one) < 0)
-					goto oom;
-			}
-			p += n;
-			while (*p == ' ')
-				p++;
-		}
+	rq.url = token_url(&c->chal, scope);
+	if (!rq.url || (send_creds && !(authline = auth_basic_header(c->cred)))) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
 	}
-	if (send_creds && !(authline = auth_basic_header(c->cred)))
-		goto oom;
 	rq.method = "GET";
-	rq.url = strdup((char *)url.data);
-	if (!rq.url)
-		goto oom;
 	rq.what = "a token";
 	rq.fixed_auth = authline;
 	rq.mode = BODY_BUFFER;
-	rq.body = &body;
+	rq.body = body;
 	c->stats.token_fetches++;
-	if (request(c, &rq, &x, e) < 0) {
-		if (e->cat == FERR_AUTH || e->code == 401 || e->code == 403) {
-			if (send_creds)
-				ferr_set(e, FERR_AUTH, e->code,
-					 "authentication to registry '%s' "
-					 "failed for user '%s' (token service "
-					 "'%s' refused the credentials)",
-					 c->host, c->cred->user, realm_host);
-			else
-				ferr_set(e, FERR_AUTH, e->code,
-					 "registry '%s' requires "
-					 "authentication for '%s' and no "
-					 "credentials for it were found",
-					 c->host, scope ? scope : "");
-		}
-		goto out;
+	if (request(c, &rq, &x, e) == 0) {
+		rc = 0;
+	} else if (e->cat == FERR_AUTH || e->code == 401 || e->code == 403) {
+		if (send_creds)
+			ferr_set(e, FERR_AUTH, e->code,
+				 "authentication to registry '%s' failed for "
+				 "user '%s' (token service '%s' refused the "
+				 "credentials)",
+				 c->host, c->cred->user, realm_host);
+		else
+			ferr_set(e, FERR_AUTH, e->code,
+				 "registry '%s' requires authentication for "
+				 "'%s' and no credentials for it were found",
+				 c->host, scope ? scope : "");
 	}
-	root = json_loadb((const char *)body.data, body.len, 0, NULL);
+out:
+	xfer_release(&x);
+	free(rq.url);
+	auth_wipe_free(authline);
+	return rc;
+}
+
+/* Take the token ("token", else "access_token") out of the service's
+ * answer and keep it for `scope` until shortly before it expires. */
+static int token_keep(struct reg_client *c, const char *scope,
+		      const struct buf *body, const char *realm_host,
+		      struct ferr *e)
+{
+	json_t *root = json_loadb((const char *)body->data, body->len, 0, NULL);
+	const char *tok;
+	json_t *ei;
+	int rc = -1;
+
 	tok = root ? json_string_value(json_object_get(root, "token")) : NULL;
 	if (!tok || !*tok)
 		tok = root ? json_string_value(
@@ -1093,33 +1261,44 @@ static int fetch_token(struct reg_client *c, const char *scope,
 			 realm_host, c->host);
 		goto out;
 	}
-	{
-		json_t *ei = json_object_get(root, "expires_in");
-		long long exp = json_is_integer(ei) ? json_integer_value(ei) : 0;
-		if (store_token(c, scope ? scope : "", tok, exp, e) < 0)
-			goto out;
-	}
+	ei = json_object_get(root, "expires_in");
+	if (store_token(c, scope ? scope : "", tok,
+			json_is_integer(ei) ? json_integer_value(ei) : 0,
+			e) < 0)
+		goto out;
 	rc = 0;
-	goto out;
-oom:
-	ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 out:
+	json_decref(root); /* jansson does not wipe; the token was short-lived */
+	return rc;
+}
+
+/* Get a Bearer token for `scope` from the realm of the last challenge. */
+static int fetch_token(struct reg_client *c, const char *scope,
+		       struct ferr *e)
+{
+	char *realm_host = token_realm_host(c, e);
+	struct buf body;
+	int rc = -1;
+
+	buf_init(&body, FERRY_MAX_TOKEN_BODY);
+	if (realm_host && token_request(c, scope, realm_host, &body, e) == 0 &&
+	    token_keep(c, scope, &body, realm_host, e) == 0)
+		rc = 0;
 	if (body.data)
 		OPENSSL_cleanse(body.data, body.len);
-	json_decref(root); /* jansson does not wipe; the token was short-lived */
-	xfer_release(&x);
-	free(rq.url);
-	auth_wipe_free(authline);
-	buf_release(&url);
 	buf_release(&body);
 	free(realm_host);
-	free(realm_scheme);
 	return rc;
 }
 
 /* ---- API ---- */
 
-static int ping_with(struct reg_client *c, const char *scheme, struct ferr *e)
+/* Probe GET /v2/ once over `scheme`, without retries.  Returns 0 when the
+ * registry answered as one should (2xx, or 401 with how to authenticate),
+ * 1 otherwise (the caller retries or falls back); counts a stalled probe
+ * in *stalls. */
+static int ping_with(struct reg_client *c, const char *scheme,
+		     unsigned *stalls, struct ferr *e)
 {
 	struct req rq;
 	struct xfer x;
@@ -1137,12 +1316,8 @@ static int ping_with(struct reg_client *c, const char *scheme, struct ferr *e)
 	rq.mode = BODY_DISCARD;
 	if (!rq.url)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	/* A 401 is an answer: the registry is there and tells us how to
-	 * authenticate.  Probe once without retries to pick the scheme. */
 	memset(&x, 0, sizeof(x));
-	x.c = c;
-	x.rq = &rq;
-	buf_init(&x.errbody, FERRY_MAX_ERROR_BODY);
+	xfer_begin(&x, c, &rq);
 	cc = perform(c, &rq, &x);
 	rc = 0;
 	if (cc == CURLE_OK && (x.status == 401 || (x.status >= 200 && x.status < 300))) {
@@ -1154,7 +1329,9 @@ static int ping_with(struct reg_client *c, const char *scheme, struct ferr *e)
 			}
 		}
 	} else {
-		rc = 1; /* let the caller decide: retry or fall back */
+		rc = 1;
+		if (x.stalled)
+			(*stalls)++;
 	}
 	xfer_release(&x);
 	free(rq.url);
@@ -1163,6 +1340,8 @@ static int ping_with(struct reg_client *c, const char *scheme, struct ferr *e)
 
 int reg_ping(struct reg_client *c, struct ferr *e)
 {
+	const char *fallback = "https";
+	unsigned stalls = 0;
 	struct req rq;
 	struct xfer x;
 	int rc = -1;
@@ -1170,18 +1349,29 @@ int reg_ping(struct reg_client *c, struct ferr *e)
 	if (c->pinged)
 		return 0;
 	if (c->insecure) {
+		unsigned http_stalls = 0;
+
 		/* unverified TLS first, plain HTTP if TLS is not spoken */
-		if (ping_with(c, "https", e) == 0 ||
-		    ping_with(c, "http", e) == 0) {
+		if (ping_with(c, "https", &stalls, e) == 0) {
 			c->pinged = true;
 			return 0;
 		}
-		free(c->scheme);
-		c->scheme = strdup("https");
-	} else if (ping_with(c, "https", e) == 0) {
+		if (ping_with(c, "http", &http_stalls, e) == 0) {
+			c->pinged = true;
+			return 0;
+		}
+		/* plain HTTP that answers too slowly is still plain HTTP */
+		if (http_stalls)
+			fallback = "http";
+		stalls += http_stalls;
+	} else if (ping_with(c, "https", &stalls, e) == 0) {
 		c->pinged = true;
 		return 0;
 	}
+	free(c->scheme);
+	c->scheme = strdup(fallback);
+	if (!c->scheme)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	/* Not answering as expected: go through the retrying path for a
 	 * proper error (or success after a transient failure). */
 	memset(&rq, 0, sizeof(rq));
@@ -1191,6 +1381,7 @@ int reg_ping(struct reg_client *c, struct ferr *e)
 	rq.what = "'/v2/'";
 	rq.mode = BODY_DISCARD;
 	rq.registry_auth = true;
+	rq.stalls = stalls; /* a probe that stalled was the first try */
 	if (!rq.url)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	if (request(c, &rq, &x, e) == 0) {

@@ -40,7 +40,10 @@ struct reg_opts {
 	unsigned backoff_ms;            /* first retry delay; 0: default */
 	unsigned backoff_max_ms;        /* cap on one delay; 0: default */
 	long connect_timeout_s;         /* 0: default (15) */
-	long stall_timeout_s;           /* no byte for this long fails; 0: 60 */
+	/* Stall window: a transfer moving less than FERRY_STALL_RATE bytes a
+	 * second over this many seconds has stalled; 0: FERRY_STALL_SECONDS.
+	 * Only tests set it (to keep them short). */
+	long stall_timeout_s;
 	/* Set asynchronously (SIGINT): transfers stop with FERR_INTERRUPT. */
 	volatile sig_atomic_t *cancel;
 	/* Diagnostics (retries, redirects) for -v; never sees credentials. */

@@ -52,22 +52,20 @@ static json_t *header_json(const struct bundle_header *h)
 {
 	json_t *o = json_object(), *imgs = json_array();
 
-	json_object_set_new(o, "bundleId", json_string(h->bundle_id));
-	json_object_set_new(o, "created", json_string(h->created));
-	json_object_set_new(o, "channel", json_string(h->channel ? h->channel : ""));
+	json_object_set_new(o, "bundleId", cli_json_text(h->bundle_id));
+	json_object_set_new(o, "created", cli_json_text(h->created));
+	json_object_set_new(o, "channel", cli_json_text(h->channel));
 	json_object_set_new(o, "sequence", json_integer((json_int_t)h->sequence));
-	json_object_set_new(o, "signingKeyId", json_string(h->key_id));
-	json_object_set_new(o, "compression",
-			    json_string(h->compression ? h->compression : ""));
+	json_object_set_new(o, "signingKeyId", cli_json_text(h->key_id));
+	json_object_set_new(o, "compression", cli_json_text(h->compression));
 	for (size_t i = 0; i < h->nimages; i++) {
 		const struct bundle_image *im = &h->images[i];
 		json_t *d = json_object(), *pl = json_array();
-		json_object_set_new(d, "reference", json_string(im->ref));
+		json_object_set_new(d, "reference", cli_json_text(im->ref));
 		json_object_set_new(d, "digest", json_string(im->digest.str));
-		json_object_set_new(d, "mediaType",
-				    json_string(im->media_type ? im->media_type : ""));
+		json_object_set_new(d, "mediaType", cli_json_text(im->media_type));
 		for (size_t k = 0; k < im->nplatforms; k++)
-			json_array_append_new(pl, json_string(im->platforms[k]));
+			json_array_append_new(pl, cli_json_text(im->platforms[k]));
 		json_object_set_new(d, "platforms", pl);
 		json_object_set_new(d, "size", json_integer((json_int_t)im->total_size));
 		json_array_append_new(imgs, d);
@@ -76,28 +74,48 @@ static json_t *header_json(const struct bundle_header *h)
 	return o;
 }
 
+/* "LABEL TEXT TAIL": what the bundle says (TEXT) is escaped for the
+ * terminal, the rest is ours. */
+static void put_line(const char *label, const char *text, const char *tail)
+{
+	fputs(label, stdout);
+	cli_put_text(stdout, text);
+	fputs(tail, stdout);
+}
+
 static void print_header(const struct bundle_header *h)
 {
-	printf("bundle id   %s\n", h->bundle_id);
-	printf("created     %s\n", h->created);
-	printf("channel     %s, sequence %llu\n", h->channel ? h->channel : "",
-	       (unsigned long long)h->sequence);
+	put_line("bundle id   ", h->bundle_id, "\n");
+	put_line("created     ", h->created, "\n");
+	put_line("channel     ", h->channel, ", sequence ");
+	printf("%llu\n", (unsigned long long)h->sequence);
 	printf("images      %zu\n", h->nimages);
 	for (size_t i = 0; i < h->nimages; i++) {
 		const struct bundle_image *im = &h->images[i];
-		printf("  %s\n      %s  ", im->ref, im->digest.str);
+		put_line("  ", im->ref, "\n");
+		printf("      %s  ", im->digest.str);
 		for (size_t k = 0; k < im->nplatforms; k++)
-			printf("%s%s", k ? "," : "", im->platforms[k]);
+			put_line(k ? "," : "", im->platforms[k], "");
 		printf("%s%.1f MiB\n", im->nplatforms ? "  " : "",
 		       mib(im->total_size));
 	}
 }
 
+/* JSON escapes C0 controls itself; ASCII only, so that C1 controls and
+ * bidirectional overrides are escaped too, and DEL (which JSON allows raw,
+ * and only inside a string) as well. */
 static void print_json(json_t *o)
 {
-	char *s = json_dumps(o, JSON_INDENT(2));
+	char *s = json_dumps(o, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+
+	for (const char *p = s; p && *p; p++) {
+		if (*p == 0x7f)
+			fputs("\\u007f", stdout);
+		else
+			putchar(*p);
+	}
 	if (s)
-		printf("%s\n", s);
+		putchar('\n');
 	free(s);
 }
 
@@ -192,7 +210,7 @@ int cmd_verify(int argc, char **argv)
 	rc = r == 0 ? FERRY_EXIT_OK : ferr_exit_code(e.cat);
 	if (json) {
 		json_t *o = h.bundle_id[0] ? header_json(&h) : json_object();
-		json_object_set_new(o, "bundle", json_string(bundle));
+		json_object_set_new(o, "bundle", cli_json_text(bundle));
 		json_object_set_new(o, "trustedKeyId", json_string(key.key_id));
 		json_object_set_new(o, "keyType", json_string(sig_type_name(key.type)));
 		json_object_set_new(o, "entries", json_integer((json_int_t)st.entries));
@@ -203,7 +221,7 @@ int cmd_verify(int argc, char **argv)
 			json_t *err = json_object();
 			json_object_set_new(err, "category", json_string(ferr_cat_name(e.cat)));
 			json_object_set_new(err, "exitCode", json_integer(rc));
-			json_object_set_new(err, "message", json_string(e.msg));
+			json_object_set_new(err, "message", cli_json_text(e.msg));
 			json_object_set_new(o, "error", err);
 		} else {
 			json_object_set_new(o, "checks",
@@ -220,8 +238,8 @@ int cmd_verify(int argc, char **argv)
 		print_json(o);
 		json_decref(o);
 	} else if (!com.quiet) {
-		printf("bundle      %s (%s)\n", bundle,
-		       h.compression ? h.compression : "?");
+		put_line("bundle      ", bundle, " (");
+		put_line("", h.compression ? h.compression : "?", ")\n");
 		if (r == 0) {
 			print_header(&h);
 			printf("signed by   %s (%s), the key given with --key\n",
@@ -233,7 +251,7 @@ int cmd_verify(int argc, char **argv)
 			       "SHA256SUMS, every blob matches its digest and "
 			       "size\n");
 		} else {
-			printf("verdict: FAILED: %s\n", e.msg);
+			put_line("verdict: FAILED: ", e.msg, "\n");
 		}
 	}
 	if (r < 0)
@@ -267,7 +285,7 @@ int cmd_inspect(int argc, char **argv)
 	}
 	if (json) {
 		json_t *o = header_json(&h);
-		json_object_set_new(o, "bundle", json_string(bundle));
+		json_object_set_new(o, "bundle", cli_json_text(bundle));
 		json_object_set_new(o, "verified", json_false());
 		json_object_set_new(o, "entries", json_integer((json_int_t)h.nentries + 2));
 		json_object_set_new(o, "blobs", json_integer((json_int_t)h.nblobs));
@@ -277,9 +295,10 @@ int cmd_inspect(int argc, char **argv)
 		printf("NOT VERIFIED: this lists what the bundle says it holds; "
 		       "it does not check\nthe signature or any checksum. Use "
 		       "'ferry verify BUNDLE --key PUB'.\n\n");
-		printf("bundle      %s (%s)\n", bundle, h.compression);
+		put_line("bundle      ", bundle, " (");
+		put_line("", h.compression, ")\n");
 		print_header(&h);
-		printf("signed by   %s (claimed, not checked)\n", h.key_id);
+		put_line("signed by   ", h.key_id, " (claimed, not checked)\n");
 		printf("entries     %zu (%zu blobs)\n", h.nentries + 2, h.nblobs);
 	}
 	rc = FERRY_EXIT_OK;

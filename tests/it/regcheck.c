@@ -208,7 +208,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: regcheck [--ca-file F] [--insecure H] [--authfile F] "
-		"[--expect CAT] [--attempts N] HOST fetch-all IMAGES.tsv | "
+		"[--expect CAT] [--attempts N] [--stall-seconds N] HOST fetch-all IMAGES.tsv | "
 		"manifest REPO OBJECT | blob REPO DIGEST SIZE\n");
 	exit(2);
 }
@@ -239,6 +239,8 @@ int main(int argc, char **argv)
 			expect = argv[++i];
 		else if (!strcmp(argv[i], "--attempts"))
 			o.max_attempts = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--stall-seconds"))
+			o.stall_timeout_s = strtol(argv[++i], NULL, 10);
 		else
 			usage();
 	}
