@@ -346,19 +346,245 @@ static int write_report(const char *path, const char *bundle,
 	return rc;
 }
 
+/* Everything the command line says. */
+struct export_args {
+	struct cli_common com;
+	const char *out, *keyfile, *passfile, *images_file, *report, *channel,
+	    *cache, *platform_arg;
+	uint64_t sequence, jobs;
+	bool has_sequence;
+	enum arc_compress compress;
+};
+
+static int bad_opt(const char *what, const char *arg)
+{
+	cli_usage_error("export", "%s, not '%s'", what, arg);
+	return -1;
+}
+
+/* One option of export's own; 0 taken, 1 help shown, -1 usage error. */
+static int export_opt(struct export_args *a, int c, const char *arg,
+		      char **argv)
+{
+	switch (c) {
+	case 'h':
+		fputs(usage_text, stdout);
+		fputs(cli_common_help, stdout);
+		return 1;
+	case 'f':
+		a->images_file = arg;
+		return 0;
+	case 'o':
+		a->out = arg;
+		return 0;
+	case OPT_KEY:
+		a->keyfile = arg;
+		return 0;
+	case OPT_PASSFILE:
+		a->passfile = arg;
+		return 0;
+	case OPT_PLATFORM:
+		a->platform_arg = arg;
+		return 0;
+	case OPT_JOBS:
+		if (parse_u64(arg, &a->jobs) < 0 || a->jobs < 1 || a->jobs > 64)
+			return bad_opt("--jobs takes a number from 1 to "
+					       "64", arg);
+		return 0;
+	case OPT_CACHE:
+		a->cache = arg;
+		return 0;
+	case OPT_COMPRESS:
+		if (arc_compress_parse(arg, &a->compress) < 0)
+			return bad_opt("--compress takes zstd, gzip or "
+					       "none", arg);
+		return 0;
+	case OPT_REPORT:
+		a->report = arg;
+		return 0;
+	case OPT_CHANNEL:
+		if (!valid_channel(arg))
+			return bad_opt("--channel takes 1 to 128 of "
+					       "[A-Za-z0-9._-]", arg);
+		a->channel = arg;
+		return 0;
+	case OPT_SEQUENCE:
+		if (parse_u64(arg, &a->sequence) < 0 ||
+		    a->sequence > (1ull << 53))
+			return bad_opt("--sequence takes a non-negative "
+					       "integer", arg);
+		a->has_sequence = true;
+		return 0;
+	default:
+		if (optopt && optopt < 256)
+			cli_usage_error("export",
+					"unknown or incomplete option '-%c'",
+					optopt);
+		else
+			cli_usage_error("export",
+					"unknown or incomplete option '%s'",
+					argv[optind - 1]);
+		return -1;
+	}
+}
+
+/* 0 to go on, 1 when done (help, version), -1 on a usage error. */
+static int export_parse(struct export_args *a, int argc, char **argv)
+{
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->channel = "default";
+	a->platform_arg = "all";
+	a->jobs = 4;
+	a->compress = ARC_ZSTD;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "f:o:" CLI_COMMON_SHORT, long_opts,
+				NULL)) != -1) {
+		int r = cli_common_opt(&a->com, c, optarg, "export");
+		if (r == 2)
+			return 1;
+		if (r < 0)
+			return -1;
+		if (r == 0 && (r = export_opt(a, c, optarg, argv)) != 0)
+			return r;
+	}
+	if (!a->out || !a->keyfile) {
+		cli_usage_error("export", "%s is required",
+				!a->out ? "-o BUNDLE" : "--key PRIVATE.pem");
+		return -1;
+	}
+	if (optind == argc && !a->images_file) {
+		cli_usage_error("export", "no images: give references or -f FILE");
+		return -1;
+	}
+	return 0;
+}
+
+/* --platform OS/ARCH[/VARIANT],... into a list (pointing into *buf). */
+static int parse_platforms(const char *arg, char **buf, const char ***list,
+			   size_t *n)
+{
+	char *p, *save = NULL;
+
+	if (!strcmp(arg, "all"))
+		return 0;
+	if (!(*buf = strdup(arg)))
+		return -ENOMEM;
+	for (p = *buf; p; p = save) {
+		const char **np;
+		size_t sl;
+
+		save = strchr(p, ',');
+		if (save)
+			*save++ = '\0';
+		sl = strcspn(p, "/");
+		if (!*p || !p[sl] || sl == 0 || !p[sl + 1] || strchr(p, ' ')) {
+			cli_usage_error("export",
+					"--platform takes OS/ARCH[/VARIANT],"
+					"... or 'all', not '%s'",
+					arg);
+			return -1;
+		}
+		np = realloc(*list, (*n + 1) * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		*list = np;
+		(*list)[(*n)++] = p;
+	}
+	return 0;
+}
+
+/* The creation time: SOURCE_DATE_EPOCH when set (reproducible builds). */
+static int creation_time(time_t *created, struct ferr *e)
+{
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	uint64_t v;
+
+	if (!sde || !*sde) {
+		*created = time(NULL);
+		return 0;
+	}
+	if (parse_u64(sde, &v) < 0 || v > (1ull << 40))
+		return ferr_set(e, FERR_INPUT, 0,
+				"SOURCE_DATE_EPOCH is not a number of "
+				"seconds: '%.40s'",
+				sde);
+	*created = (time_t)v;
+	return 0;
+}
+
+/* Every reference, from the command line and the images file, checked
+ * before any download. */
+static int collect_refs(const struct export_args *a, int argc, char **argv,
+			struct refs *refs, struct ferr *e)
+{
+	for (int i = optind; i < argc; i++)
+		if (add_ref(refs, argv[i], e) < 0)
+			return -1;
+	if (!a->images_file)
+		return 0;
+	if (read_images_file(a->images_file, refs, e) != 0)
+		return -1;
+	if (refs->n == 0)
+		return ferr_set(e, FERR_INPUT, 0, "'%s' lists no images",
+				a->images_file);
+	return 0;
+}
+
+static int load_key(const struct export_args *a, struct sig_key *key,
+		    struct ferr *e)
+{
+	char *pass = NULL;
+	size_t passlen = 0;
+	int rc;
+
+	if (a->passfile &&
+	    sig_read_passphrase_file(a->passfile, &pass, &passlen, e) < 0)
+		return -1;
+	rc = sig_load_private(key, a->keyfile, pass, passlen, e);
+	if (pass)
+		sig_wipe_free(pass, passlen);
+	return rc;
+}
+
+static void ui_start(struct ui *u, const struct cli_common *com)
+{
+	u->mode = com->quiet ? PROGRESS_NONE : com->progress;
+	if (u->mode == PROGRESS_AUTO)
+		u->mode = isatty(2) ? PROGRESS_AUTO : PROGRESS_PLAIN;
+	clock_gettime(CLOCK_MONOTONIC, &u->t0);
+	if (u->mode == PROGRESS_AUTO)
+		cli_ticker_start(&u->tk);
+}
+
+static void print_summary(const struct export_args *a, const struct ui *u,
+			  const struct exp_result *res,
+			  const struct sig_key *key, double secs)
+{
+	if (u->mode == PROGRESS_JSON)
+		fprintf(stderr,
+			"{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
+			a->out, res->meta.bundle_id);
+	if (a->com.quiet)
+		return;
+	printf("wrote '%s': %zu image%s, %zu blobs, %.1f MiB (fetched %.1f "
+	       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
+	       "by key %s\n",
+	       a->out, res->nimages, res->nimages == 1 ? "" : "s", res->nblobs,
+	       (double)res->bundle_bytes / 1048576.0,
+	       (double)res->bytes_fetched / 1048576.0,
+	       (double)res->bytes_cached / 1048576.0, secs, res->meta.bundle_id,
+	       key->key_id);
+}
+
 int cmd_export(int argc, char **argv)
 {
-	struct cli_common com;
+	struct export_args a;
 	struct refs refs = {NULL, 0};
-	const char *out = NULL, *keyfile = NULL, *passfile = NULL,
-		   *images_file = NULL, *report = NULL, *channel = "default",
-		   *cache = NULL, *platform_arg = "all";
-	char *default_cache = NULL, *pass = NULL, *platbuf = NULL;
+	char *default_cache = NULL, *platbuf = NULL;
 	const char **platforms = NULL;
-	size_t nplatforms = 0, passlen = 0;
-	uint64_t sequence = 0, jobs = 4;
-	bool has_sequence = false;
-	enum arc_compress compress = ARC_ZSTD;
 	struct auth_store creds = {0};
 	struct sig_key key;
 	struct reg_opts ropts;
@@ -366,183 +592,31 @@ int cmd_export(int argc, char **argv)
 	struct exp_result res;
 	struct ferr e;
 	struct ui u;
-	time_t created;
-	int c, rc = FERRY_EXIT_USAGE;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int r, rc = FERRY_EXIT_USAGE;
 
-	memset(&com, 0, sizeof(com));
 	memset(&key, 0, sizeof(key));
 	memset(&res, 0, sizeof(res));
 	memset(&u, 0, sizeof(u));
+	memset(&eo, 0, sizeof(eo));
 	cli_ticker_init(&u.tk, draw, &u);
 	ferr_clear(&e);
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "f:o:" CLI_COMMON_SHORT, long_opts,
-				NULL)) != -1) {
-		int r = cli_common_opt(&com, c, optarg, "export");
-		if (r == 2) {
-			rc = FERRY_EXIT_OK;
-			goto out;
-		}
-		if (r < 0)
-			goto out;
-		if (r == 1)
-			continue;
-		switch (c) {
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(cli_common_help, stdout);
-			rc = FERRY_EXIT_OK;
-			goto out;
-		case 'f':
-			images_file = optarg;
-			break;
-		case 'o':
-			out = optarg;
-			break;
-		case OPT_KEY:
-			keyfile = optarg;
-			break;
-		case OPT_PASSFILE:
-			passfile = optarg;
-			break;
-		case OPT_PLATFORM:
-			platform_arg = optarg;
-			break;
-		case OPT_JOBS:
-			if (parse_u64(optarg, &jobs) < 0 || jobs < 1 || jobs > 64) {
-				cli_usage_error("export",
-						"--jobs takes a number from 1 to "
-						"64, not '%s'",
-						optarg);
-				goto out;
-			}
-			break;
-		case OPT_CACHE:
-			cache = optarg;
-			break;
-		case OPT_COMPRESS:
-			if (arc_compress_parse(optarg, &compress) < 0) {
-				cli_usage_error("export",
-						"--compress takes zstd, gzip or "
-						"none, not '%s'",
-						optarg);
-				goto out;
-			}
-			break;
-		case OPT_REPORT:
-			report = optarg;
-			break;
-		case OPT_CHANNEL:
-			if (!valid_channel(optarg)) {
-				cli_usage_error("export",
-						"--channel takes 1 to 128 of "
-						"[A-Za-z0-9._-], not '%s'",
-						optarg);
-				goto out;
-			}
-			channel = optarg;
-			break;
-		case OPT_SEQUENCE:
-			if (parse_u64(optarg, &sequence) < 0 ||
-			    sequence > (1ull << 53)) {
-				cli_usage_error("export",
-						"--sequence takes a non-negative "
-						"integer, not '%s'",
-						optarg);
-				goto out;
-			}
-			has_sequence = true;
-			break;
-		default:
-			if (optopt && optopt < 256)
-				cli_usage_error("export", "unknown or incomplete option '-%c'",
-						optopt);
-			else
-				cli_usage_error("export", "unknown or incomplete option '%s'",
-						argv[optind - 1]);
-			goto out;
-		}
-	}
-	if (!out || !keyfile) {
-		cli_usage_error("export", "%s is required",
-				!out ? "-o BUNDLE" : "--key PRIVATE.pem");
+	if ((r = export_parse(&a, argc, argv)) != 0) {
+		rc = r > 0 ? FERRY_EXIT_OK : FERRY_EXIT_USAGE;
 		goto out;
 	}
-	if (optind == argc && !images_file) {
-		cli_usage_error("export", "no images: give references or -f FILE");
-		goto out;
-	}
-	if (strcmp(platform_arg, "all") != 0) {
-		char *p, *save = NULL;
-		platbuf = strdup(platform_arg);
-		if (!platbuf)
+	if ((r = parse_platforms(a.platform_arg, &platbuf, &platforms,
+				 &eo.nplatforms)) < 0) {
+		if (r == -ENOMEM)
 			goto oom;
-		for (p = platbuf; p; p = save) {
-			save = strchr(p, ',');
-			if (save)
-				*save++ = '\0';
-			size_t sl = strcspn(p, "/");
-			if (!*p || !p[sl] || sl == 0 || !p[sl + 1] ||
-			    strchr(p, ' ')) {
-				cli_usage_error("export",
-						"--platform takes OS/ARCH[/VARIANT],"
-						"... or 'all', not '%s'",
-						platform_arg);
-				goto out;
-			}
-			const char **np = realloc(platforms, (nplatforms + 1) * sizeof(*np));
-			if (!np)
-				goto oom;
-			platforms = np;
-			platforms[nplatforms++] = p;
-		}
+		goto out;
 	}
-	{
-		const char *sde = getenv("SOURCE_DATE_EPOCH");
-		uint64_t v;
-		if (sde && *sde) {
-			if (parse_u64(sde, &v) < 0 || v > (1ull << 40)) {
-				ferr_set(&e, FERR_INPUT, 0,
-					 "SOURCE_DATE_EPOCH is not a number of "
-					 "seconds: '%.40s'",
-					 sde);
-				goto fail;
-			}
-			created = (time_t)v;
-		} else {
-			created = time(NULL);
-		}
-	}
-	if (!has_sequence)
-		sequence = (uint64_t)created;
-
-	/* validate every reference before any download */
-	for (int i = optind; i < argc; i++) {
-		struct ferr le;
-		ferr_clear(&le);
-		if (add_ref(&refs, argv[i], &le) < 0) {
-			e = le;
-			goto fail;
-		}
-	}
-	if (images_file) {
-		int bad = read_images_file(images_file, &refs, &e);
-		if (bad != 0)
-			goto fail;
-		if (refs.n == 0) {
-			ferr_set(&e, FERR_INPUT, 0, "'%s' lists no images",
-				 images_file);
-			goto fail;
-		}
-	}
-	if (passfile && sig_read_passphrase_file(passfile, &pass, &passlen, &e) < 0)
+	if (creation_time(&eo.created, &e) < 0 ||
+	    collect_refs(&a, argc, argv, &refs, &e) < 0 ||
+	    load_key(&a, &key, &e) < 0 ||
+	    auth_store_load(&creds, a.com.authfile, &e) < 0)
 		goto fail;
-	if (sig_load_private(&key, keyfile, pass, passlen, &e) < 0)
-		goto fail;
-	if (auth_store_load(&creds, com.authfile, &e) < 0)
-		goto fail;
-	if (!cache) {
+	if (!a.cache) {
 		default_cache = exp_default_cache_dir();
 		if (!default_cache) {
 			ferr_set(&e, FERR_IO, 0,
@@ -550,56 +624,28 @@ int cmd_export(int argc, char **argv)
 				 "account has no home; give --cache DIR");
 			goto fail;
 		}
-		cache = default_cache;
+		a.cache = default_cache;
 	}
-
-	cli_reg_opts(&com, &creds, &ropts);
-	memset(&eo, 0, sizeof(eo));
+	cli_reg_opts(&a.com, &creds, &ropts);
 	eo.reg = &ropts;
-	eo.cache_dir = cache;
-	eo.jobs = (int)jobs;
-	eo.compress = compress;
-	{
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		eo.threads = n > 0 ? (int)n : 1;
-	}
 	eo.platforms = platforms;
-	eo.nplatforms = nplatforms;
+	eo.cache_dir = a.cache;
+	eo.jobs = (int)a.jobs;
+	eo.compress = a.compress;
+	eo.threads = ncpu > 0 ? (int)ncpu : 1;
 	eo.key = &key;
-	eo.channel = channel;
-	eo.sequence = sequence;
-	eo.created = created;
+	eo.channel = a.channel;
+	eo.sequence = a.has_sequence ? a.sequence : (uint64_t)eo.created;
 	eo.progress = &u.pr;
 	eo.event = on_event;
 	eo.event_ctx = &u;
-
-	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
-	if (u.mode == PROGRESS_AUTO)
-		u.mode = isatty(2) ? PROGRESS_AUTO : PROGRESS_PLAIN;
-	clock_gettime(CLOCK_MONOTONIC, &u.t0);
-	if (u.mode == PROGRESS_AUTO)
-		cli_ticker_start(&u.tk);
-
-	int er = exp_run(&eo, refs.v, refs.n, out, &res, &e);
-	cli_ticker_stop(&u.tk, er == 0);
-	if (er < 0)
+	ui_start(&u, &a.com);
+	r = exp_run(&eo, refs.v, refs.n, a.out, &res, &e);
+	cli_ticker_stop(&u.tk, r == 0);
+	if (r < 0 || (a.report && write_report(a.report, a.out, &res, a.compress,
+					      since(&u.t0), &e) < 0))
 		goto fail;
-	double secs = since(&u.t0);
-	if (report && write_report(report, out, &res, compress, secs, &e) < 0)
-		goto fail;
-	if (u.mode == PROGRESS_JSON)
-		fprintf(stderr,
-			"{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
-			out, res.meta.bundle_id);
-	if (!com.quiet)
-		printf("wrote '%s': %zu image%s, %zu blobs, %.1f MiB (fetched %.1f "
-		       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
-		       "by key %s\n",
-		       out, res.nimages, res.nimages == 1 ? "" : "s", res.nblobs,
-		       (double)res.bundle_bytes / 1048576.0,
-		       (double)res.bytes_fetched / 1048576.0,
-		       (double)res.bytes_cached / 1048576.0, secs,
-		       res.meta.bundle_id, key.key_id);
+	print_summary(&a, &u, &res, &key, since(&u.t0));
 	rc = FERRY_EXIT_OK;
 	goto out;
 oom:
@@ -616,10 +662,8 @@ out:
 	free(platforms);
 	free(platbuf);
 	free(default_cache);
-	if (pass)
-		sig_wipe_free(pass, passlen);
 	sig_key_release(&key);
 	auth_store_release(&creds);
-	cli_common_release(&com);
+	cli_common_release(&a.com);
 	return rc;
 }
