@@ -44,7 +44,16 @@ struct src {
 	bool zstarted;
 	struct ferr err;
 	bool failed;
+	/* libarchive skips pax global headers without a word, so the stream
+	 * is watched for them: offsets of 512-byte blocks of type 'g' not yet
+	 * known to lie inside entry data */
+	uint64_t *gh;
+	size_t ngh, capgh;
 };
+
+/* Pending 'g' candidates at once: libarchive holds at most a couple of
+ * read buffers (2 MiB, 4096 blocks) ahead of what it has consumed. */
+#define MAX_GLOBAL_CANDIDATES 16384u
 
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 {
@@ -131,12 +140,79 @@ static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 	}
 }
 
+static int note_global(struct src *s, uint64_t off)
+{
+	if (s->ngh == s->capgh) {
+		size_t nc = s->capgh ? s->capgh * 2 : 16;
+		uint64_t *nv;
+		if (s->ngh >= MAX_GLOBAL_CANDIDATES) {
+			s->failed = true;
+			return ferr_set(&s->err, FERR_BUNDLE, 0,
+					"'%s' holds too many tar headers of "
+					"type 'g' (pax global headers)",
+					s->name);
+		}
+		nv = realloc(s->gh, nc * sizeof(*nv));
+		if (!nv) {
+			s->failed = true;
+			return ferr_set(&s->err, FERR_IO, ENOMEM,
+					"out of memory");
+		}
+		s->gh = nv;
+		s->capgh = nc;
+	}
+	s->gh[s->ngh++] = off;
+	return 0;
+}
+
+/* Note every 512-byte block of what goes to libarchive whose type byte
+ * (offset 156) is 'g'; `off` is the stream offset of p[0].  Only the
+ * blocks that turn out to be headers matter (global_in); a 'g' in entry
+ * data is forgotten once read. */
+static int watch_blocks(struct src *s, const unsigned char *p, size_t n,
+			uint64_t off)
+{
+	uint64_t t = off - off % 512 + 156;
+
+	if (t < off)
+		t += 512;
+	for (; t < off + n; t += 512)
+		if (p[t - off] == 'g' && note_global(s, t - 156) < 0)
+			return -1;
+	return 0;
+}
+
+/* Candidates before `upto` were entry data or headers already judged. */
+static void forget_globals(struct src *s, uint64_t upto)
+{
+	size_t k = 0;
+
+	while (k < s->ngh && s->gh[k] < upto)
+		k++;
+	if (k) {
+		memmove(s->gh, s->gh + k, (s->ngh - k) * sizeof(*s->gh));
+		s->ngh -= k;
+	}
+}
+
+/* Whether a pax global header lies in [from, to): the header blocks of
+ * one entry. */
+static bool global_in(const struct src *s, uint64_t from, uint64_t to)
+{
+	for (size_t k = 0; k < s->ngh && s->gh[k] < to; k++)
+		if (s->gh[k] >= from)
+			return true;
+	return false;
+}
+
 static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
 {
 	struct src *s = ud;
 	la_ssize_t n = src_read_raw(a, ud, buf);
 
 	if (n > 0) {
+		if (watch_blocks(s, *buf, (size_t)n, s->total_out) < 0)
+			return -1;
 		s->total_out += (uint64_t)n;
 		s->last = *buf;
 		s->last_len = (size_t)n;
@@ -280,6 +356,7 @@ static void src_close(struct src *s)
 	ZSTD_freeDCtx(s->dz);
 	if (s->gz_init)
 		inflateEnd(&s->gz);
+	free(s->gh);
 }
 
 /* After the tar end-of-archive marker: only zero padding may follow (at
@@ -642,6 +719,18 @@ static int refer(struct rd *r, json_t *desc, int kind, const char *from,
 			return ferr_set(e, FERR_BUNDLE, 0,
 					"'%s' is used as two kinds of object",
 					d.str);
+		/* the document is checked against one media type only:
+		 * every descriptor of it must name that one (configs and
+		 * layers may be shared by OCI and Docker manifests, which
+		 * name them differently) */
+		if (kind <= BK_MANIFEST && b->kind <= BK_MANIFEST &&
+		    strcmp(b->media_type, mt ? mt : "") != 0)
+			return ferr_set(e, FERR_VERIFY, 0,
+					"'%s' refers to '%s' with media type "
+					"'%.100s', another descriptor with "
+					"'%.100s'",
+					from, d.str, mt ? mt : "(none)",
+					b->media_type);
 		if (kind < b->kind)
 			b->kind = kind;
 		return 0;
@@ -1029,6 +1118,7 @@ static int read_entry(struct archive *a, struct src *s, const char *q,
 			ferr_set(e, FERR_BUNDLE, 0, "entry '%s' has holes", q);
 			goto out;
 		}
+		forget_globals(s, (uint64_t)archive_filter_bytes(a, 0));
 		digest_ctx_update(&c, p, n);
 		got += n;
 		if (got > size) {
@@ -1145,6 +1235,16 @@ int bundle_read(const char *path, const struct sig_key *key,
 		char q[256];
 		uint64_t size;
 
+		if ((ar == ARCHIVE_OK || ar == ARCHIVE_EOF) &&
+		    global_in(&s, before, (uint64_t)archive_filter_bytes(a, 0))) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'%s' holds a pax global header (tar entry "
+				 "type 'g') after %zu entries; only regular "
+				 "files are allowed",
+				 s.name, idx);
+			goto out;
+		}
+		forget_globals(&s, (uint64_t)archive_filter_bytes(a, 0));
 		if (ar == ARCHIVE_EOF) {
 			/* two zero blocks must close the archive: without them
 			 * it may have been cut at an entry boundary */
