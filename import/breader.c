@@ -1283,8 +1283,8 @@ static int next_entry(struct rd *r, struct entry *en, struct ferr *e)
 	int ar = archive_read_next_header(r->a, &ent);
 
 	after = (uint64_t)archive_filter_bytes(r->a, 0);
-	if ((ar == ARCHIVE_OK || ar == ARCHIVE_EOF) &&
-	    global_in(&r->s, before, after))
+	/* also when libarchive fails after one: it is the clearer reason */
+	if (!r->s.failed && global_in(&r->s, before, after))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'%s' holds a pax global header (tar entry "
 				"type 'g') after %zu entries; only regular "
