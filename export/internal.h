@@ -29,6 +29,7 @@ struct item {
 	size_t seq;             /* order of first appearance */
 	int state;
 	bool cached;
+	bool omitted; /* a delta's bases carry it */
 	/* image manifests: their parts, for manifest.json */
 	struct digest cfg;
 	struct digest *layers;
@@ -102,6 +103,11 @@ struct exporter {
 	struct mstore store;
 	struct ref_top *tops;
 	size_t pf_next;
+	/* delta: the bases' ids, and every digest they carry or omit */
+	char **base_ids;
+	size_t nbases;
+	struct digest *base_has; /* sorted */
+	size_t nbase_has;
 };
 
 char *exp_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -139,6 +145,12 @@ int exp_fetch_child(struct reg_client *cl, const char *repo,
 int exp_prefetch(struct exporter *x, struct ferr *e);
 const struct mdoc *exp_store_get(struct exporter *x, const struct digest *d);
 void exp_store_release(struct exporter *x);
+
+/* delta.c: read the --base bundles' heads (signature checked with the
+ * public half of the signing key); is `d` one they carry or omit? */
+int exp_load_bases(struct exporter *x, struct ferr *e);
+bool exp_base_has(const struct exporter *x, const struct digest *d);
+void exp_bases_release(struct exporter *x);
 
 /* resolve.c: resolve one reference into x->images[i] and the item table. */
 int exp_resolve_one(struct exporter *x, const struct ref *r,

@@ -816,9 +816,20 @@ void bundle_header_release(struct bundle_header *h)
 	}
 	free(h->images);
 	free(h->channel);
+	for (size_t i = 0; i < h->nbases; i++)
+		free(h->bases[i]);
+	free(h->bases);
+	free(h->omitted);
+	free(h->listed);
 	h->images = NULL;
 	h->channel = NULL;
 	h->nimages = 0;
+	h->bases = NULL;
+	h->nbases = 0;
+	h->omitted = NULL;
+	h->nomitted = 0;
+	h->listed = NULL;
+	h->nlisted = 0;
 }
 
 static int check_oci_layout(struct rd *r, struct ferr *e)
@@ -876,10 +887,41 @@ static int take_meta(struct rd *r, json_t *fj, struct ferr *e)
 	return 0;
 }
 
+/* A delta's base ids: 64 lowercase hex each. */
+static int take_bases(struct rd *r, json_t *bases, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	json_t *b;
+	size_t i;
+
+	if (!json_is_array(bases) || !json_array_size(bases) ||
+	    json_array_size(bases) > BREADER_MAX_BASES)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': delta 'bases' is not a list of "
+				"1 to %u bundle ids",
+				BREADER_MAX_BASES);
+	h->bases = calloc(json_array_size(bases), sizeof(*h->bases));
+	if (!h->bases)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(bases, i, b)
+	{
+		const char *s = json_string_value(b);
+		if (!s || strlen(s) != 64 || strspn(s, "0123456789abcdef") != 64)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'ferry.json': delta base %zu is not a "
+					"bundle id",
+					i + 1);
+		if (!(h->bases[h->nbases++] = strdup(s)))
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 /* A delta names blobs it does not carry. */
 static int take_delta(struct rd *r, json_t *fj, struct ferr *e)
 {
 	json_t *delta = json_object_get(fj, "delta"), *om, *d;
+	struct bundle_header *h = r->h;
 	size_t i;
 
 	if (!delta)
@@ -888,6 +930,11 @@ static int take_delta(struct rd *r, json_t *fj, struct ferr *e)
 	if (!json_is_object(delta) || !json_is_array(om))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'ferry.json': malformed 'delta'");
+	if (take_bases(r, json_object_get(delta, "bases"), e) < 0)
+		return -1;
+	h->omitted = calloc(json_array_size(om) + 1, sizeof(*h->omitted));
+	if (!h->omitted)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	json_array_foreach(om, i, d)
 	{
 		struct digest dg;
@@ -901,7 +948,13 @@ static int take_delta(struct rd *r, json_t *fj, struct ferr *e)
 		b = tadd(&r->t, &dg);
 		if (!b)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		if (b->listed)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'ferry.json': delta omits '%s', which "
+					"the bundle carries",
+					dg.str);
 		b->omitted = true;
+		h->omitted[h->nomitted++] = dg;
 	}
 	return 0;
 }
@@ -1567,6 +1620,37 @@ static int check_complete(struct rd *r, struct ferr *e)
 					b->d.str);
 	}
 	return src_drain(r->a, &r->s, e);
+}
+
+/* Every blob SHA256SUMS lists, for a delta export over this bundle. */
+static int take_listed(struct rd *r, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+
+	h->listed = calloc(r->t.n + 1, sizeof(*h->listed));
+	if (!h->listed)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t k = 0; k < r->t.n; k++)
+		if (r->t.v[k].listed)
+			h->listed[h->nlisted++] = r->t.v[k].d;
+	return 0;
+}
+
+int bundle_read_head(const char *path, const struct sig_key *key,
+		     struct bundle_header *hdr, struct ferr *e)
+{
+	struct bundle_stats st;
+	struct rd r;
+	int rc = -1;
+
+	rd_init(&r, key, NULL, NULL, hdr, &st);
+	if (open_archive(&r, path, e) < 0 || read_head(&r, e) < 0 ||
+	    take_listed(&r, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	rd_release(&r);
+	return rc;
 }
 
 int bundle_read(const char *path, const struct sig_key *key,
