@@ -254,8 +254,8 @@ bench_wan() {
     fi
     ((KEEP)) || rm -rf "$RUN/wan-curl"
     R_WAN=$(ratio "${SECS[wan_ferry]}" "${SECS[wan_curl]}" || true)
-    CONN_FERRY=$(wc -l <"$LOGS/proxy-ferry.log")
-    CONN_CURL=$(wc -l <"$LOGS/proxy-curl.log")
+    CONN_FERRY=$(grep -c '"open"' "$LOGS/proxy-ferry.log" || true)
+    CONN_CURL=$(grep -c '"open"' "$LOGS/proxy-curl.log" || true)
     echo
     printf 'WAN export: %d images, %d unique manifests and blobs, %s bytes, %s ms RTT, source %s\n' \
         "$WAN_N" "$nblobs" "$bytes" "$RTT_MS" "$SRC"
