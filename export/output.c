@@ -322,15 +322,20 @@ out:
 static int publish_parts(struct exp_out *o, const struct sig_key *key,
 			 struct ferr *e)
 {
-	size_t n = o->list.n + 2;
-	char **tmps = calloc(n, sizeof(*tmps)), **finals = calloc(n, sizeof(*finals));
+	size_t n;
+	char **tmps, **finals;
 	int rc = -1;
 
+	if (part_end(o, e) < 0)
+		return -1;
+	n = o->list.n + 2;
+	tmps = calloc(n, sizeof(*tmps));
+	finals = calloc(n, sizeof(*finals));
 	if (!tmps || !finals) {
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (part_end(o, e) < 0 || write_list(o, key, tmps + o->list.n, e) < 0)
+	if (write_list(o, key, tmps + o->list.n, e) < 0)
 		goto out;
 	for (size_t i = 0; i < o->list.n; i++) {
 		tmps[i] = o->tmps[i];

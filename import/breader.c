@@ -1,4 +1,6 @@
 #include "breader.h"
+#include "parts.h"
+#include "parts_in.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -28,6 +30,7 @@ enum comp { C_NONE, C_GZIP, C_ZSTD };
 struct src {
 	int fd;
 	bool own_fd;
+	struct parts_in *parts; /* split volumes instead of fd */
 	const char *name;
 	enum comp comp;
 	unsigned char *in;
@@ -57,6 +60,12 @@ struct src {
 
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 {
+	if (s->parts) {
+		ssize_t r = parts_in_read(s->parts, p, n, &s->err);
+		if (r < 0)
+			s->failed = true;
+		return r;
+	}
 	for (;;) {
 		ssize_t r = read(s->fd, p, n);
 		if (r < 0 && errno == EINTR)
@@ -284,14 +293,22 @@ corrupt:
 	return -1;
 }
 
-static int src_open(struct src *s, const char *path, struct ferr *e)
+static int src_open(struct src *s, const char *path,
+		    const struct sig_key *key, struct ferr *e)
 {
 	ssize_t r;
 	size_t got = 0;
+	char *stem;
 
 	memset(s, 0, sizeof(*s));
 	s->name = path;
-	if (!strcmp(path, "-")) {
+	s->fd = -1;
+	if ((stem = parts_bundle_of(path))) {
+		int rc = parts_in_open(&s->parts, stem, key, e);
+		free(stem);
+		if (rc < 0)
+			return -1;
+	} else if (!strcmp(path, "-")) {
 		s->fd = 0;
 		s->name = "(standard input)";
 	} else {
@@ -349,6 +366,7 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 
 static void src_close(struct src *s)
 {
+	parts_in_release(s->parts);
 	if (s->own_fd && s->fd >= 0)
 		close(s->fd);
 	free(s->in);
@@ -1291,8 +1309,9 @@ static int open_archive(struct rd *r, const char *path, struct ferr *e)
 	struct src *s = &r->s;
 	const char *why;
 
-	if (src_open(s, path, e) < 0)
+	if (src_open(s, path, r->key, e) < 0)
 		return -1;
+	r->h->nparts = parts_in_count(s->parts);
 	r->h->compression = s->comp == C_ZSTD	? "zstd"
 			    : s->comp == C_GZIP ? "gzip"
 						: "none";
