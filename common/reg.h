@@ -14,6 +14,7 @@
 #define FERRY_REG_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +46,7 @@ struct reg_opts {
 	 * Only tests set it (to keep them short). */
 	long stall_timeout_s;
 	/* Set asynchronously (SIGINT): transfers stop with FERR_INTERRUPT. */
-	volatile sig_atomic_t *cancel;
+	atomic_int *cancel; /* set (by a signal handler too): stop soon */
 	/* Diagnostics (retries, redirects) for -v; never sees credentials. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;

@@ -1081,13 +1081,15 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 	res->nparts = exp_out_parts(out);
 	atomic_store(&x->pr->phase, EXP_DONE);
-	res->images = x->images;
-	res->nimages = x->nimages;
-	x->images = NULL;
-	x->nimages = 0;
 	rc = 0;
 out:
 	stop_workers(x, threads, nthreads, rc, e);
+	if (rc == 0) { /* only now: a worker may still be reporting on them */
+		res->images = x->images;
+		res->nimages = x->nimages;
+		x->images = NULL;
+		x->nimages = 0;
+	}
 	arc_writer_release(w);
 	exp_out_release(out);
 	free(threads);

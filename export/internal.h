@@ -76,7 +76,7 @@ struct ref_top {
 struct exporter {
 	const struct exp_opts *o;
 	struct reg_opts ropts;
-	volatile sig_atomic_t abort;
+	atomic_int abort; /* read by the registry clients of every thread */
 	/* Items are allocated one by one and never move: callers keep
 	 * pointers to them across add_item (the array of pointers grows). */
 	struct item **items;
