@@ -508,6 +508,36 @@ void exp_blob_done_event(struct exporter *x, struct item *it)
 	}
 }
 
+/* A config described as JSON must be a JSON object of at most 4 MiB, as
+ * verify and import require: refuse to carry one that is not. */
+static int check_config(struct exporter *x, const struct item *it,
+			struct ferr *e)
+{
+	char *path;
+	json_t *root;
+	json_error_t jerr;
+	bool ok;
+
+	if (it->kind != K_CONFIG || !it->json)
+		return 0;
+	if (it->size > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"config '%s' is larger than the %u-byte limit",
+				it->d.str, FERRY_MAX_JSON);
+	path = exp_asprintf("%s/%s", x->blobdir, digest_hex(&it->d));
+	if (!path)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	ok = json_is_object(root);
+	json_decref(root);
+	free(path);
+	if (!ok)
+		return ferr_set(e, FERR_INPUT, 0,
+				"config '%s' (from '%s') is not a JSON object",
+				it->d.str, it->repo);
+	return 0;
+}
+
 static void *worker(void *arg)
 {
 	struct exporter *x = arg;
@@ -530,6 +560,8 @@ static void *worker(void *arg)
 		ferr_clear(&e);
 		cl = exp_client_for(x, &cs, it->host, &e);
 		rc = cl ? exp_fetch_item(x, cl, it, &e) : -1;
+		if (rc == 0)
+			rc = check_config(x, it, &e);
 		pthread_mutex_lock(&x->mu);
 		it->state = rc == 0 ? S_DONE : S_FAILED;
 		if (rc < 0 && !x->failed) {

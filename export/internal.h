@@ -30,6 +30,7 @@ struct item {
 	int state;
 	bool cached;
 	bool omitted; /* a delta's bases carry it */
+	bool json;    /* a config a descriptor calls JSON */
 	/* image manifests: their parts, for manifest.json */
 	struct digest cfg;
 	struct digest *layers;

@@ -194,14 +194,16 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 	/* (re)register the parts for this image's accounting */
 	{
 		struct item *c;
-		if (exp_parse_desc(json_object_get(root, "config"), &dg, &size, NULL,
-			       what, e) < 0)
+		const char *cmt = NULL;
+		if (exp_parse_desc(json_object_get(root, "config"), &dg, &size,
+				   &cmt, what, e) < 0)
 			goto out;
 		c = exp_add_item(x, &dg, size, K_CONFIG, host, repo, e);
 		if (!c || walk_count(w, &dg, size, e) < 0)
 			goto out;
-		/* the items array may have moved */
-		it = exp_find_item(x, &m->digest);
+		/* the reader will hold it to being JSON: check it here */
+		if (cmt && strstr(cmt, "json"))
+			c->json = true;
 		layers = json_object_get(root, "layers");
 		json_array_foreach(layers, i, l)
 		{
