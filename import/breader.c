@@ -44,7 +44,21 @@ struct src {
 	bool zstarted;
 	struct ferr err;
 	bool failed;
+	const struct bundle_ops *ops; /* for tar_data */
+	void *ctx;
 };
+
+/* Hand decompressed bytes to the consumer's tar_data, if any. */
+static int src_tap(struct src *s, const void *p, size_t n)
+{
+	if (!s->ops || !s->ops->tar_data || !n)
+		return 0;
+	if (s->ops->tar_data(s->ctx, p, n, &s->err) < 0) {
+		s->failed = true;
+		return -1;
+	}
+	return 0;
+}
 
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 {
@@ -137,6 +151,8 @@ static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
 	la_ssize_t n = src_read_raw(a, ud, buf);
 
 	if (n > 0) {
+		if (src_tap(s, *buf, (size_t)n) < 0)
+			return -1;
 		s->total_out += (uint64_t)n;
 		s->last = *buf;
 		s->last_len = (size_t)n;
@@ -300,6 +316,10 @@ static int src_drain(struct archive *a, struct src *s, struct ferr *e)
 	seen = tail;
 	while ((n = src_read_raw(NULL, s, &b)) > 0) {
 		const unsigned char *q = b;
+		if (src_tap(s, b, (size_t)n) < 0) {
+			*e = s->err;
+			return -1;
+		}
 		for (la_ssize_t i = 0; i < n; i++)
 			if (q[i])
 				goto trailing;
@@ -1115,6 +1135,8 @@ int bundle_read(const char *path, const struct sig_key *key,
 	hdr->verified = key != NULL;
 	if (src_open(&s, path, e) < 0)
 		goto out;
+	s.ops = ops;
+	s.ctx = ctx;
 	hdr->compression = s.comp == C_ZSTD ? "zstd"
 			   : s.comp == C_GZIP ? "gzip"
 					      : "none";
