@@ -214,13 +214,13 @@ run_docker() {
 	}
 	check "docker loads the plain .tar" quietly docker load -q -i b.tar
 	check "docker: every reference, image id = source config digest" cmp -s want-config.tsv <(loaded)
-	docker rmi -f $(docker images -q) >/dev/null 2>&1
+	docker images -q | sort -u | xargs -r /usr/bin/docker -H "unix://$d/d.sock" rmi -f >/dev/null 2>&1
 	check "docker: nothing left before the .tar.zst" test -z "$(docker images -q)"
 	if "$ferry" unpack -q b.tar.zst --key k.pub -o - | docker load -q >/dev/null; then ok; else
 		bad "ferry unpack -o - | docker load"
 	fi
 	check "docker from the .tar.zst (stream): image ids = source config digests" cmp -s want-config.tsv <(loaded)
-	docker rmi -f $(docker images -q) >/dev/null 2>&1
+	docker images -q | sort -u | xargs -r /usr/bin/docker -H "unix://$d/d.sock" rmi -f >/dev/null 2>&1
 	if "$ferry" unpack -q bad.tar.zst --key k.pub -o - 2>/dev/null | docker load -q >/dev/null 2>&1; then
 		bad "a tampered bundle streamed into docker load must fail the pipeline"
 	else ok; fi

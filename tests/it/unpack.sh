@@ -54,7 +54,7 @@ check "wrong key: no output file" test ! -e new.tar
 "$ferry" unpack -q b.zstd --key other.pub -o - >wrong.out 2>/dev/null
 check "wrong key: exit 5 when streaming" test $? = 5
 check "wrong key: not one byte on standard output" test ! -s wrong.out
-check "no temporary files left" test -z "$(ls -A | grep -F '.tmp-')"
+check "no temporary files left" test -z "$(find . -maxdepth 1 -name '*.tmp-*')"
 
 # --- a tampered blob (signature and SHA256SUMS still good)
 python3 - <<'EOF' || bad "make the tampered bundle"
@@ -99,6 +99,20 @@ expect "truncated: exit 6" 6 "truncated" unpack half.zstd --key k.pub -o half.ta
 check "truncated: no output file" test ! -e half.tar
 "$ferry" unpack -q half.zstd --key k.pub -o - 2>/dev/null | tar tf - >/dev/null 2>&1
 check "truncated, streamed: the pipeline fails" test $? != 0
+
+# --- Ctrl-C while the bundle is still arriving: exit 130, nothing left
+mkfifo slow
+{ head -c 1000000 b.zstd; sleep 2; tail -c +1000001 b.zstd; } >slow &
+feeder=$!
+"$ferry" unpack -q slow --key k.pub -o int.tar 2>int.err &
+pid=$!
+sleep 1
+kill -INT "$pid"
+wait "$pid"
+check "interrupted: exit 130" test $? = 130
+wait "$feeder"
+check "interrupted: said so" grep -q interrupted int.err
+check "interrupted: no output, no temporary file" test -z "$(find . -maxdepth 1 -name 'int.tar*')"
 
 # --- usage
 expect "no key: usage" 2 "--key PUBLIC.pem is required" unpack b.zstd -o x.tar
