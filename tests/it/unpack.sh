@@ -102,12 +102,18 @@ check "truncated, streamed: the pipeline fails" test $? != 0
 
 # --- Ctrl-C while the bundle is still arriving: exit 130, nothing left
 mkfifo slow
-{ head -c 1000000 b.zstd; sleep 2; tail -c +1000001 b.zstd; } >slow &
+{
+	head -c 1000000 b.zstd
+	for _ in $(seq 300); do [ -e go ] && break; sleep 0.1; done
+	tail -c +1000001 b.zstd
+} >slow &
 feeder=$!
 "$ferry" unpack -q slow --key k.pub -o int.tar 2>int.err &
 pid=$!
-sleep 1
+# its temporary file exists once it has started reading (signals handled)
+for _ in $(seq 300); do [ -n "$(find . -maxdepth 1 -name 'int.tar.tmp-*')" ] && break; sleep 0.1; done
 kill -INT "$pid"
+touch go
 wait "$pid"
 check "interrupted: exit 130" test $? = 130
 wait "$feeder"
