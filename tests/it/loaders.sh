@@ -197,7 +197,8 @@ EOF
 run_docker() {
 	local d=$work/dk
 	mkdir -p "$d"
-	dockerd --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
+	echo '{}' >"$d/daemon.json" # not the host's /etc/docker/daemon.json
+	dockerd --config-file "$d/daemon.json" --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
 		--ip-masq=false --userland-proxy=false --data-root "$d/data" --exec-root "$d/exec" \
 		-H "unix://$d/d.sock" --pidfile "$d/d.pid" >"$d/log" 2>&1 &
 	daemon_pid=$!
