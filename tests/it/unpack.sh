@@ -100,6 +100,11 @@ check "truncated: no output file" test ! -e half.tar
 "$ferry" unpack -q half.zstd --key k.pub -o - 2>/dev/null | tar tf - >/dev/null 2>&1
 check "truncated, streamed: the pipeline fails" test $? != 0
 
+# --- the loader goes away: a write error, not success
+"$ferry" unpack -q b.zstd --key k.pub -o - 2>epipe.err | head -c 100 >/dev/null
+check "reader gone: exit 7" test "${PIPESTATUS[0]}" = 7
+check "reader gone: said so" grep -q "cannot write '(standard output)'" epipe.err
+
 # --- Ctrl-C while the bundle is still arriving: exit 130, nothing left
 mkfifo slow
 {
