@@ -268,6 +268,18 @@ run_podman() {
 		bad "a tampered bundle streamed into podman load must fail the pipeline"
 	else ok; fi
 	check "tampered: no image in podman" test -z "$(podman images -q)"
+	# a bundle of one image goes through podman's OCI path: source digest
+	podman rmi -a -f >/dev/null 2>&1
+	for one in library/alpine:3.14 library/busybox:1.36; do
+		rm -f one.tar
+		"$ferry" export -q "$FERRY_TEST_PLAIN/$one" -o one.tar --compress none --key k.key \
+			--insecure-registry 127.0.0.1 --cache cache >/dev/null || bad "export $one"
+		check "podman loads a one-image bundle ($one)" quietly podman load -i one.tar
+		check "podman: a one-image bundle keeps the source digest ($one)" \
+			test "$(podman image inspect -f '{{.Digest}}' "$FERRY_TEST_PLAIN/$one")" = \
+			"$(grep -F "$FERRY_TEST_PLAIN/$one" want.tsv | cut -f2)"
+	done
+	podman rmi -a -f >/dev/null 2>&1
 	# OCI-typed images keep their manifest digest through oci-archive:
 	ref=$FERRY_TEST_PLAIN/$(grep -m1 harbor-core "$FERRY_TEST_IMAGES" | cut -f1)
 	check "podman pull oci-archive: (OCI-typed image)" quietly podman pull -q "oci-archive:u.tar:$ref"
