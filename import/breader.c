@@ -52,7 +52,21 @@ struct src {
 	 * known to lie inside entry data */
 	uint64_t *gh;
 	size_t ngh, capgh;
+	const struct bundle_ops *ops; /* for tar_data */
+	void *ctx;
 };
+
+/* Hand decompressed bytes to the consumer's tar_data, if any. */
+static int src_tap(struct src *s, const void *p, size_t n)
+{
+	if (!s->ops || !s->ops->tar_data || !n)
+		return 0;
+	if (s->ops->tar_data(s->ctx, p, n, &s->err) < 0) {
+		s->failed = true;
+		return -1;
+	}
+	return 0;
+}
 
 /* Pending 'g' candidates at once: libarchive holds at most a couple of
  * read buffers (2 MiB, 4096 blocks) ahead of what it has consumed. */
@@ -220,7 +234,8 @@ static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
 	la_ssize_t n = src_read_raw(a, ud, buf);
 
 	if (n > 0) {
-		if (watch_blocks(s, *buf, (size_t)n, s->total_out) < 0)
+		if (watch_blocks(s, *buf, (size_t)n, s->total_out) < 0 ||
+		    src_tap(s, *buf, (size_t)n) < 0)
 			return -1;
 		s->total_out += (uint64_t)n;
 		s->last = *buf;
@@ -395,6 +410,10 @@ static int src_drain(struct archive *a, struct src *s, struct ferr *e)
 	seen = tail;
 	while ((n = src_read_raw(NULL, s, &b)) > 0) {
 		const unsigned char *q = b;
+		if (src_tap(s, b, (size_t)n) < 0) {
+			*e = s->err;
+			return -1;
+		}
 		for (la_ssize_t i = 0; i < n; i++)
 			if (q[i])
 				goto trailing;
@@ -1311,6 +1330,8 @@ static int open_archive(struct rd *r, const char *path, struct ferr *e)
 
 	if (src_open(s, path, r->key, e) < 0)
 		return -1;
+	s->ops = r->ops;
+	s->ctx = r->ctx;
 	r->h->nparts = parts_in_count(s->parts);
 	r->h->compression = s->comp == C_ZSTD	? "zstd"
 			    : s->comp == C_GZIP ? "gzip"

@@ -78,6 +78,10 @@ struct bundle_ops {
 	int (*blob_data)(void *ctx, const void *p, size_t n, struct ferr *e);
 	int (*blob_end)(void *ctx, const struct bundle_blob *b, struct ferr *e);
 	void (*blob_abort)(void *ctx);
+	/* Optional: every decompressed tar byte, in order, as it is read and
+	 * BEFORE it is checked (trust none of it until bundle_read returns
+	 * 0).  Lets unpack hand a loader the plain tar in the same pass. */
+	int (*tar_data)(void *ctx, const void *p, size_t n, struct ferr *e);
 };
 
 struct bundle_stats {

@@ -1078,7 +1078,7 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 {
 	struct imp X, *x = &X;
 	struct bundle_ops ops = {on_header, on_blob_begin, on_blob_data,
-				 on_blob_end, on_blob_abort};
+				 on_blob_end, on_blob_abort, NULL};
 	struct bundle_stats st;
 	char *sd = NULL;
 	int rc = -1, rr;

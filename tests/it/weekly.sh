@@ -89,6 +89,9 @@ delta_export)
 	out=$("$ferry" verify B.tar.zst --key k.pub 2>&1)
 	check "verify passes the delta" [ $? = 0 ]
 	check "verify names the base it needs" grep -q "$(bundle_id A.tar.zst)" <<<"$out"
+	expect "unpack refuses a delta (no loader can load it)" 1 "is a delta" \
+		unpack B.tar.zst --key k.pub -o B.tar
+	check "... and writes nothing" [ ! -e B.tar ]
 	check "verify --json lists the omitted blobs" \
 		[ "$("$ferry" verify B.tar.zst --key k.pub --json | jq '.delta.omitted | length')" = "$(wc -l <b.omit)" ]
 	;;

@@ -683,7 +683,7 @@ static void on_abort(void *ctx)
 }
 
 static const struct bundle_ops ops = {on_header, on_begin, NULL, on_end,
-				      on_abort};
+				      on_abort, NULL};
 
 static void run_row(const struct row *rw, const char *dir)
 {
