@@ -263,6 +263,15 @@ static void on_event(void *ctx, const struct exp_event *ev)
 {
 	struct ui *u = ctx;
 
+	if (ev->type == EXP_EV_FAILED) { /* always: it is an error */
+		pthread_mutex_lock(&u->tk.mu);
+		if (u->mode == PROGRESS_AUTO)
+			fputs("\r\033[K", stderr);
+		cli_error(ev->err);
+		pthread_mutex_unlock(&u->tk.mu);
+		return;
+	}
+
 	if (u->mode == PROGRESS_AUTO && ev->type == EXP_EV_IMAGE_DONE) {
 		/* a finished image gets its own line above the bar */
 		pthread_mutex_lock(&u->tk.mu);

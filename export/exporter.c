@@ -607,6 +607,38 @@ static int list_images(struct exporter *x, const struct ref *refs,
 	return 0;
 }
 
+/* Every reference was tried: report each that failed (all but the first,
+ * which resolution returns), so one run lists every missing image. */
+static void report_failures(struct exporter *x)
+{
+	size_t nfailed = 0;
+
+	for (size_t i = 0; i < x->nimages; i++) {
+		struct exp_event ev;
+
+		if (!x->tops[i].failed ||
+		    x->tops[i].err.cat == FERR_INTERRUPT || !nfailed++)
+			continue;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EXP_EV_FAILED;
+		ev.ref = x->images[i].ref;
+		ev.err = &x->tops[i].err;
+		exp_emit(x, &ev);
+	}
+	for (size_t i = 0; i < x->nimages && nfailed > 1; i++) {
+		struct ferr *f = &x->tops[i].err;
+		size_t len;
+
+		if (!x->tops[i].failed)
+			continue;
+		len = strlen(f->msg);
+		snprintf(f->msg + len, sizeof(f->msg) - len,
+			 " (and %zu more image%s that cannot be exported)",
+			 nfailed - 1, nfailed == 2 ? "" : "s");
+		break;
+	}
+}
+
 /* Fetch every manifest in parallel, then resolve in order (the bundle's
  * order follows the references', whatever the network did). */
 static int resolve_all(struct exporter *x, const struct ref *refs,
@@ -620,6 +652,7 @@ static int resolve_all(struct exporter *x, const struct ref *refs,
 	atomic_store(&x->pr->images_total, (unsigned)x->nimages);
 	if (exp_prefetch(x, e) < 0)
 		goto out;
+	report_failures(x);
 	for (size_t i = 0; i < x->nimages; i++) {
 		struct bundle_image *im = &x->images[i];
 		struct exp_event ev;

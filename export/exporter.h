@@ -35,7 +35,12 @@ struct exp_progress {
 	atomic_ullong bytes_written; /* uncompressed bytes in the bundle */
 };
 
-enum exp_event_type { EXP_EV_RESOLVED, EXP_EV_BLOB, EXP_EV_IMAGE_DONE };
+enum exp_event_type {
+	EXP_EV_RESOLVED,
+	EXP_EV_BLOB,
+	EXP_EV_IMAGE_DONE,
+	EXP_EV_FAILED /* an image that cannot be exported (all are listed) */
+};
 
 struct exp_event {
 	enum exp_event_type type;
@@ -44,6 +49,7 @@ struct exp_event {
 	uint64_t size;
 	bool cached; /* EXP_EV_BLOB: taken from the cache */
 	unsigned count; /* EXP_EV_BLOB: blobs done so far, this one included */
+	const struct ferr *err; /* EXP_EV_FAILED: why */
 };
 
 struct exp_opts {

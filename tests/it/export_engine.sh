@@ -102,6 +102,18 @@ parallel)
 	check "the same bundle content whatever --jobs" \
 		cmp <(tar -xOf p1.tar SHA256SUMS) <(tar -xOf p4.tar SHA256SUMS)
 	;;
+missing)
+	# every reference is tried: each missing image is named in one run
+	x "$host/many-0/app:1" "$host/nope-1/app:1" "$host/many-1/app:1" \
+		"$host/nope-2/app:2" -o m.tar >out.txt 2>&1
+	rc=$?
+	check "missing images fail the export with exit 3 (got $rc)" [ "$rc" = 3 ]
+	check "the first missing image is named" grep -q "nope-1/app:1'.*not found" out.txt
+	check "the second missing image is named too" grep -q "nope-2/app:2'.*not found" out.txt
+	check "the last line says how many more" grep -q "and 1 more image that cannot be exported" out.txt
+	check "every line has the one error prefix" [ "$(grep -vc '^ferry: error: ' out.txt)" = 0 ]
+	check "no bundle is written" [ ! -e m.tar ]
+	;;
 cache_safety)
 	# A link planted in the cache must not make export write through it,
 	# and the cache must be a private directory of ours.
