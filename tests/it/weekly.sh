@@ -214,6 +214,63 @@ split_delta)
 	check "the split delta verifies" "$ferry" verify B.tar.zst.parts --key k.pub -q
 	check "it leaves out what A carries" [ -n "$(omitted B1.tar.zst)" ]
 	;;
+delta_import)
+	tgt=$FERRY_TEST_PLAIN/${run}t
+	imp() { "$ferry" import -q --key k.pub --insecure-registry 127.0.0.1 --state-dir st "$@"; }
+	week1
+	x -f week1.txt -o A.tar.zst --sequence 1 || bad "export A"
+	week2
+	x -f week2.txt -o B.tar.zst --sequence 2 --base A.tar.zst || bad "delta B over A"
+	week3
+	x -f week3.txt -o C.tar.zst --sequence 3 --base B.tar.zst || bad "delta C over B"
+	# B alone into an empty registry: refused, naming A, nothing written
+	imp B.tar.zst --to "${tgt}alone" 2>err.txt
+	rc=$?
+	check "a delta into a registry without its base is refused with exit 1 ($rc)" [ "$rc" = 1 ]
+	check "the refusal names the base bundle to import first" grep -q "$(bundle_id A.tar.zst)" err.txt
+	check "no manifest or tag was written" \
+		[ -z "$(grep -E "\"PUT /v2/${run}talone/[^ ]*/manifests/" "$FERRY_TEST_PLAIN_LOG")" ]
+	# A, then B, then C: every tag has its source digest at each step
+	check "import A" imp A.tar.zst --to "$tgt"
+	check "import the delta B after A" imp B.tar.zst --to "$tgt"
+	n=0
+	while read -r ref; do
+		want=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' \
+			"http://$FERRY_TEST_PLAIN/v2/${ref%%:*}/manifests/${ref##*:}" | tr -d '\r' |
+			sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+		got=$(curl -sfI -H 'Accept: application/vnd.oci.image.index.v1+json' \
+			"http://$FERRY_TEST_PLAIN/v2/${run}t/${ref%%:*}/manifests/${ref##*:}" | tr -d '\r' |
+			sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+		[ -n "$want" ] && [ "$want" = "$got" ] || { n=$((n + 1)); echo "    $ref: $got, want $want"; }
+	done <g2/images.txt
+	check "after A and B every week-2 tag has the source's digest ($n wrong)" [ "$n" = 0 ]
+	check "import the delta C after B" imp C.tar.zst --to "$tgt"
+	check "skopeo pulls a week-3 image back whole" \
+		skopeo copy -q --all --src-tls-verify=false \
+		"docker://$tgt/$(sed -n 6p g3/images.txt)" "oci:$work/pulled:x"
+	expect "B again after C is refused as a rollback" 5 "older|rollback|sequence" \
+		import B.tar.zst --key k.pub --to "$tgt" --insecure-registry 127.0.0.1 --state-dir st
+	;;
+split_import)
+	tgt=$FERRY_TEST_PLAIN/${run}s
+	week1
+	x -f week1.txt -o s.tar.zst --split-size 16K || bad "split export"
+	python3 -c "import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[-100]^=1; open(p,'wb').write(b)" \
+		"$(ls s.tar.zst.0* | tail -2 | head -1)"
+	"$ferry" import -q s.tar.zst.parts --key k.pub --to "${tgt}bad" --insecure-registry 127.0.0.1 \
+		--state-dir st 2>err.txt
+	check "an import from an altered part fails with exit 5" [ $? = 5 ]
+	check "... naming the part" grep -q "part '.*s.tar.zst.0[0-9]*' does not match" err.txt
+	check "... and moves no tag" \
+		[ -z "$(grep -E "\"PUT /v2/${run}sbad/[^ ]*/manifests/[^s][^h]" "$FERRY_TEST_PLAIN_LOG")" ]
+	rm -f s.tar.zst.*
+	x -f week1.txt -o s.tar.zst --split-size 16K || bad "split export again"
+	check "import from the parts list" "$ferry" import -q s.tar.zst.parts --key k.pub --to "$tgt" \
+		--insecure-registry 127.0.0.1 --state-dir st
+	first=$(sed -n 1p g1/images.txt)
+	check "the image arrived with its digest" [ "$(skopeo inspect --raw --tls-verify=false "docker://$tgt/$first" | sha256sum | cut -d' ' -f1)" = \
+		"$(skopeo inspect --raw --tls-verify=false "docker://$FERRY_TEST_PLAIN/$first" | sha256sum | cut -d' ' -f1)" ]
+	;;
 *)
 	echo "unknown feature '$feature'"
 	exit 2
