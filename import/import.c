@@ -146,6 +146,7 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "channel", json_string(r->hdr.channel ? r->hdr.channel : ""));
 	json_object_set_new(root, "sequence", json_integer((json_int_t)r->hdr.sequence));
 	json_object_set_new(root, "alreadyImported", json_boolean(r->already_imported));
+	json_object_set_new(root, "importedAgain", json_boolean(r->stale != NULL));
 	for (size_t i = 0; i < r->nimages; i++) {
 		const struct imp_image *im = &r->images[i];
 		json_array_append_new(
@@ -182,6 +183,12 @@ static int parse_to(const char *to, char **host, char **prefix)
 	if (!hn || hn > 255)
 		return -1;
 	*host = strndup(to, hn);
+	if (!*host)
+		return -1;
+	/* host names are case-insensitive: one spelling for the registry */
+	for (char *p = *host; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
 	if (slash && slash[1]) {
 		*prefix = strdup(slash + 1);
 		size_t pl = strlen(*prefix);
@@ -342,6 +349,12 @@ int cmd_import(int argc, char **argv)
 	cli_ticker_release(&u.tk);
 	if (ir < 0)
 		goto fail;
+	if (res.stale && !com.quiet)
+		fprintf(stderr,
+			"note: bundle %s was imported into '%s' before, but "
+			"'%s' is missing there or points elsewhere: importing "
+			"it again\n",
+			res.hdr.bundle_id, to, res.stale);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) +
 		      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
