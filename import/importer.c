@@ -236,6 +236,7 @@ struct imp {
 	pthread_cond_t cv;
 	uint64_t mem_used; /* blob data in flight */
 	atomic_bool no_monolithic; /* the registry wants upload sessions */
+	size_t large_running;      /* large blobs streaming */
 	struct job *queue_head, *queue_tail;
 	size_t queued;
 	bool stop, failed;
@@ -257,6 +258,12 @@ struct imp {
 	int lock_fd;
 	char target_key[600];
 };
+
+/* --jobs: parallel uploads of large blobs */
+static size_t upload_jobs(const struct imp_opts *o)
+{
+	return (size_t)(o->jobs > 0 ? o->jobs : 4);
+}
 
 static void fail(struct imp *x, const struct ferr *e)
 {
@@ -608,13 +615,14 @@ static int send_small(struct imp *x, struct reg_client *c, const char *repo,
  * PATCH fed chunk by chunk as the reader fills them (one PATCH per chunk
  * makes the registry save its hash state per chunk: 30% slower), completed
  * once verified.  1: cancelled on the reader's word. */
+static int upload_large(struct imp *x, struct reg_client *c, struct job *j,
+			const char *repo, struct ferr *e);
+
 static int upload_blob(struct imp *x, struct reg_client *c, struct job *j,
 		       size_t r, struct ferr *e)
 {
 	const char *repo = x->repos[r].name;
-	char *url = NULL;
-	bool mounted;
-	int rc = -1;
+	int rc;
 
 	if (j->small) {
 		if (job_verdict(x, j) < 0)
@@ -627,6 +635,26 @@ static int upload_blob(struct imp *x, struct reg_client *c, struct job *j,
 		atomic_fetch_add(&x->pr->bytes_pushed, (unsigned long long)j->size);
 		return 0;
 	}
+	pthread_mutex_lock(&x->mu);
+	while (x->large_running >= upload_jobs(x->o) && !x->failed)
+		pthread_cond_wait(&x->cv, &x->mu);
+	x->large_running++;
+	pthread_mutex_unlock(&x->mu);
+	rc = upload_large(x, c, j, repo, e);
+	pthread_mutex_lock(&x->mu);
+	x->large_running--;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	return rc;
+}
+
+static int upload_large(struct imp *x, struct reg_client *c, struct job *j,
+			const char *repo, struct ferr *e)
+{
+	char *url = NULL;
+	bool mounted;
+	int rc = -1;
+
 	if (reg_upload_start(c, repo, NULL, NULL, &mounted, &url, e) < 0)
 		return -1;
 	if (reg_upload_stream(c, &url, j->size, job_read, j, e) < 0) {
@@ -835,21 +863,22 @@ static void join_workers(struct imp *x)
 	x->nth = 0;
 }
 
-/* Run fn over `n` items on up to `threads` workers; 0 when all succeeded. */
-static int run_items(struct imp *x, const struct item *items, size_t n,
-		     item_fn fn, size_t threads, struct ferr *e)
+/* Run fn over items [from, n) on up to `threads` workers; 0 when all
+ * succeeded. */
+static int run_items(struct imp *x, const struct item *items, size_t from,
+		     size_t n, item_fn fn, size_t threads, struct ferr *e)
 {
 	struct wctx w[MAX_WORKERS];
 
 	x->items = items;
 	x->nitems = n;
-	x->next_item = 0;
+	x->next_item = from;
 	x->fn = fn;
 	x->stop = false;
 	if (threads > x->nclients)
 		threads = x->nclients;
-	if (threads > n)
-		threads = n;
+	if (threads > n - from)
+		threads = n - from;
 	if (start_workers(x, w, threads, item_worker, e) < 0)
 		fail(x, e);
 	join_workers(x);
@@ -1556,10 +1585,17 @@ static int push_docs(struct imp *x, size_t threads, struct ferr *e)
 		struct item *items = doc_items(x, kinds[p], &n, &nested);
 		if (!items)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		rc = run_items(x, items, n, push_doc, nested ? 1 : threads, e);
+		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads, e);
 		free(items);
 	}
 	return rc;
+}
+
+static bool has_tag(const struct imp_image *im)
+{
+	const char *tag = strrchr(im->target, ':');
+
+	return tag && !strchr(tag, '/') && !strchr(im->target, '@');
 }
 
 /* Write one image's tag (digest references have none). */
@@ -1567,14 +1603,14 @@ static int push_tag(struct imp *x, struct reg_client *c, size_t i,
 		    struct ferr *e)
 {
 	const struct imp_image *im = &x->res->images[i];
-	const char *tag = strrchr(im->target, ':');
 	struct dset *s = set_find(x, &im->digest);
 	size_t rid = x->image_repo[i];
+	const char *tag;
 	bool moved = false;
 
-	if (!tag || strchr(tag, '/') || strchr(im->target, '@'))
+	if (!has_tag(im))
 		return 0;
-	tag++;
+	tag = strrchr(im->target, ':') + 1;
 	if (!s || !s->doc)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"image '%s' has no manifest in the bundle",
@@ -1603,13 +1639,21 @@ static int push_tag(struct imp *x, struct reg_client *c, size_t i,
 	return 0;
 }
 
-/* One at a time, in bundle order: tags are what users see, and an import
- * that fails while tagging leaves a prefix of them written, not a
- * scattering. */
-static int push_tags(struct imp *x, struct ferr *e)
+/* The first tag alone: a registry that refuses tags (permissions, tag
+ * immutability, quota) then refuses it before any other is written; the
+ * rest in parallel. */
+static int push_tags(struct imp *x, size_t threads, struct ferr *e)
 {
+	size_t first = 0, n = x->res->nimages;
+
 	atomic_store(&x->pr->phase, 2);
-	return run_items(x, NULL, x->res->nimages, push_tag, 1, e);
+	while (first < n && !has_tag(&x->res->images[first]))
+		first++;
+	if (first == n)
+		return 0;
+	if (run_items(x, NULL, first, first + 1, push_tag, 1, e) < 0)
+		return -1;
+	return run_items(x, NULL, first + 1, n, push_tag, threads, e);
 }
 
 void imp_result_release(struct imp_result *r)
@@ -1631,9 +1675,12 @@ void imp_result_release(struct imp_result *r)
 
 /* ---- the run ---- */
 
+/* Small blobs and manifests cost the registry a request or two each, not
+ * bandwidth or memory: twice the connections for them keeps it busy while
+ * each answer is on its way.  Large blobs stream on at most `jobs`. */
 static size_t worker_count(const struct imp_opts *o)
 {
-	size_t n = (size_t)(o->jobs > 0 ? o->jobs : 4);
+	size_t n = 2 * upload_jobs(o);
 
 	return n > MAX_WORKERS ? MAX_WORKERS : n;
 }
@@ -1775,7 +1822,7 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 		rc = 0;
 		goto out;
 	}
-	if (push_docs(x, x->nclients, e) < 0 || push_tags(x, e) < 0)
+	if (push_docs(x, x->nclients, e) < 0 || push_tags(x, x->nclients, e) < 0)
 		goto out;
 	if (!o->dry_run && state_save(x, &res->hdr, e) < 0)
 		goto out;

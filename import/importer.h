@@ -30,7 +30,7 @@
  * completed by a PUT once verified. */
 #define IMP_SMALL (1024u * 1024u)
 /* Blobs read but not yet taken by a worker. */
-#define IMP_MAX_QUEUED 1024u
+#define IMP_MAX_QUEUED 256u
 /* Manifests and indexes are kept in memory until the blobs are in place:
  * at most this many bytes of them. */
 #define IMP_MAX_DOC_BYTES (256ull * 1024u * 1024u)
