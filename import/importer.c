@@ -658,7 +658,12 @@ static int upload_large(struct imp *x, struct reg_client *c, struct job *j,
 	if (reg_upload_start(c, repo, NULL, NULL, &mounted, &url, e) < 0)
 		return -1;
 	if (reg_upload_stream(c, &url, j->size, job_read, j, e) < 0) {
-		if (e->cat == FERR_OK || job_verdict(x, j) < 0)
+		bool aborted;
+		/* no waiting here: the reader may wait for these chunks */
+		pthread_mutex_lock(&x->mu);
+		aborted = x->failed || j->verdict < 0;
+		pthread_mutex_unlock(&x->mu);
+		if (e->cat == FERR_OK || aborted)
 			goto cancel;
 		goto cancel_err;
 	}
@@ -699,20 +704,16 @@ static int mount_blob(struct imp *x, struct reg_client *c, struct job *j,
 	return 0;
 }
 
-/* Which repositories lack the blob; `from`: one that has it, or -1. */
+/* Which of `repos` lack the blob (put in need); `from`: one that has it,
+ * or -1. */
 static int blob_missing(struct imp *x, struct reg_client *c, struct job *j,
-			size_t *need, size_t *nneed, size_t *from,
-			struct ferr *e)
+			const size_t *repos, size_t n, size_t *need,
+			size_t *nneed, size_t *from, struct ferr *e)
 {
-	size_t n;
-
-	pthread_mutex_lock(&x->mu);
-	n = j->set->n;
-	pthread_mutex_unlock(&x->mu);
 	*nneed = 0;
 	*from = (size_t)-1;
 	for (size_t i = 0; i < n; i++) {
-		size_t r = j->set->repos[i];
+		size_t r = repos[i];
 		bool found;
 		if (blob_present(x, c, r, j, &found, e) < 0)
 			return -1;
@@ -732,13 +733,20 @@ static int blob_missing(struct imp *x, struct reg_client *c, struct job *j,
 static int run_blob_job(struct imp *x, struct reg_client *c, struct job *j,
 			struct ferr *e)
 {
-	size_t *need, nneed, from, k = 0;
+	size_t *repos, *need, n, nneed, from, k = 0;
 	int rc = -1;
 
-	need = calloc(j->set->n ? j->set->n : 1, sizeof(*need));
-	if (!need)
+	/* a copy: the reader may still add to sets (in a bundle out of order) */
+	pthread_mutex_lock(&x->mu);
+	n = j->set->n;
+	repos = calloc(2 * n + 1, sizeof(*repos));
+	if (repos)
+		memcpy(repos, j->set->repos, n * sizeof(*repos));
+	pthread_mutex_unlock(&x->mu);
+	if (!repos)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	if (blob_missing(x, c, j, need, &nneed, &from, e) < 0)
+	need = repos + n;
+	if (blob_missing(x, c, j, repos, n, need, &nneed, &from, e) < 0)
 		goto out;
 	rc = 0;
 	if (!nneed)
@@ -766,7 +774,7 @@ static int run_blob_job(struct imp *x, struct reg_client *c, struct job *j,
 		if ((rc = mount_blob(x, c, j, from, need[k], e)) < 0)
 			goto out;
 out:
-	free(need);
+	free(repos);
 	return rc;
 }
 
