@@ -4,7 +4,9 @@
  * otherwise), skipped when the registry has them, mounted across
  * repositories; manifests and indexes are pushed by digest only after the
  * whole bundle has been read and verified and every blob is in place; tags
- * come last.  Prints nothing. */
+ * come last.  Existence checks, uploads, manifests and tags run on
+ * parallel workers, each with its own registry connection.  Prints
+ * nothing. */
 #ifndef FERRY_IMPORTER_H
 #define FERRY_IMPORTER_H
 
