@@ -173,4 +173,22 @@ void reg_client_stats(const struct reg_client *c, struct reg_stats *out);
 const char *reg_manifest_kind(const unsigned char *data, size_t len,
 			      const char *content_type, struct ferr *e);
 
+/* "https" or "http" once the client has pinged the registry, else NULL. */
+const char *reg_client_scheme(const struct reg_client *c);
+
+/* Upload a blob the caller has checked, in one request where the registry
+ * takes it (POST with the digest and the data: *one_request), else in the
+ * upload session it opens instead (PUT to its Location).  A registry that
+ * opens a session once always will: use reg_upload_start and
+ * reg_upload_finish then, not to send the data twice. */
+int reg_upload_blob(struct reg_client *c, const char *repo,
+		    const struct digest *d, const void *p, size_t n,
+		    bool *one_request, struct ferr *e);
+
+/* Does `repo` have any tag?  *has is false only when the registry says the
+ * repository is unknown (404) or lists no tags; anything else it says
+ * counts as yes. */
+int reg_repo_has_tags(struct reg_client *c, const char *repo, bool *has,
+		      struct ferr *e);
+
 #endif
