@@ -257,6 +257,7 @@ struct imp {
 	char *state_path;
 	int lock_fd;
 	char target_key[600];
+	bool *omit_have; /* a delta: per (omitted blob, repository) item */
 };
 
 /* --jobs: parallel uploads of large blobs */
@@ -1581,6 +1582,160 @@ static struct item *doc_items(struct imp *x, int kind, size_t *n, bool *nested)
 
 /* Image manifests in parallel, then indexes (one at a time, innermost
  * first, when indexes nest). */
+/* ---- a delta: what it leaves out must already be in the target ---- */
+
+/* Blobs searched for in every repository before the rest are counted. */
+#define IMP_DELTA_SEARCH 3
+
+static int omitted_head(struct imp *x, struct reg_client *c, size_t i,
+			struct ferr *e)
+{
+	const struct item *it = &x->items[i];
+	struct reg_head h;
+
+	if (reg_head_blob(c, x->repos[it->repo].name, &it->s->d, &h, e) < 0)
+		return -1;
+	x->omit_have[i] = h.found; /* each worker writes its own items */
+	return 0;
+}
+
+/* The (blob, repository) pairs of every blob the delta leaves out. */
+static struct item *omitted_items(struct imp *x, size_t *n)
+{
+	const struct bundle_header *h = &x->res->hdr;
+	struct item *items = NULL, *ni;
+
+	*n = 0;
+	for (size_t k = 0; k < h->nomitted; k++) {
+		struct dset *s = set_find(x, &h->omitted[k]);
+		for (size_t r = 0; s && r < s->n; r++) {
+			ni = realloc(items, (*n + 1) * sizeof(*ni));
+			if (!ni) {
+				free(items);
+				return NULL;
+			}
+			items = ni;
+			items[(*n)++] = (struct item){s, s->repos[r]};
+		}
+	}
+	return items ? items : calloc(1, sizeof(*items));
+}
+
+/* Mount `d` into repository r from repository from (which has it). */
+static int omitted_mount_from(struct imp *x, const struct item *it,
+			      size_t from, bool *mounted, struct ferr *e)
+{
+	char *u = NULL;
+
+	*mounted = false;
+	if (x->o->dry_run) {
+		*mounted = true;
+		return 0;
+	}
+	if (reg_upload_start(x->main, x->repos[it->repo].name, &it->s->d,
+			     x->repos[from].name, mounted, &u, e) < 0)
+		return -1;
+	if (!*mounted)
+		reg_upload_cancel(x->main, u);
+	free(u);
+	if (*mounted) {
+		set_mark_placed(x, it->s, it->repo);
+		note(x, IMP_EV_BLOB, it->repo, it->s->d.str, 0, "mounted",
+		     &x->res->mounted, &x->pr->blobs_mounted);
+	}
+	return 0;
+}
+
+/* A pair the repository lacks: mount it from another repository of the
+ * target that has it (one of this bundle's: where the base put it).
+ * 0 placed, 1 nowhere to be had. */
+static int omitted_mount(struct imp *x, const struct item *items, size_t n,
+			 size_t i, struct ferr *e)
+{
+	const struct item *it = &items[i];
+	bool mounted;
+
+	for (size_t j = 0; j < n; j++) /* known to have it */
+		if (items[j].s == it->s && x->omit_have[j]) {
+			if (omitted_mount_from(x, it, items[j].repo, &mounted,
+					       e) < 0)
+				return -1;
+			if (mounted)
+				return 0;
+		}
+	for (size_t r = 0; r < x->nrepos; r++) {
+		struct reg_head h;
+		if (r == it->repo)
+			continue;
+		if (reg_head_blob(x->main, x->repos[r].name, &it->s->d, &h, e) < 0)
+			return -1;
+		if (!h.found)
+			continue;
+		if (omitted_mount_from(x, it, r, &mounted, e) < 0)
+			return -1;
+		if (mounted)
+			return 0;
+	}
+	return 1;
+}
+
+static int delta_missing(struct imp *x, size_t missing, const char *first,
+			 const char *repo, struct ferr *e)
+{
+	const struct bundle_header *h = &x->res->hdr;
+	char ids[600] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < h->nbases && len + 70 < sizeof(ids); i++)
+		len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%s",
+					i ? ", " : "", h->bases[i]);
+	return ferr_set(e, FERR_INPUT, 0,
+			"this delta bundle builds on bundle%s %s: import %s "
+			"into '%s' first (%zu blob%s it leaves out %s not in "
+			"the repositories that need %s; no repository here "
+			"has '%s', which '%s' needs)",
+			h->nbases == 1 ? "" : "s", ids,
+			h->nbases == 1 ? "it" : "them", x->o->host, missing,
+			missing == 1 ? "" : "s", missing == 1 ? "is" : "are",
+			missing == 1 ? "it" : "them", first, repo);
+}
+
+/* Before any manifest or tag: every blob a delta leaves out is in each
+ * repository that needs it, or mountable there from another one. */
+static int check_omitted(struct imp *x, struct ferr *e)
+{
+	struct item *items;
+	size_t n, missing = 0, first = 0;
+	int rc = -1;
+
+	if (!x->res->hdr.nomitted)
+		return 0;
+	if (!(items = omitted_items(x, &n)) ||
+	    !(x->omit_have = calloc(n + 1, sizeof(*x->omit_have)))) {
+		free(items);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	if (n && run_items(x, items, 0, n, omitted_head, x->nclients, e) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		/* searching the other repositories costs requests: once a few
+		 * blobs are nowhere, the rest are only counted */
+		int r = x->omit_have[i]		       ? 0
+			: missing >= IMP_DELTA_SEARCH ? 1
+						       : omitted_mount(x, items, n, i, e);
+		if (r < 0)
+			goto out;
+		if (r > 0 && !missing++)
+			first = i;
+	}
+	rc = missing ? delta_missing(x, missing, items[first].s->d.str,
+				     x->repos[items[first].repo].name, e)
+		     : 0;
+out:
+	free(items);
+	return rc;
+}
+
 static int push_docs(struct imp *x, size_t threads, struct ferr *e)
 {
 	static const int kinds[] = {BK_MANIFEST, BK_INDEX};
@@ -1807,6 +1962,7 @@ static void imp_release(struct imp *x, bool failed, const struct ferr *e)
 	free(x->sets);
 	idx_release(&x->set_idx);
 	free(x->docs);
+	free(x->omit_have);
 	free(x->state_path);
 	if (x->lock_fd >= 0)
 		close(x->lock_fd);
@@ -1830,7 +1986,8 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 		rc = 0;
 		goto out;
 	}
-	if (push_docs(x, x->nclients, e) < 0 || push_tags(x, x->nclients, e) < 0)
+	if (check_omitted(x, e) < 0 || push_docs(x, x->nclients, e) < 0 ||
+	    push_tags(x, x->nclients, e) < 0)
 		goto out;
 	if (!o->dry_run && state_save(x, &res->hdr, e) < 0)
 		goto out;
