@@ -20,7 +20,7 @@
 #include "buf.h"
 #include "reg.h"
 
-#define IN_BUF (1024 * 1024)
+#define IN_BUF PARTS_IN_CHUNK /* split volumes swap buffers with us */
 
 /* ---- input: file or stdin, zstd decoded here (to bound its window),
  * gzip left to libarchive (fixed 32 KiB window) ---- */
@@ -75,9 +75,17 @@ static int src_tap(struct src *s, const void *p, size_t n)
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 {
 	if (s->parts) {
-		ssize_t r = parts_in_read(s->parts, p, n, &s->err);
-		if (r < 0)
+		/* split volumes hand over whole chunks: no copy */
+		ssize_t r = p == s->in && n == IN_BUF
+				? parts_in_swap(s->parts, &s->in, &s->err)
+				: -1;
+		if (r < 0) {
+			if (p != s->in || n != IN_BUF)
+				ferr_set(&s->err, FERR_IO, 0,
+					 "internal error: partial read of "
+					 "split volumes");
 			s->failed = true;
+		}
 		return r;
 	}
 	for (;;) {
@@ -342,9 +350,11 @@ static int src_open(struct src *s, const char *path,
 	if (!s->in)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	/* the first bytes tell the compression; reading them as part of a
-	 * full buffer keeps every later read aligned */
-	while (got < 4) {
-		r = read_some(s, s->in + got, IN_BUF - got);
+	 * full buffer keeps every later read aligned (a first part holds at
+	 * least 4 KiB, or the whole bundle) */
+	while (got < 4 && (!s->parts || !got)) {
+		r = read_some(s, s->parts ? s->in : s->in + got,
+			      s->parts ? IN_BUF : IN_BUF - got);
 		if (r < 0) {
 			*e = s->err;
 			return -1;

@@ -22,7 +22,7 @@
 #include "buf.h"
 #include "parts.h"
 
-#define CHUNK (1024 * 1024)
+#define CHUNK PARTS_IN_CHUNK
 #define NCHUNKS 4
 
 struct chunk {
@@ -41,11 +41,10 @@ struct parts_in {
 	pthread_cond_t cv;
 	struct chunk q[NCHUNKS];
 	size_t head, count; /* filled chunks: q[head], ... */
+	unsigned char *pool[NCHUNKS + 2]; /* empty chunks for reuse */
+	size_t npool;
 	bool eof, stop, failed;
 	struct ferr err;
-	/* the chunk being consumed */
-	struct chunk cur;
-	size_t cur_pos;
 };
 
 static char *path_of(const struct parts_in *p, const char *name)
@@ -158,6 +157,47 @@ static int check_present(struct parts_in *p, struct ferr *e)
 
 /* ---- the read-ahead thread ---- */
 
+/* An empty chunk: from the pool, else a new one (the pool refills as
+ * the consumer hands chunks back, so at most a few are ever made). */
+static unsigned char *chunk_get(struct parts_in *p)
+{
+	unsigned char *b = NULL;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->npool)
+		b = p->pool[--p->npool];
+	pthread_mutex_unlock(&p->mu);
+	return b ? b : malloc(CHUNK);
+}
+
+static void chunk_put(struct parts_in *p, unsigned char *b)
+{
+	if (!b)
+		return;
+	if (p->npool < NCHUNKS + 2)
+		p->pool[p->npool++] = b; /* under mu */
+	else
+		free(b);
+}
+
+/* Fill a chunk from fd as far as the part goes. */
+static ssize_t read_full(int fd, unsigned char *b, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, b + got, n - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
 static int push(struct parts_in *p, unsigned char *data, size_t len)
 {
 	pthread_mutex_lock(&p->mu);
@@ -211,15 +251,11 @@ static int read_part(struct parts_in *p, size_t i, struct ferr *e)
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	for (;;) {
 		ssize_t r;
-		if (!(buf = malloc(CHUNK))) {
+		if (!(buf = chunk_get(p))) {
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 			goto out;
 		}
-		r = read(fd, buf, CHUNK);
-		if (r < 0 && errno == EINTR) {
-			free(buf);
-			continue;
-		}
+		r = read_full(fd, buf, CHUNK);
 		if (r <= 0) {
 			free(buf);
 			if (r < 0) {
@@ -321,35 +357,41 @@ out:
 	return rc;
 }
 
-ssize_t parts_in_read(struct parts_in *p, void *dst, size_t n, struct ferr *e)
+/* The next filled chunk (waiting for it); false at the end or on error. */
+static int next_chunk(struct parts_in *p, struct chunk *c, struct ferr *e)
 {
-	size_t k;
+	int rc = 0;
 
-	if (p->cur_pos == p->cur.len) {
-		free(p->cur.p);
-		p->cur = (struct chunk){NULL, 0};
-		p->cur_pos = 0;
-		pthread_mutex_lock(&p->mu);
-		while (!p->count && !p->eof)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->count) {
-			p->cur = p->q[p->head];
-			p->head = (p->head + 1) % NCHUNKS;
-			p->count--;
-			pthread_cond_broadcast(&p->cv);
-		} else if (p->failed) {
-			*e = p->err;
-			pthread_mutex_unlock(&p->mu);
-			return -1;
-		}
-		pthread_mutex_unlock(&p->mu);
-		if (!p->cur.p)
-			return 0;
+	pthread_mutex_lock(&p->mu);
+	while (!p->count && !p->eof)
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (p->count) {
+		*c = p->q[p->head];
+		p->head = (p->head + 1) % NCHUNKS;
+		p->count--;
+		pthread_cond_broadcast(&p->cv);
+		rc = 1;
+	} else if (p->failed) {
+		*e = p->err;
+		rc = -1;
 	}
-	k = p->cur.len - p->cur_pos < n ? p->cur.len - p->cur_pos : n;
-	memcpy(dst, p->cur.p + p->cur_pos, k);
-	p->cur_pos += k;
-	return (ssize_t)k;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf,
+		      struct ferr *e)
+{
+	struct chunk c;
+	int rc = next_chunk(p, &c, e);
+
+	if (rc <= 0)
+		return rc;
+	pthread_mutex_lock(&p->mu);
+	chunk_put(p, *buf);
+	pthread_mutex_unlock(&p->mu);
+	*buf = c.p;
+	return (ssize_t)c.len;
 }
 
 size_t parts_in_count(const struct parts_in *p)
@@ -370,7 +412,8 @@ void parts_in_release(struct parts_in *p)
 	}
 	for (size_t i = 0; i < p->count; i++)
 		free(p->q[(p->head + i) % NCHUNKS].p);
-	free(p->cur.p);
+	for (size_t i = 0; i < p->npool; i++)
+		free(p->pool[i]);
 	parts_list_release(&p->list);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);

@@ -16,9 +16,15 @@ struct parts_in;
  * listed part must exist and no further one.  Release even on failure. */
 int parts_in_open(struct parts_in **out, const char *bundle,
 		  const struct sig_key *key, struct ferr *e);
-/* Up to n bytes of the joined stream; 0 at its end; -1 naming a part that
- * is unreadable or does not match the list. */
-ssize_t parts_in_read(struct parts_in *p, void *dst, size_t n, struct ferr *e);
+/* Chunks are this size: the reader's input buffers must be too. */
+#define PARTS_IN_CHUNK (1024 * 1024)
+
+/* The next piece of the joined stream, without a copy: *buf (a buffer of
+ * PARTS_IN_CHUNK bytes, or NULL) is taken back and replaced by one holding
+ * the returned number of bytes; 0 at the end; -1 naming a part that is
+ * unreadable or does not match the list. */
+ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf,
+		      struct ferr *e);
 size_t parts_in_count(const struct parts_in *p);
 void parts_in_release(struct parts_in *p);
 
