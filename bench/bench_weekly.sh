@@ -350,6 +350,15 @@ R_DN=$(ratio "$(best delta_none)" "$(best full_none)" || true)
 R_DZ=$(ratio "$(best delta_zstd)" "$(best full_zstd)" || true)
 R_PN=$(ratio "$(best parts_none)" "$(best one_none)" || true)
 R_PZ=$(ratio "$(best parts_zstd)" "$(best one_zstd)" || true)
+# The same ratios of CPU seconds (of the fastest rounds): no goal, but far
+# less at the mercy of a loaded machine than wall time, and what the wall
+# ratio comes to when no core is idle (the parts' read-ahead thread cannot
+# overlap then).
+cpu() { [[ -z ${DEAD[$1]:-} ]] && echo "${BCPU[$1]:-}"; }
+C_DN=$(ratio "$(cpu delta_none)" "$(cpu full_none)" || true)
+C_DZ=$(ratio "$(cpu delta_zstd)" "$(cpu full_zstd)" || true)
+C_PN=$(ratio "$(cpu parts_none)" "$(cpu one_none)" || true)
+C_PZ=$(ratio "$(cpu parts_zstd)" "$(cpu one_zstd)" || true)
 
 row() { # NAME LABEL OUTPUT
     local s
@@ -370,11 +379,15 @@ for comp in none zstd; do
     row "one_$comp" "ferry verify B ($comp)" "reads $(mb "${INB[$comp]:-}" || echo '?')"
     row "parts_$comp" "ferry verify B.parts ($comp)" "reads ${NPARTS[$comp]:-?} parts of $SPLIT"
 done
-printf '\n%-40s %9s %10s   %s\n' "ratio (wall time)" value goal verdict
-printf '%-40s %9s %10s   %s\n' "delta/full export (none)" "${R_DN:-n/a}" "<= $GOAL_DELTA" "$(verdict "$R_DN" "$GOAL_DELTA")"
-printf '%-40s %9s %10s   %s\n' "delta/full export (zstd)" "${R_DZ:-n/a}" "<= $GOAL_DELTA" "$(verdict "$R_DZ" "$GOAL_DELTA")"
-printf '%-40s %9s %10s   %s\n' "verify parts/one file (none)" "${R_PN:-n/a}" "<= $GOAL_PARTS" "$(verdict "$R_PN" "$GOAL_PARTS")"
-printf '%-40s %9s %10s   %s\n' "verify parts/one file (zstd)" "${R_PZ:-n/a}" "<= $GOAL_PARTS" "$(verdict "$R_PZ" "$GOAL_PARTS")"
+printf '\n%-40s %9s %10s   %-8s %9s\n' "ratio (wall time)" value goal verdict "CPU s"
+printf '%-40s %9s %10s   %-8s %9s\n' "delta/full export (none)" "${R_DN:-n/a}" "<= $GOAL_DELTA" \
+    "$(verdict "$R_DN" "$GOAL_DELTA")" "${C_DN:-n/a}"
+printf '%-40s %9s %10s   %-8s %9s\n' "delta/full export (zstd)" "${R_DZ:-n/a}" "<= $GOAL_DELTA" \
+    "$(verdict "$R_DZ" "$GOAL_DELTA")" "${C_DZ:-n/a}"
+printf '%-40s %9s %10s   %-8s %9s\n' "verify parts/one file (none)" "${R_PN:-n/a}" "<= $GOAL_PARTS" \
+    "$(verdict "$R_PN" "$GOAL_PARTS")" "${C_PN:-n/a}"
+printf '%-40s %9s %10s   %-8s %9s\n' "verify parts/one file (zstd)" "${R_PZ:-n/a}" "<= $GOAL_PARTS" \
+    "$(verdict "$R_PZ" "$GOAL_PARTS")" "${C_PZ:-n/a}"
 
 jrun() { # NAME [BYTES] -> JSON object
     jq -cn --argjson s "$(num "$(best "$1")")" --argjson c "$(num "${BCPU[$1]:-}")" \
@@ -393,11 +406,15 @@ echo "BENCH_WEEKLY $(jq -cn --argjson size "$SIZE_MB" --argjson repeat "$REPEAT"
     --argjson np "$(num "${NPARTS[none]:-}")" --argjson nz "$(num "${NPARTS[zstd]:-}")" \
     --argjson rdn "$(num "$R_DN")" --argjson rdz "$(num "$R_DZ")" \
     --argjson rpn "$(num "$R_PN")" --argjson rpz "$(num "$R_PZ")" \
+    --argjson cdn "$(num "$C_DN")" --argjson cdz "$(num "$C_DZ")" \
+    --argjson cpn "$(num "$C_PN")" --argjson cpz "$(num "$C_PZ")" \
     --argjson gd "$GOAL_DELTA" --argjson gp "$GOAL_PARTS" \
     '{corpus_mb: $size, repeat: $repeat, split_size: $split, parts: {none: $np, zstd: $nz}, change: $change,
       runs: {full_none: $fn, delta_none: $dn, full_zstd: $fz, delta_zstd: $dz,
              verify_one_none: $on, verify_parts_none: $pn, verify_one_zstd: $oz, verify_parts_zstd: $pz},
       ratios: {delta_over_full_none: $rdn, delta_over_full_zstd: $rdz,
                parts_over_one_none: $rpn, parts_over_one_zstd: $rpz},
+      cpu_ratios: {delta_over_full_none: $cdn, delta_over_full_zstd: $cdz,
+                   parts_over_one_none: $cpn, parts_over_one_zstd: $cpz},
       goals: {delta_over_full: $gd, parts_over_one: $gp}}')"
 exit "$FAILED"
