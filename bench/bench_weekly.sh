@@ -303,9 +303,9 @@ bench_split() {
     local comp e r one parts nparts
     for comp in none zstd; do
         e=$(ext "$comp")
-        one=$RUN/week.$e parts=$RUN/split/week.$e
-        rm -rf "$RUN/split" "$one"
-        mkdir -p "$RUN/split"
+        one=$RUN/week.$e parts=$RUN/split-$comp/week.$e
+        rm -rf "$RUN/split-$comp" "$one"
+        mkdir -p "$RUN/split-$comp"
         say "split export ($comp, --split-size $SPLIT; warm cache, not timed)"
         export_cmd "$parts" "$comp" "$RUN/cache-$comp" --split-size "$SPLIT"
         if ! "${EXP[@]}" >"$LOGS/split-$comp.log" 2>&1; then
@@ -336,7 +336,7 @@ bench_split() {
                 measure "one_$comp" "$FERRY_BIN" verify "$one" --key "$RUN/k.pub" --progress none
             fi
         done
-        ((KEEP)) || rm -rf "$RUN/split" "$one"
+        ((KEEP)) || rm -rf "$RUN/split-$comp" "$one"
     done
 }
 
