@@ -54,7 +54,8 @@ make_shared() {
 	"$ferry" export -q "$core" "$jobs" -o b.tar --compress none --key k.key --insecure-registry 127.0.0.1 \
 		--cache cache >/dev/null || { echo "export b failed"; return 1; }
 }
-# use_shared NAME...: links to these shared files here (ferry only reads them)
+# use_shared NAME...: links to these shared files here (ferry only reads them;
+# a feature that writes to the cache copies it)
 use_shared() {
 	local f
 	it_shared make_shared || return 1
@@ -134,7 +135,8 @@ feature_dry_run() {
 
 # --- rollback protection
 feature_rollback() {
-	use_shared k.key k.pub cache || return
+	use_shared k.key k.pub || return
+	cp -r "$shared/cache" cache
 	"$ferry" export -q "$core" -o seq10.tar --compress none --key k.key --insecure-registry 127.0.0.1 \
 		--cache cache --channel weekly --sequence 10 >/dev/null
 	"$ferry" export -q "$core" -o seq5.tar --compress none --key k.key --insecure-registry 127.0.0.1 \
