@@ -25,8 +25,7 @@ for t in clang-format cppcheck; do
 	}
 done
 
-mapfile -t files < <(git ls-files -- 'common/*.[ch]' 'export/*.[ch]' 'import/*.[ch]' \
-	'cli/*.[ch]' 'tests/*.[ch]' 2>/dev/null || find common export import cli tests -name '*.[ch]')
+mapfile -t files < <(find common export import cli tests -name '*.[ch]' | LC_ALL=C sort)
 status=0 failed=()
 
 if [ "$fix" = 1 ]; then
