@@ -8,6 +8,7 @@ pkgs=(
 	docker-registry skopeo apache2-utils openssl ca-certificates
 	python3 curl zstd jq strace time
 	containerd docker.io podman
+	clang-format cppcheck
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install dependencies, build, and run the whole test suite twice: once in
-# a normal build and once with AddressSanitizer + UBSan.  The suite starts
-# its own registries on 127.0.0.1 and stops them afterwards.
+# Install dependencies, lint (scripts/lint.sh), build, and run the whole
+# test suite twice: once in a normal build and once with AddressSanitizer +
+# UBSan. The suite starts its own registries on 127.0.0.1 and stops them
+# afterwards. A lint failure fails the run, after the tests.
+# Ends with one line per build: ctest's verdict and the build's wall time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh || exit 1
@@ -15,13 +17,38 @@ build() { # DIR CMAKE-ARGS...
 }
 
 status=0
-build build || exit 1
-build build-asan -DFERRY_SANITIZE=ON || exit 1
+summary=()
+echo "== lint"
+lint=ok
+scripts/lint.sh || { status=1 lint=FAILED; }
 
-echo "== tests (normal build)"
-(cd build && ctest --output-on-failure -j 1) || status=1
-echo "== tests (AddressSanitizer + UBSan build)"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+# build_and_test NAME DIR [CMAKE-ARGS...]: build DIR, run its tests, and
+# note ctest's closing line and the wall time (build + tests)
+build_and_test() {
+	local name=$1 dir=$2 start log verdict
+	shift 2
+	start=$(date +%s)
+	echo "== build ($name)"
+	if ! build "$dir" "$@"; then
+		status=1
+		summary+=("$name: build FAILED after $(($(date +%s) - start)) s")
+		return
+	fi
+	echo "== tests ($name)"
+	log=$dir/Testing/test-sh.log
+	mkdir -p "$dir/Testing"
+	(cd "$dir" && ctest --output-on-failure -j 1) | tee "$log"
+	[ "${PIPESTATUS[0]}" = 0 ] || status=1
+	verdict=$(grep -E '^[0-9]+% tests passed' "$log" | tail -1)
+	summary+=("$name: ${verdict:-no ctest verdict}; wall $(($(date +%s) - start)) s")
+}
+
+build_and_test normal build
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	ctest --output-on-failure -j 1) || status=1
+	build_and_test "AddressSanitizer + UBSan" build-asan -DFERRY_SANITIZE=ON
+
+echo "== summary"
+echo "lint: $lint"
+printf '%s\n' "${summary[@]}"
 exit $status

@@ -14,7 +14,8 @@
 # address-space limit, and a peak RSS well below the 64 MiB documents), and
 # the same exit code with --json (whose standard output, if any, is JSON).
 #
-# Usage: hostile.sh FERRY STATE_DIR   (STATE_DIR of a running registries.sh)
+# Usage: hostile.sh FERRY STATE_DIR [FEATURE]   (STATE_DIR of a running
+# registries.sh; FEATURE: see the end; all)
 # Environment:
 #   FERRY_SANITIZED=1         ASan/UBSan build: no address-space or RSS limit
 #   FERRY_HOSTILE_VMEM_KB     address-space limit per run (default 307200)
@@ -27,6 +28,7 @@
 set -uo pipefail
 ferry=$1
 state=$2
+feature=${3:-all}
 fixtures=$(cd "$(dirname "$0")/../fixtures" && pwd)
 # shellcheck disable=SC1091
 source "$state/env.sh"
@@ -44,12 +46,8 @@ limit_s=${FERRY_HOSTILE_TIMEOUT:-60}
 bomb_cpu_s=${FERRY_HOSTILE_BOMB_CPU_S:-5}
 [ "${FERRY_SANITIZED:-0}" = 1 ] && bomb_cpu_s=${FERRY_HOSTILE_BOMB_CPU_S:-20}
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-	failed=$((failed + 1))
-	echo "FAIL $*"
-}
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
 
 for t in python3 openssl zstd gzip jq; do
 	command -v "$t" >/dev/null || {
@@ -92,7 +90,7 @@ verify_case() {
 	local name=$1 codes=$2 regex=$3 file=$4 pub=$5 how=${6:-file}
 	local out rc rss cpu jrc in=- target=$file why=()
 	if [ "$how" = stdin ]; then in=$file target=-; fi
-	out=$(python3 run.py usage.txt "$vmem_kb" "$limit_s" "$in" "$ferry" verify "$target" --key "$pub" 2>&1)
+	out=$(python3 "$work/run.py" usage.txt "$vmem_kb" "$limit_s" "$in" "$ferry" verify "$target" --key "$pub" 2>&1)
 	rc=$?
 	read -r rss cpu <usage.txt || rss=0 cpu=0
 	if [ "$rc" = 124 ]; then
@@ -124,7 +122,7 @@ verify_case() {
 	fi
 	# the same with --json, unless it already failed
 	if [ ${#why[@]} = 0 ] && [ "$how" = file ]; then
-		python3 run.py usage.txt "$vmem_kb" "$limit_s" - "$ferry" verify "$file" --key "$pub" --json \
+		python3 "$work/run.py" usage.txt "$vmem_kb" "$limit_s" - "$ferry" verify "$file" --key "$pub" --json \
 			>json.out 2>json.err
 		jrc=$?
 		[ "$jrc" = "$rc" ] || why+=("--json: exit $jrc, $rc without")
@@ -144,62 +142,76 @@ verify_case() {
 	fi
 }
 
-# --- keys and a good bundle of three tags: an OCI index (twice, under two
-# tags) and a Docker v2 manifest
-"$ferry" keygen -o good -q >/dev/null || bad "keygen ecdsa"
-"$ferry" keygen -o ed --type ed25519 -q >/dev/null || bad "keygen ed25519"
-"$ferry" keygen -o other -q >/dev/null || bad "keygen second ecdsa"
-
-refs=()
-for r in library/alpine:3.14 library/alpine:latest library/busybox:1.36; do
-	if cut -f1 "$FERRY_TEST_IMAGES" | grep -qxF "$r"; then refs+=("$FERRY_TEST_PLAIN/$r"); fi
-done
-if [ ${#refs[@]} -lt 2 ]; then
-	mapfile -t refs < <(cut -f1 "$FERRY_TEST_IMAGES" | head -3 | sed "s|^|$FERRY_TEST_PLAIN/|")
-fi
-for c in none zstd; do
-	ext=tar
-	[ $c = zstd ] && ext=tar.zst
-	if ! "$ferry" export "${refs[@]}" -o "good.$ext" --compress $c --key good.key \
-		--insecure-registry 127.0.0.1 --cache cache -q >/dev/null; then
-		bad "export of the good bundle ($c)"
-		echo "$passed passed, $failed failed"
-		exit 1
+# --- shared by the features: keys and a good bundle of three tags: an OCI
+# index (twice, under two tags) and a Docker v2 manifest; the cases
+# tests/fixtures/hostile.py makes from it
+make_shared() {
+	local refs=() r c ext
+	"$ferry" keygen -o good -q >/dev/null || { echo "keygen ecdsa failed"; return 1; }
+	"$ferry" keygen -o ed --type ed25519 -q >/dev/null || { echo "keygen ed25519 failed"; return 1; }
+	"$ferry" keygen -o other -q >/dev/null || { echo "keygen second ecdsa failed"; return 1; }
+	for r in library/alpine:3.14 library/alpine:latest library/busybox:1.36; do
+		if cut -f1 "$FERRY_TEST_IMAGES" | grep -qxF "$r"; then refs+=("$FERRY_TEST_PLAIN/$r"); fi
+	done
+	if [ ${#refs[@]} -lt 2 ]; then
+		mapfile -t refs < <(cut -f1 "$FERRY_TEST_IMAGES" | head -3 | sed "s|^|$FERRY_TEST_PLAIN/|")
 	fi
-done
+	for c in none zstd; do
+		ext=tar
+		[ $c = zstd ] && ext=tar.zst
+		if ! "$ferry" export "${refs[@]}" -o "good.$ext" --compress $c --key good.key \
+			--insecure-registry 127.0.0.1 --cache cache -q >/dev/null; then
+			echo "export of the good bundle ($c) failed"
+			return 1
+		fi
+	done
+	python3 "$fixtures/hostile.py" good.tar good.key other.key cases || { echo "hostile.py failed"; return 1; }
+}
+use_shared() {
+	it_shared make_shared || return 1
+	ln -s "$shared"/* .
+	if [ -n "${FERRY_HOSTILE_KEEP:-}" ]; then mkdir -p "$FERRY_HOSTILE_KEEP" && cp -r cases/. "$FERRY_HOSTILE_KEEP/"; fi
+}
 
 # --- the good bundle verifies (if this fails, every case below is suspect)
-verify_case good-tar 0 "" good.tar good.pub
-verify_case good-zstd 0 "" good.tar.zst good.pub
-verify_case good-zstd 0 "" good.tar.zst good.pub stdin
+feature_good_bundle() {
+	use_shared || return
+	verify_case good-tar 0 "" good.tar good.pub
+	verify_case good-zstd 0 "" good.tar.zst good.pub
+	verify_case good-zstd 0 "" good.tar.zst good.pub stdin
+}
 
-# --- the cases
-if ! python3 "$fixtures/hostile.py" good.tar good.key other.key cases; then
-	bad "hostile.py"
-	echo "$passed passed, $failed failed"
-	exit 1
-fi
-[ -n "${FERRY_HOSTILE_KEEP:-}" ] && mkdir -p "$FERRY_HOSTILE_KEEP" && cp -r cases/. "$FERRY_HOSTILE_KEEP/"
-n=0
-while IFS=$'\t' read -r name file codes regex; do
-	verify_case "control $name" "$codes" "$regex" "cases/$file" good.pub
-done <cases/controls.tsv
-while IFS=$'\t' read -r name file codes regex; do
-	verify_case "$name" "$codes" "$regex" "cases/$file" good.pub
-	n=$((n + 1))
-done <cases/cases.tsv
-[ "$n" -ge 90 ] || bad "only $n cases in cases.tsv"
+# --- the cases, and the controls (variants that must still verify)
+feature_hostile() {
+	use_shared || return
+	local n=0 name file codes regex
+	while IFS=$'\t' read -r name file codes regex; do
+		verify_case "control $name" "$codes" "$regex" "cases/$file" good.pub
+	done <cases/controls.tsv
+	while IFS=$'\t' read -r name file codes regex; do
+		verify_case "$name" "$codes" "$regex" "cases/$file" good.pub
+		n=$((n + 1))
+	done <cases/cases.tsv
+	[ "$n" -ge 90 ] || bad "only $n cases in cases.tsv"
+}
 
 # --- keys that did not sign: another type, another ECDSA key
-verify_case wrong-key-type 5 "signature|key" good.tar ed.pub
-verify_case wrong-key 5 "signature" good.tar other.pub
-verify_case wrong-key-type 5 "signature|key" good.tar.zst ed.pub stdin
+feature_wrong_key() {
+	use_shared || return
+	verify_case wrong-key-type 5 "signature|key" good.tar ed.pub
+	verify_case wrong-key 5 "signature" good.tar other.pub
+	verify_case wrong-key-type 5 "signature|key" good.tar.zst ed.pub stdin
+}
 
 # --- hostile input on standard input
-for c in layer-flip-resigned zstd-trunc-middle zstd-bomb-entry; do
-	IFS=$'\t' read -r name file codes regex < <(awk -F'\t' -v c="$c" '$1 == c' cases/cases.tsv)
-	verify_case "$name" "$codes" "$regex" "cases/$file" good.pub stdin
-done
+feature_hostile_stdin() {
+	use_shared || return
+	local c name file codes regex
+	for c in layer-flip-resigned zstd-trunc-middle zstd-bomb-entry; do
+		IFS=$'\t' read -r name file codes regex < <(awk -F'\t' -v c="$c" '$1 == c' cases/cases.tsv)
+		verify_case "$name" "$codes" "$regex" "cases/$file" good.pub stdin
+	done
+}
 
 # --- the same cases imported: each is refused with the same exit code, no
 # tag is written or moved anywhere, and a defect in the signature or
@@ -211,28 +223,29 @@ tagstate() {
 		echo "$r $(curl -sf "http://$FERRY_TEST_PLAIN/v2/$r/tags/list" | jq -c '.tags // [] | sort')"
 	done | grep -v ' \[\]$'
 }
-tags_before=$(tagstate)
-prefix=hostile$$
-ni=0
-while IFS=$'\t' read -r name file codes regex; do
-	cat_before=$(catalog)
-	out=$(timeout 120 "$ferry" import "cases/$file" --key good.pub --to "$FERRY_TEST_PLAIN/$prefix" \
-		--state-dir "$work/import-state" --insecure-registry 127.0.0.1 -q 2>&1)
-	rc=$?
-	if [[ "|$codes|" == *"|$rc|"* ]]; then ok; else
-		bad "import $name: exit $rc, want $codes: $(tail -1 <<<"$out")"
+feature_import() {
+	use_shared || return
+	local tags_before prefix=hostile$$ ni=0 name file codes regex cat_before out rc check_n
+	tags_before=$(tagstate)
+	while IFS=$'\t' read -r name file codes regex; do
+		cat_before=$(catalog)
+		out=$(timeout 120 "$ferry" import "cases/$file" --key good.pub --to "$FERRY_TEST_PLAIN/$prefix" \
+			--state-dir "$PWD/import-state" --insecure-registry 127.0.0.1 -q 2>&1)
+		rc=$?
+		if [[ "|$codes|" == *"|$rc|"* ]]; then ok; else
+			bad "import $name: exit $rc, want $codes: $(tail -1 <<<"$out")"
+		fi
+		case $name in
+		sig-* | sums-* | missing-sums | order-sig-* | order-sums-*)
+			if [ "$(catalog)" = "$cat_before" ]; then ok; else bad "import $name pushed something"; fi ;;
+		esac
+		ni=$((ni + 1))
+	done <cases/cases.tsv
+	if [ "$(tagstate)" = "$tags_before" ]; then ok; else
+		bad "hostile imports changed tags: $(diff <(echo "$tags_before") <(tagstate) | head -5)"
 	fi
-	case $name in
-	sig-* | sums-* | missing-sums | order-sig-* | order-sums-*)
-		if [ "$(catalog)" = "$cat_before" ]; then ok; else bad "import $name pushed something"; fi ;;
-	esac
-	ni=$((ni + 1))
-done <cases/cases.tsv
-if [ "$(tagstate)" = "$tags_before" ]; then ok; else
-	bad "hostile imports changed tags: $(diff <(echo "$tags_before") <(tagstate) | head -5)"
-fi
-check_n=$(catalog | grep -c "^$prefix/" || true)
-echo "($ni hostile imports; $check_n repositories hold untagged blobs, which registry GC removes)"
+	check_n=$(catalog | grep -c "^$prefix/" || true)
+	echo "($ni hostile imports; $check_n repositories hold untagged blobs, which registry GC removes)"
+}
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+it_main "$feature" good_bundle hostile wrong_key hostile_stdin import

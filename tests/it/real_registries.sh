@@ -4,14 +4,21 @@
 # every image of the generated set with verification, then the failures:
 # untrusted TLS, missing and wrong credentials, corrupted storage, a
 # registry that is down.
+#
+# Usage: real_registries.sh REGCHECK STATE_DIR [FEATURE]   (FEATURE: see
+# the end; all)
 set -euo pipefail
 regcheck=$1
 state=$2
+feature=${3:-all}
 fixtures=$(cd "$(dirname "$0")/../fixtures" && pwd)
 # shellcheck disable=SC1091
 source "$state/env.sh"
 
-passed=0 failed=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
 LAST_OUT=
 run() { # NAME EXPECT PATTERN -- regcheck args...
 	local name=$1 expect=$2 pattern=$3
@@ -42,45 +49,53 @@ images=$(grep -c . "$FERRY_TEST_IMAGES")
 plain=(--insecure 127.0.0.1 "$FERRY_TEST_PLAIN")
 tls=(--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TLS")
 token=(--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TOKEN")
-empty_auth=$(mktemp)
+empty_auth=$work/empty-auth.json
 echo '{}' >"$empty_auth"
-trap 'rm -f "$empty_auth"' EXIT
 
 # --- everything fetches and verifies, in all three setups
-for setup in plain tls token; do
-	declare -n args=$setup
-	run "fetch-all $setup" ok "" "${args[@]}" fetch-all "$FERRY_TEST_IMAGES"
-	check "$setup: every image checked" [ "$(grep -c '^ok ' <<<"$LAST_OUT")" = "$images" ]
-	check "$setup: connection reuse ($(stat connections) connections for $(stat requests) requests)" \
-		[ "$(stat connections)" -le 3 ]
-	check "$setup: no retries" [ "$(stat retries)" = 0 ]
-done
-check "token: one token per repository ($(stat token_fetches) for $repos)" \
-	[ "$(stat token_fetches)" = "$repos" ]
-# anonymous pull through the token flow
-run "token anonymous" ok "" --ca-file "$FERRY_TEST_CA" --authfile "$empty_auth" \
-	"$FERRY_TEST_TOKEN" manifest goharbor/harbor-core v2.3.0
+feature_fetch_all() {
+	local setup
+	for setup in plain tls token; do
+		declare -n args=$setup
+		run "fetch-all $setup" ok "" "${args[@]}" fetch-all "$FERRY_TEST_IMAGES"
+		check "$setup: every image checked" [ "$(grep -c '^ok ' <<<"$LAST_OUT")" = "$images" ]
+		check "$setup: connection reuse ($(stat connections) connections for $(stat requests) requests)" \
+			[ "$(stat connections)" -le 3 ]
+		check "$setup: no retries" [ "$(stat retries)" = 0 ]
+	done
+	check "token: one token per repository ($(stat token_fetches) for $repos)" \
+		[ "$(stat token_fetches)" = "$repos" ]
+	# anonymous pull through the token flow
+	run "token anonymous" ok "" --ca-file "$FERRY_TEST_CA" --authfile "$empty_auth" \
+		"$FERRY_TEST_TOKEN" manifest goharbor/harbor-core v2.3.0
+}
 
 # --- TLS is verified by default; --insecure-registry relaxes it for that host only
-run "untrusted CA" network "certificate" --authfile "$FERRY_TEST_AUTHFILE" \
-	"$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
-run "insecure other host" network "certificate" --insecure 127.0.0.2 \
-	--authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
-run "insecure this host" ok "" --insecure "$FERRY_TEST_TLS" \
-	--authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+feature_tls_verify() {
+	run "untrusted CA" network "certificate" --authfile "$FERRY_TEST_AUTHFILE" \
+		"$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+	run "insecure other host" network "certificate" --insecure 127.0.0.2 \
+		--authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+	run "insecure this host" ok "" --insecure "$FERRY_TEST_TLS" \
+		--authfile "$FERRY_TEST_AUTHFILE" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+}
 
 # --- credentials
-run "basic: no credentials" auth "requires authentication" --ca-file "$FERRY_TEST_CA" \
-	--authfile "$empty_auth" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
-run "basic: wrong password" auth "authentication to registry .* failed for user '$FERRY_TEST_USER'" \
-	--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_BAD_AUTHFILE" \
-	"$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
-run "token: wrong password" auth "authentication to registry .* failed" \
-	--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_BAD_AUTHFILE" \
-	"$FERRY_TEST_TOKEN" manifest goharbor/harbor-core v2.3.0
-check "no password in any output" bash -c "! grep -rqF -- '$FERRY_TEST_PASS' <<<'$LAST_OUT'"
+feature_credentials() {
+	run "basic: no credentials" auth "requires authentication" --ca-file "$FERRY_TEST_CA" \
+		--authfile "$empty_auth" "$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+	run "basic: wrong password" auth "authentication to registry .* failed for user '$FERRY_TEST_USER'" \
+		--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_BAD_AUTHFILE" \
+		"$FERRY_TEST_TLS" manifest goharbor/harbor-core v2.3.0
+	run "token: wrong password" auth "authentication to registry .* failed" \
+		--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_BAD_AUTHFILE" \
+		"$FERRY_TEST_TOKEN" manifest goharbor/harbor-core v2.3.0
+	check "no password in any output" bash -c "! grep -rqF -- '$FERRY_TEST_PASS' <<<'$LAST_OUT'"
+}
 
-run "unknown tag" network "404" "${plain[@]}" manifest goharbor/harbor-core no-such-tag
+feature_unknown_tag() {
+	run "unknown tag" network "404" "${plain[@]}" manifest goharbor/harbor-core no-such-tag
+}
 
 # --- corrupted storage: a layer, then a manifest
 line=$(grep -m1 goharbor/harbor-core "$FERRY_TEST_IMAGES")
@@ -107,25 +122,29 @@ restore() {
 	local f=$FERRY_TEST_PLAIN_STORAGE/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data
 	mv "$f.orig" "$f"
 }
-run "layer before corruption" ok "" "${plain[@]}" blob "$repo" "$layer" "$lsize"
-corrupt "$layer"
-run "corrupted layer" verify "does not match its digest" "${plain[@]}" blob "$repo" "$layer" "$lsize"
-restore "$layer"
-corrupt "$mdigest"
-run "corrupted manifest by tag" verify "hashes to" "${plain[@]}" manifest "$repo" v2.3.0
-run "corrupted manifest by digest" verify "does not match its digest" "${plain[@]}" manifest "$repo" "$mdigest"
-restore "$mdigest"
-run "restored" ok "" "${plain[@]}" manifest "$repo" "$mdigest"
+feature_corrupt_storage() {
+	run "layer before corruption" ok "" "${plain[@]}" blob "$repo" "$layer" "$lsize"
+	corrupt "$layer"
+	run "corrupted layer" verify "does not match its digest" "${plain[@]}" blob "$repo" "$layer" "$lsize"
+	restore "$layer"
+	corrupt "$mdigest"
+	run "corrupted manifest by tag" verify "hashes to" "${plain[@]}" manifest "$repo" v2.3.0
+	run "corrupted manifest by digest" verify "does not match its digest" "${plain[@]}" manifest "$repo" "$mdigest"
+	restore "$mdigest"
+	run "restored" ok "" "${plain[@]}" manifest "$repo" "$mdigest"
+}
 
 # --- registry down: network error after bounded retries
-"$fixtures/registries.sh" stop-one "$state" plain
-start=$(date +%s)
-run "registry down" network "cannot reach registry .* after 5 attempts" \
-	"${plain[@]}" manifest "$repo" v2.3.0
-elapsed=$(($(date +%s) - start))
-check "gave up within 30 s (${elapsed} s)" [ "$elapsed" -le 30 ]
-"$fixtures/registries.sh" start-one "$state" plain
-run "registry back" ok "" "${plain[@]}" manifest "$repo" v2.3.0
+feature_registry_down() {
+	local start elapsed
+	"$fixtures/registries.sh" stop-one "$state" plain
+	start=$(date +%s)
+	run "registry down" network "cannot reach registry .* after 5 attempts" \
+		"${plain[@]}" manifest "$repo" v2.3.0
+	elapsed=$(($(date +%s) - start))
+	check "gave up within 30 s (${elapsed} s)" [ "$elapsed" -le 30 ]
+	"$fixtures/registries.sh" start-one "$state" plain
+	run "registry back" ok "" "${plain[@]}" manifest "$repo" v2.3.0
+}
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+it_main "$feature" fetch_all tls_verify credentials unknown_tag corrupt_storage registry_down

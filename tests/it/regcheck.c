@@ -167,7 +167,11 @@ static void check_line(char *line, struct ferr *e)
 		q[strcspn(q, "\n")] = '\0';
 		while ((tok = strsep(&q, " ")))
 			if (*tok) {
-				want = realloc(want, (nw + 1) * sizeof(*want));
+				char **grown =
+				    realloc(want, (nw + 1) * sizeof(*want));
+				if (!grown)
+					abort();
+				want = grown;
 				want[nw++] = tok;
 			}
 		got = calloc(ng + 1, sizeof(*got));
