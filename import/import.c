@@ -367,9 +367,11 @@ static void print_summary(const struct import_args *a,
 			  const struct imp_result *res, double secs)
 {
 	if (res->already_imported) {
+		char ch[400]; /* from the bundle: escaped */
 		printf("already imported: bundle %s (channel '%s', sequence "
 		       "%llu) was imported into '%s' before; nothing to do\n",
-		       res->hdr.bundle_id, res->hdr.channel,
+		       res->hdr.bundle_id,
+		       cli_text(ch, sizeof(ch), res->hdr.channel),
 		       (unsigned long long)res->hdr.sequence, a->to);
 		return;
 	}
