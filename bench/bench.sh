@@ -4,6 +4,7 @@
 #   bench/bench.sh [--size-mb N] [--repeat N] [--keep] [--clean]
 #   bench/bench.sh --wan|--scale [--images N] [--rtt-ms MS] [--keep]
 #   bench/bench.sh --weekly [--size-mb N] [--repeat N] [--pct P] [--split-size S] [--keep]
+#   bench/bench.sh --mirror [--size-mb N] [--repeat N] [--keep]
 #
 #   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
 #   --keep       also keep the registry storage (the next run skips the push)
@@ -17,6 +18,8 @@
 #   --weekly     instead: a delta export (--base, P% new bytes, default 5)
 #                against a full one, and verify of split parts (--split-size,
 #                default 256M) against the one file (bench_weekly.sh)
+#   --mirror     instead: registry to registry, ferry export -o - | ferry
+#                import - against skopeo copy and curl (bench_mirror.sh)
 #
 # Builds ferry (Release, in build-bench/) unless FERRY names a binary,
 # generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
@@ -70,12 +73,13 @@ GOAL_IMPORT_DISK=0
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 SCALE_ARGS=()
 SCALE_MODE=0
 WEEKLY_ARGS=()
 WEEKLY_MODE=0
+MIRROR_MODE=0
 while (($#)); do
     case $1 in
     --size-mb)
@@ -102,6 +106,7 @@ while (($#)); do
         ;;
     --images=* | --rtt-ms=*) SCALE_ARGS+=("$1"); shift ;;
     --weekly) WEEKLY_MODE=1; shift ;;
+    --mirror) MIRROR_MODE=1; shift ;;
     --pct | --split-size)
         (($# >= 2)) || usage
         WEEKLY_ARGS+=("$1" "$2")
@@ -115,6 +120,13 @@ done
 # Many small images (WAN, 10x growth): a benchmark of its own.
 ((SCALE_MODE == 0 || WEEKLY_MODE == 0)) || { echo "bench: --weekly does not combine with --wan or --scale" >&2; exit 2; }
 ((SCALE_MODE == 0 || CLEAN)) || exec "$HERE/bench_scale.sh" "${SCALE_ARGS[@]}"
+# Registry-to-registry mirroring: a benchmark of its own.
+((MIRROR_MODE == 0 || (SCALE_MODE == 0 && WEEKLY_MODE == 0))) ||
+    { echo "bench: --mirror does not combine with --wan, --scale or --weekly" >&2; exit 2; }
+((MIRROR_MODE == 0 || ${#WEEKLY_ARGS[@]} == 0)) || { echo "bench: --pct and --split-size need --weekly" >&2; exit 2; }
+MIRROR_ARGS=(--size-mb "$SIZE_MB" --repeat "$REPEAT")
+((KEEP == 0)) || MIRROR_ARGS+=(--keep)
+((MIRROR_MODE == 0 || CLEAN)) || exec "$HERE/bench_mirror.sh" "${MIRROR_ARGS[@]}"
 # Weekly updates (delta bundles, split volumes): a benchmark of its own.
 ((WEEKLY_MODE || ${#WEEKLY_ARGS[@]} == 0)) || { echo "bench: --pct and --split-size need --weekly" >&2; exit 2; }
 ((KEEP == 0)) || WEEKLY_ARGS+=(--keep)
