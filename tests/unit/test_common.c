@@ -236,7 +236,7 @@ static void test_authfile(void)
 		  e.cat == FERR_IO,
 	      "missing --authfile");
 	{
-		struct auth_cred c = {NULL, "user", "pass"};
+		struct auth_cred c = {NULL, "user", "pass", NULL};
 		char *h = auth_basic_header(&c);
 		CHECK_STR(h, "Authorization: Basic dXNlcjpwYXNz", "basic header");
 		auth_wipe_free(h);
