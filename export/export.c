@@ -143,8 +143,9 @@ static int read_images_file(const char *path, struct refs *r, struct ferr *e)
 			continue;
 		ferr_clear(&le);
 		if (add_ref(r, s, &le) < 0) {
-			fprintf(stderr, "ferry export: %s:%lu: %s\n", path, lineno,
-				le.msg);
+			fprintf(stderr, "ferry: error: %s:%lu: ", path, lineno);
+			cli_put_text(stderr, le.msg);
+			fputc('\n', stderr);
 			if (!bad)
 				*e = le;
 			bad++;
@@ -229,15 +230,22 @@ static void draw(void *ctx, bool final)
 			atomic_load(&u->pr.images_total));
 	} else {
 		int fill = pct * 30 / 100;
-		double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+		char eta[32];
+
 		for (int i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
+		/* no estimate from a rate that rounds to nothing */
+		if (total > done && rate >= 0.05 * 1048576.0)
+			snprintf(eta, sizeof(eta), " ETA %ds",
+				 (int)((double)(total - done) / rate + 0.5));
+		else
+			eta[0] = '\0';
 		fprintf(stderr,
-			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s ETA %ds "
-			"blobs %u/%u images %u/%u",
+			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s%s "
+			"layers+configs %u/%u images %u/%u",
 			bar, pct, (double)done / 1048576.0,
-			(double)total / 1048576.0, rate / 1048576.0, (int)eta,
+			(double)total / 1048576.0, rate / 1048576.0, eta,
 			atomic_load(&u->pr.blobs_done),
 			atomic_load(&u->pr.blobs_total),
 			atomic_load(&u->pr.images_done),
@@ -246,6 +254,20 @@ static void draw(void *ctx, bool final)
 	if (final)
 		fputc('\n', stderr);
 	fflush(stderr);
+}
+
+/* One line per config or layer.  Those fetched while images are still
+ * being resolved come before the total is known: counted without it. */
+static void plain_blob_line(struct ui *u, const struct exp_event *ev)
+{
+	unsigned total = atomic_load(&u->pr.blobs_total);
+
+	fprintf(stderr, "%s %s %.1f MiB ", ev->cached ? "cached " : "fetched",
+		ev->digest, (double)ev->size / 1048576.0);
+	if (total >= ev->count)
+		fprintf(stderr, "[%u/%u]\n", ev->count, total);
+	else
+		fprintf(stderr, "[%u]\n", ev->count);
 }
 
 static void on_event(void *ctx, const struct exp_event *ev)
@@ -267,10 +289,7 @@ static void on_event(void *ctx, const struct exp_event *ev)
 			fprintf(stderr, "done %s (%.1f MiB)\n", ev->ref,
 				(double)ev->size / 1048576.0);
 		else if (ev->type == EXP_EV_BLOB)
-			fprintf(stderr, "%s %s %.1f MiB [%u/%u]\n",
-				ev->cached ? "cached " : "fetched", ev->digest,
-				(double)ev->size / 1048576.0, ev->count,
-				atomic_load(&u->pr.blobs_total));
+			plain_blob_line(u, ev);
 	} else if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_object();
 		char *s;
@@ -569,10 +588,14 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 			a->out, res->meta.bundle_id);
 	if (a->com.quiet)
 		return;
-	printf("wrote '%s': %zu image%s, %zu blobs, %.1f MiB (fetched %.1f "
+	unsigned data = atomic_load(&u->pr.blobs_total);
+
+	printf("wrote '%s': %zu image%s, %zu blobs (%u configs and layers, %zu "
+	       "manifests and indexes), %.1f MiB (fetched %.1f "
 	       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
 	       "by key %s\n",
 	       a->out, res->nimages, res->nimages == 1 ? "" : "s", res->nblobs,
+	       data, res->nblobs >= data ? res->nblobs - data : 0,
 	       (double)res->bundle_bytes / 1048576.0,
 	       (double)res->bytes_fetched / 1048576.0,
 	       (double)res->bytes_cached / 1048576.0, secs, res->meta.bundle_id,
@@ -652,6 +675,11 @@ oom:
 	ferr_set(&e, FERR_IO, ENOMEM, "out of memory");
 fail:
 	cli_error(&e);
+	if (e.cat == FERR_INTERRUPT && a.cache)
+		fprintf(stderr,
+			"ferry: run the same command again to resume: what was "
+			"downloaded is kept in the cache '%s'\n",
+			a.cache);
 	rc = ferr_exit_code(e.cat);
 out:
 	cli_ticker_release(&u.tk);

@@ -721,6 +721,22 @@ void bundle_header_release(struct bundle_header *h)
 	h->nimages = 0;
 }
 
+/* The signature did not verify: which key does ferry.json (unverified)
+ * say signed it?  Kept in the header's key_id for the report, "" when it
+ * does not say. */
+static const char *claimed_key_id(struct rd *r)
+{
+	json_t *fj = json_loadb((const char *)r->fixed[1].data, r->fixed[1].len,
+				0, NULL);
+	const char *kid =
+	    json_string_value(json_object_get(fj, "signingKeyId"));
+
+	if (kid && strlen(kid) < sizeof(r->h->key_id))
+		snprintf(r->h->key_id, sizeof(r->h->key_id), "%s", kid);
+	json_decref(fj);
+	return r->h->key_id;
+}
+
 /* ferry.json and index.json, after the signature and sums are good. */
 static int take_header(struct rd *r, struct ferr *e)
 {
@@ -1243,12 +1259,20 @@ int bundle_read(const char *path, const struct sig_key *key,
 					       sig, siglen, e);
 				free(sig);
 				if (v < 0) {
+					const char *kid = claimed_key_id(&r);
 					ferr_set(e, FERR_VERIFY, 0,
 						 "the signature in "
 						 "'SHA256SUMS.sig' does not "
 						 "verify 'SHA256SUMS' with key "
-						 "'%s'",
-						 key->key_id);
+						 "'%s' (given with --key); %s%s%s",
+						 key->key_id,
+						 !*kid ? "'ferry.json' names no signing key"
+						 : strcmp(kid, key->key_id)
+						     ? "the bundle says it was signed by key '"
+						     : "the bundle names that key too: it was "
+						       "changed after signing",
+						 strcmp(kid, key->key_id) ? kid : "",
+						 *kid && strcmp(kid, key->key_id) ? "'" : "");
 					goto out;
 				}
 			}
