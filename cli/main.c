@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"inspect", "list what a bundle holds (without verifying it)",
      cmd_inspect},
     {"import", "verify a bundle and push it into a registry", cmd_import},
+    {"cache", "prune or clear the export cache", cmd_cache},
     {NULL, NULL, NULL},
 };
 
