@@ -36,10 +36,10 @@ make_cache
 expect "prune: what it freed" 0 \
 	"^pruned 'c': removed 2 blobs \(2\.0 MiB\) and 1 partial download \(0\.2 MiB\), freed 2\.2 MiB; kept 2 files \(0\.6 MiB\)$" \
 	cache prune --older-than 30 --cache c
-check "prune: old blobs gone" [ ! -e "c/blobs/sha256/$(hex 1)" ] && [ ! -e "c/blobs/sha256/$(hex 2)" ]
+check "prune: old blobs gone" [ ! -e "c/blobs/sha256/$(hex 1)" -a ! -e "c/blobs/sha256/$(hex 2)" ]
 check "prune: recent blob kept" [ -e "c/blobs/sha256/$(hex 3)" ]
-check "prune: old partial gone, fresh one kept" [ ! -e "c/partial/$(hex 4)" ] && [ -e "c/partial/$(hex 5)" ]
-check "prune: other files and links untouched" [ -e c/blobs/sha256/README ] && [ -L "c/blobs/sha256/$(hex 8)" ]
+check "prune: old partial gone, fresh one kept" [ ! -e "c/partial/$(hex 4)" -a -e "c/partial/$(hex 5)" ]
+check "prune: other files and links untouched" [ -e c/blobs/sha256/README -a -L "c/blobs/sha256/$(hex 8)" ]
 check "prune: nothing outside the cache touched" [ -e "victim/$(hex 9)" ]
 
 make_cache

@@ -58,7 +58,7 @@ check "summary: the configs and layers are the $nlines blob lines" \
 # --- wrong key: both key ids, in text and JSON
 good=$(sed -n 's/.*signed by key \(sha256:[0-9a-f]*\).*/\1/p' export.log)
 wrong=$("$ferry" verify b.tar --key other.pub --json 2>/dev/null | jq -r .trustedKeyId)
-check "key ids known ($good, $wrong)" [ -n "$good" ] && [ -n "$wrong" ] && [ "$good" != "$wrong" ]
+check "key ids known ($good, $wrong)" [ -n "$good" -a -n "$wrong" -a "$good" != "$wrong" ]
 expect "verify, wrong key: names both keys" 5 \
 	"with key '$wrong' \(given with --key\); the bundle says it was signed by key '$good'" verify b.tar --key other.pub
 check "verify --json, wrong key: signingKeyId is the claimed key" \
