@@ -589,13 +589,14 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 	if (a->com.quiet)
 		return;
 	unsigned data = atomic_load(&u->pr.blobs_total);
+	size_t docs = res->nblobs >= data ? res->nblobs - data : 0;
 
 	printf("wrote '%s': %zu image%s, %zu blobs (%u configs and layers, %zu "
-	       "manifests and indexes), %.1f MiB (fetched %.1f "
+	       "%s), %.1f MiB (fetched %.1f "
 	       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
 	       "by key %s\n",
 	       a->out, res->nimages, res->nimages == 1 ? "" : "s", res->nblobs,
-	       data, res->nblobs >= data ? res->nblobs - data : 0,
+	       data, docs, docs == 1 ? "manifest or index" : "manifests and indexes",
 	       (double)res->bundle_bytes / 1048576.0,
 	       (double)res->bytes_fetched / 1048576.0,
 	       (double)res->bytes_cached / 1048576.0, secs, res->meta.bundle_id,

@@ -50,7 +50,7 @@ check "plain progress: never a total of 0" bash -c "! grep -qE '\[[0-9]+/0\]' ex
 check "plain progress: a line per config or layer" grep -qE '^(fetched|cached ) sha256:[0-9a-f]{64} [0-9.]+ MiB \[[0-9]+(/[0-9]+)?\]$' export.log
 nblobs=$(tar -tf b.tar | grep -c '^blobs/sha256/.')
 check "summary: $nblobs blobs, configs and layers counted apart from manifests" \
-	grep -qE "wrote 'b.tar': 1 image, $nblobs blobs \([0-9]+ configs and layers, [0-9]+ manifests and indexes\)" export.log
+	grep -qE "wrote 'b.tar': 1 image, $nblobs blobs \([0-9]+ configs and layers, [0-9]+ (manifests and indexes|manifest or index)\)" export.log
 nlines=$(grep -cE '^(fetched|cached ) ' export.log)
 check "summary: the configs and layers are the $nlines blob lines" \
 	grep -q "($nlines configs and layers" export.log
