@@ -213,6 +213,33 @@ static double since(const struct timespec *t0)
 	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* " 1.5 MiB/s ETA 2m05s": the rate in a unit that does not round it to
+ * nothing, and a time left only when there is a rate to divide by and
+ * something left to fetch. */
+static void rate_eta(char *out, size_t n, double rate, unsigned long long left)
+{
+	int k = 0;
+	long s;
+
+	if (rate >= 1048576.0)
+		k = snprintf(out, n, " %.1f MiB/s", rate / 1048576.0);
+	else if (rate >= 1024.0)
+		k = snprintf(out, n, " %.0f KiB/s", rate / 1024.0);
+	else
+		out[0] = '\0';
+	if (k <= 0 || (size_t)k >= n || !left || rate < 1024.0)
+		return;
+	s = (long)((double)left / rate + 0.5);
+	if (s >= 3600)
+		snprintf(out + k, n - (size_t)k, " ETA %ldh%02ldm", s / 3600,
+			 s / 60 % 60);
+	else if (s >= 60)
+		snprintf(out + k, n - (size_t)k, " ETA %ldm%02lds", s / 60,
+			 s % 60);
+	else
+		snprintf(out + k, n - (size_t)k, " ETA %lds", s);
+}
+
 static void draw(void *ctx, bool final)
 {
 	struct ui *u = ctx;
@@ -230,22 +257,17 @@ static void draw(void *ctx, bool final)
 			atomic_load(&u->pr.images_total));
 	} else {
 		int fill = pct * 30 / 100;
-		char eta[32];
+		char speed[64];
 
 		for (int i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
-		/* no estimate from a rate that rounds to nothing */
-		if (total > done && rate >= 0.05 * 1048576.0)
-			snprintf(eta, sizeof(eta), " ETA %ds",
-				 (int)((double)(total - done) / rate + 0.5));
-		else
-			eta[0] = '\0';
+		rate_eta(speed, sizeof(speed), rate, total > done ? total - done : 0);
 		fprintf(stderr,
-			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s%s "
+			"\r\033[K[%s] %3d%% %.1f/%.1f MiB%s "
 			"layers+configs %u/%u images %u/%u",
 			bar, pct, (double)done / 1048576.0,
-			(double)total / 1048576.0, rate / 1048576.0, eta,
+			(double)total / 1048576.0, speed,
 			atomic_load(&u->pr.blobs_done),
 			atomic_load(&u->pr.blobs_total),
 			atomic_load(&u->pr.images_done),

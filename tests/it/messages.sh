@@ -55,6 +55,17 @@ nlines=$(grep -cE '^(fetched|cached ) ' export.log)
 check "summary: the configs and layers are the $nlines blob lines" \
 	grep -q "($nlines configs and layers" export.log
 
+# the bar on a terminal (script(1) gives a pty): no "ETA 0s", no rate that
+# rounds to 0.0 MiB/s (a run from the cache fetches nothing)
+for run in fetch cached; do
+	[ $run = fetch ] && rm -rf c2
+	script -qec "'$ferry' export '$FERRY_TEST_PLAIN/$image' -o tty-$run.tar --key k.key --cache c2 \
+		--insecure-registry '$FERRY_TEST_PLAIN'" /dev/null >tty-$run.log 2>&1
+	check "terminal bar ($run): drawn" grep -q 'layers+configs [0-9]*/[0-9]* images 1/1' tty-$run.log
+	check "terminal bar ($run): no ETA 0s" bash -c "! grep -q 'ETA 0s' tty-$run.log"
+	check "terminal bar ($run): no 0.0 MiB/s" bash -c "! grep -q ' 0\.0 MiB/s' tty-$run.log"
+done
+
 # --- wrong key: both key ids, in text and JSON
 good=$(sed -n 's/.*signed by key \(sha256:[0-9a-f]*\).*/\1/p' export.log)
 wrong=$("$ferry" verify b.tar --key other.pub --json 2>/dev/null | jq -r .trustedKeyId)
