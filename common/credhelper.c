@@ -91,9 +91,7 @@ fail:
 static int talk(const char *prog, int *in_fdp, int out_fd, const char *input,
 		struct buf *out, struct ferr *e)
 {
-	int in_fd = *in_fdp;
-	int rc = -1;
-
+	int in_fd = *in_fdp, rc = -1;
 	struct timespec deadline;
 	size_t sent = 0, len = strlen(input);
 	char chunk[4096];
@@ -127,6 +125,8 @@ static int talk(const char *prog, int *in_fdp, int out_fd, const char *input,
 			n = write(in_fd, input + sent, len - sent);
 			if (n > 0)
 				sent += (size_t)n;
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
 			if (n < 0 || sent == len) { /* EPIPE: it did not read */
 				close(in_fd);
 				in_fd = *in_fdp = -1;
