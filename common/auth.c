@@ -257,8 +257,8 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 	}
 	json_object_foreach(auths, key, ent)
 	{
-		const char *a, *u, *p;
-		char *user = NULL, *pass = NULL, *host;
+		const char *a, *u, *p, *it;
+		char *user = NULL, *pass = NULL, *host, *tok = NULL;
 		struct auth_cred *nv;
 
 		if (!json_is_object(ent))
@@ -266,8 +266,17 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 		a = json_string_value(json_object_get(ent, "auth"));
 		u = json_string_value(json_object_get(ent, "username"));
 		p = json_string_value(json_object_get(ent, "password"));
-		if (a && *a) {
+		/* as docker stores an OAuth2 login (e.g. `az acr login`) */
+		it = json_string_value(json_object_get(ent, "identitytoken"));
+		if (it && *it && !(tok = strdup(it))) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		if (tok && !(a && *a)) {
+			user = strdup(u ? u : "");
+		} else if (a && *a) {
 			if (decode_auth(a, &user, &pass) < 0) {
+				auth_wipe_free(tok);
 				ferr_set(e, FERR_INPUT, 0,
 					 "credentials file '%s': the 'auth' "
 					 "entry for '%.200s' is not "
@@ -279,14 +288,15 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 			user = strdup(u);
 			pass = strdup(p);
 		} else {
-			continue; /* e.g. only an identity token */
+			continue; /* nothing usable */
 		}
 		host = auth_normalise_host(key);
 		nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
-		if (!host || !user || !pass || !nv) {
+		if (!host || !user || (!pass && !tok) || !nv) {
 			free(host);
 			auth_wipe_free(user);
 			auth_wipe_free(pass);
+			auth_wipe_free(tok);
 			if (nv)
 				s->v = nv;
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
@@ -297,6 +307,7 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 		s->v[s->n].host = host;
 		s->v[s->n].user = user;
 		s->v[s->n].pass = pass;
+		s->v[s->n].identity_token = tok;
 		s->n++;
 	}
 	rc = 0;

@@ -1,6 +1,7 @@
 /* Registry credentials and authentication challenges.
  *
- * Credentials come from a Docker config.json: "auths" entries, and the
+ * Credentials come from a Docker config.json: "auths" entries (with their
+ * "identitytoken"), and the
  * credential helpers it names ("credHelpers" per host, "credsStore" for
  * every other host), run as docker runs them.  They are
  * bound to the host they were stored for: the registry client never sends

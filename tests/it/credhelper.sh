@@ -70,6 +70,14 @@ check "the token service got a refresh_token grant for '$FERRY_TEST_USER'" \
 	bash -c "grep 'refresh_token' '$FERRY_TEST_TOKEN_LOG' | tail -1 | jq -e '.authenticated and .user == \"$FERRY_TEST_USER\" and .method == \"POST\"' >/dev/null"
 check "the refresh token is not in the token service's URL" \
 	bash -c "! grep -qF -- '$FERRY_TEST_REFRESH_TOKEN' '$FERRY_TEST_TOKEN_LOG'"
+# the same in an "auths" entry (as `az acr login` writes it)
+jq -n --arg h "$FERRY_TEST_TOKEN" --arg t "$FERRY_TEST_REFRESH_TOKEN" \
+	--arg a "$(printf '00000000-0000-0000-0000-000000000000:' | base64 -w0)" \
+	'{auths:{($h):{auth:$a, identitytoken:$t}}}' >idtoken.json
+before=$(grep -c refresh_token "$FERRY_TEST_TOKEN_LOG")
+export_from "identitytoken in auths: refresh_token grant" "$FERRY_TEST_TOKEN" idtoken.json 0 "wrote"
+check "identitytoken in auths: the token service got the grant" \
+	[ "$(grep -c refresh_token "$FERRY_TEST_TOKEN_LOG")" -gt "$before" ]
 printf '%s <token> %s\n' "$FERRY_TEST_TOKEN" refresh-wrong >creds
 export_from "a stale identity token says to log in again" "$FERRY_TEST_TOKEN" helpers.json 4 "refused the identity token.*log in again"
 printf '%s <token> %s\n' "$FERRY_TEST_TLS" "$FERRY_TEST_REFRESH_TOKEN" >creds

@@ -198,7 +198,7 @@ static void test_authfile(void)
 	    {"registry.example.com", NULL, NULL},
 	    {"registry.example.com:5001", NULL, NULL},
 	    {"harbor.example.com", "u2", "p2"},
-	    {"ghcr.io", NULL, NULL},
+	    {"ghcr.io", "", NULL}, /* an identity token only */
 	    {"evil.example.com", NULL, NULL},
 	};
 	struct auth_store s = {0};
@@ -212,6 +212,11 @@ static void test_authfile(void)
 		if (c && cases[i].user) {
 			CHECK_STR(c->user, cases[i].user, cases[i].host);
 			CHECK_STR(c->pass, cases[i].pass, cases[i].host);
+			CHECK(strcmp(cases[i].host, "ghcr.io")
+				  ? c->identity_token == NULL
+				  : c->identity_token &&
+					!strcmp(c->identity_token, "x"),
+			      "identity token of '%s'", cases[i].host);
 		}
 	}
 	auth_store_release(&s);
