@@ -1,12 +1,12 @@
 /* Registry credentials and authentication challenges.
  *
  * Credentials come from a Docker config.json: "auths" entries (with their
- * "identitytoken"), and the
- * credential helpers it names ("credHelpers" per host, "credsStore" for
- * every other host), run as docker runs them.  They are
- * bound to the host they were stored for: the registry client never sends
- * them to another host (redirect targets, token realms elsewhere, upload
- * Locations).  Passwords are wiped from memory on release and never logged.
+ * "identitytoken"), and the credential helpers it names ("credHelpers" per
+ * host, "credsStore" for every other host), run as docker runs them.  They
+ * are bound to the host they were stored for: the registry client never
+ * sends them to another host (redirect targets, token realms elsewhere,
+ * upload Locations).  Passwords are wiped from memory on release and never
+ * logged.
  */
 #ifndef FERRY_AUTH_H
 #define FERRY_AUTH_H
