@@ -456,9 +456,10 @@ static const char *helper_for(const struct auth_store *s, const char *h)
 }
 
 /* Ask `helper` about `h` once; later calls get the same answer. */
-static int lazy_ask(struct auth_lazy *l, const char *helper, const char *h,
-		    const struct auth_cred **out, struct ferr *e)
+static int lazy_ask(const struct auth_store *s, const char *helper,
+		    const char *h, const struct auth_cred **out, struct ferr *e)
 {
+	struct auth_lazy *l = s->lazy;
 	/* Docker Hub's entry lives under its legacy key, as docker stores it */
 	const char *url = strcmp(h, "docker.io") == 0
 			      ? "https://index.docker.io/v1/"
@@ -479,6 +480,13 @@ static int lazy_ask(struct auth_lazy *l, const char *helper, const char *h,
 		}
 		if (auth_helper_get(helper, url, &n->cred, &n->found,
 				    &n->err) < 0) {
+			size_t k = strlen(n->err.msg);
+
+			/* where it was named: the user may not know */
+			if (s->path)
+				snprintf(n->err.msg + k, sizeof(n->err.msg) - k,
+					 " (named in '%s' for '%s')", s->path,
+					 h);
 			cred_release(&n->cred);
 			n->failed = true;
 			n->found = false;
@@ -512,7 +520,7 @@ int auth_store_lookup(const struct auth_store *s, const char *host,
 	if (!h)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	helper = s->lazy ? helper_for(s, h) : NULL;
-	if (helper && lazy_ask(s->lazy, helper, h, out, e) < 0)
+	if (helper && lazy_ask(s, helper, h, out, e) < 0)
 		goto out;
 	if (!*out)
 		*out = auth_store_find(s, h);

@@ -92,7 +92,7 @@ start=$(date +%s)
 FERRYTEST_MODE=hang export_from "hanging helper: timeout" "$FERRY_TEST_TLS" store.json 4 "did not answer within 30 s"
 check "hanging helper: given up within 40 s" [ $(($(date +%s) - start)) -lt 40 ]
 echo '{"credsStore":"missing-helper"}' >missing.json
-export_from "helper not on PATH" "$FERRY_TEST_TLS" missing.json 4 "'docker-credential-missing-helper' is not on PATH"
+export_from "helper not on PATH" "$FERRY_TEST_TLS" missing.json 4 "'docker-credential-missing-helper' is not on PATH \(named in 'missing.json' for '$FERRY_TEST_TLS'\)"
 echo '{"credsStore":"../../bin/sh"}' >evil.json
 export_from "helper name with a path: refused" "$FERRY_TEST_TLS" evil.json 1 "'credsStore' is not a helper name"
 finish
