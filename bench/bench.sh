@@ -2,12 +2,21 @@
 # ferry benchmark: ferry export and import against skopeo and the raw limit, ferry verify against openssl.
 #
 #   bench/bench.sh [--size-mb N] [--repeat N] [--keep] [--clean]
+#   bench/bench.sh --wan|--scale [--images N] [--rtt-ms MS] [--keep]
+#   bench/bench.sh --weekly [--size-mb N] [--repeat N] [--pct P] [--split-size S] [--keep]
 #
 #   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
 #   --keep       also keep the registry storage (the next run skips the push)
 #                and the outputs of this run (bundles, archives, blobs)
 #   --repeat N   run every measurement N times, report the fastest (default 1)
 #   --clean      delete bench/.work (corpora, registry storage) and exit
+#   --wan        instead: export hundreds of small multi-arch images through
+#                a latency proxy against 4 keep-alive curls (bench_scale.sh)
+#   --scale      instead: export/import time and peak memory at N and 10 N
+#                images, and their ratios (bench_scale.sh; with --wan, both)
+#   --weekly     instead: a delta export (--base, P% new bytes, default 5)
+#                against a full one, and verify of split parts (--split-size,
+#                default 256M) against the one file (bench_weekly.sh)
 #
 # Builds ferry (Release, in build-bench/) unless FERRY names a binary,
 # generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
@@ -61,8 +70,12 @@ GOAL_IMPORT_DISK=0
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
-usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
+SCALE_ARGS=()
+SCALE_MODE=0
+WEEKLY_ARGS=()
+WEEKLY_MODE=0
 while (($#)); do
     case $1 in
     --size-mb)
@@ -79,12 +92,34 @@ while (($#)); do
         REPEAT=$2
         shift 2
         ;;
-    --keep) KEEP=1; shift ;;
+    --keep) KEEP=1; SCALE_ARGS+=(--keep); shift ;;
     --clean) CLEAN=1; shift ;;
+    --wan | --scale) SCALE_ARGS+=("$1"); SCALE_MODE=1; shift ;;
+    --images | --rtt-ms)
+        (($# >= 2)) || usage
+        SCALE_ARGS+=("$1" "$2")
+        shift 2
+        ;;
+    --images=* | --rtt-ms=*) SCALE_ARGS+=("$1"); shift ;;
+    --weekly) WEEKLY_MODE=1; shift ;;
+    --pct | --split-size)
+        (($# >= 2)) || usage
+        WEEKLY_ARGS+=("$1" "$2")
+        shift 2
+        ;;
+    --pct=* | --split-size=*) WEEKLY_ARGS+=("$1"); shift ;;
     -h | --help) usage ;;
     *) echo "bench: unknown argument '$1'" >&2; usage ;;
     esac
 done
+# Many small images (WAN, 10x growth): a benchmark of its own.
+((SCALE_MODE == 0 || WEEKLY_MODE == 0)) || { echo "bench: --weekly does not combine with --wan or --scale" >&2; exit 2; }
+((SCALE_MODE == 0 || CLEAN)) || exec "$HERE/bench_scale.sh" "${SCALE_ARGS[@]}"
+# Weekly updates (delta bundles, split volumes): a benchmark of its own.
+((WEEKLY_MODE || ${#WEEKLY_ARGS[@]} == 0)) || { echo "bench: --pct and --split-size need --weekly" >&2; exit 2; }
+((KEEP == 0)) || WEEKLY_ARGS+=(--keep)
+((WEEKLY_MODE == 0 || CLEAN)) ||
+    exec "$HERE/bench_weekly.sh" --size-mb "$SIZE_MB" --repeat "$REPEAT" "${WEEKLY_ARGS[@]}"
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || { echo "bench: --size-mb needs a positive integer" >&2; exit 2; }
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bench: --repeat needs a positive integer" >&2; exit 2; }
 

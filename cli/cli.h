@@ -3,6 +3,7 @@
 #define FERRY_CLI_H
 
 #include <getopt.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,7 +28,7 @@ struct cli_common {
 	const char *authfile;
 };
 
-extern volatile sig_atomic_t cli_interrupted;
+extern atomic_int cli_interrupted; /* lock-free: set by the signal handler */
 
 /* getopt_long values for the common options start here; commands use
  * their own values below 256 or from CLI_OPT_CMD up. */

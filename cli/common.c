@@ -18,7 +18,7 @@
 #include "bounds.h"
 #include "cli.h"
 
-volatile sig_atomic_t cli_interrupted;
+atomic_int cli_interrupted;
 
 const char cli_common_help[] =
     "Common options:\n"

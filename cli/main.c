@@ -19,6 +19,8 @@ static const struct command commands[] = {
     {"inspect", "list what a bundle holds (without verifying it)",
      cmd_inspect},
     {"import", "verify a bundle and push it into a registry", cmd_import},
+    {"unpack", "verify a bundle and write it as a plain tar for a loader",
+     cmd_unpack},
     {"cache", "prune or clear the export cache", cmd_cache},
     {NULL, NULL, NULL},
 };

@@ -29,7 +29,7 @@ struct arc_writer {
 	char *name;    /* output file name, for messages */
 	uint64_t left; /* bytes still owed to the current entry */
 	int finished;
-	int fd;
+	struct arc_sink sink;
 	enum arc_compress comp;
 	ZSTD_CCtx *zc;
 	bool in_frame;    /* a compressed frame is open */
@@ -41,20 +41,19 @@ struct arc_writer {
 	int err; /* errno of a failed write */
 };
 
+static int sink_put(struct arc_writer *w, const void *p, size_t n)
+{
+	if (n && w->sink.write(w->sink.ctx, p, n) < 0) {
+		w->err = errno ? errno : EIO;
+		return -1;
+	}
+	return 0;
+}
+
 static int out_flush(struct arc_writer *w)
 {
-	size_t off = 0;
-
-	while (off < w->outlen) {
-		ssize_t r = write(w->fd, w->out + off, w->outlen - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			w->err = errno;
-			return -1;
-		}
-		off += (size_t)r;
-	}
+	if (sink_put(w, w->out, w->outlen) < 0)
+		return -1;
 	w->outlen = 0;
 	return 0;
 }
@@ -65,20 +64,8 @@ static int out_put(struct arc_writer *w, const void *p, size_t n)
 
 	if ((w->outlen + n > OUT_BUF || n >= OUT_BUF / 2) && out_flush(w) < 0)
 		return -1;
-	if (n >= OUT_BUF / 2) { /* large: straight through, in order */
-		while (n) {
-			ssize_t r = write(w->fd, q, n);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				w->err = errno;
-				return -1;
-			}
-			q += r;
-			n -= (size_t)r;
-		}
-		return 0;
-	}
+	if (n >= OUT_BUF / 2) /* large: straight through, in order */
+		return sink_put(w, q, n);
 	memcpy(w->out + w->outlen, q, n);
 	w->outlen += n;
 	return 0;
@@ -164,6 +151,31 @@ static int on_close(struct archive *a, void *ud)
 	return out_flush(w) < 0 ? ARCHIVE_FATAL : ARCHIVE_OK;
 }
 
+/* gzip: libarchive compresses and blocks; we only carry its output. */
+static la_ssize_t on_write_gz(struct archive *a, void *ud, const void *p,
+			      size_t n)
+{
+	(void)a;
+	return sink_put(ud, p, n) < 0 ? -1 : (la_ssize_t)n;
+}
+
+static int fd_write(void *ctx, const void *p, size_t n)
+{
+	int fd = (int)(intptr_t)ctx;
+	const unsigned char *q = p;
+
+	while (n) {
+		ssize_t r = write(fd, q, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		q += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
 /* Data that starts like a gzip or zstd stream is not worth compressing. */
 static bool looks_compressed(const unsigned char *p, size_t n)
 {
@@ -211,13 +223,22 @@ int arc_writer_open(struct arc_writer **out, int fd, enum arc_compress c,
 		    int threads, time_t mtime, const char *name,
 		    struct ferr *e)
 {
+	struct arc_sink s = {fd_write, (void *)(intptr_t)fd};
+
+	return arc_writer_open_sink(out, &s, c, threads, mtime, name, e);
+}
+
+int arc_writer_open_sink(struct arc_writer **out, const struct arc_sink *sink,
+			 enum arc_compress c, int threads, time_t mtime,
+			 const char *name, struct ferr *e)
+{
 	struct arc_writer *w = calloc(1, sizeof(*w));
 
 	*out = NULL;
 	if (!w)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	w->mtime = mtime;
-	w->fd = fd;
+	w->sink = *sink;
 	w->comp = c;
 	w->name = strdup(name);
 	w->a = archive_write_new();
@@ -237,7 +258,8 @@ int arc_writer_open(struct arc_writer **out, int fd, enum arc_compress c,
 			goto fail;
 		archive_write_set_bytes_per_block(w->a, 1024 * 1024);
 		archive_write_set_bytes_in_last_block(w->a, 1);
-		if (archive_write_open_fd(w->a, fd) != ARCHIVE_OK)
+		if (archive_write_open2(w->a, w, NULL, on_write_gz, NULL,
+					NULL) != ARCHIVE_OK)
 			goto fail;
 		*out = w;
 		return 0;

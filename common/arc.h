@@ -19,6 +19,15 @@ const char *arc_compress_name(enum arc_compress c);
 
 struct arc_writer;
 
+/* Where the archive's bytes go: all `n` bytes or -1 with errno set. */
+struct arc_sink {
+	int (*write)(void *ctx, const void *p, size_t n);
+	void *ctx;
+};
+
+int arc_writer_open_sink(struct arc_writer **out, const struct arc_sink *sink,
+			 enum arc_compress c, int threads, time_t mtime,
+			 const char *name, struct ferr *e);
 /* Write to `fd` (not closed by the writer).  `threads` is used by zstd. */
 int arc_writer_open(struct arc_writer **out, int fd, enum arc_compress c,
 		    int threads, time_t mtime, const char *name,

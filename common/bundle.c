@@ -171,6 +171,17 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(root, "images", imgs);
+	if (m->nbases) {
+		json_t *delta = json_object(), *b = json_array(),
+		       *om = json_array();
+		for (size_t i = 0; i < m->nbases; i++)
+			json_array_append_new(b, json_string(m->bases[i]));
+		for (size_t i = 0; i < m->nomitted; i++)
+			json_array_append_new(om, json_string(m->omitted[i].str));
+		json_object_set_new(delta, "bases", b);
+		json_object_set_new(delta, "omitted", om);
+		json_object_set_new(root, "delta", delta);
+	}
 	return dump(root, JSON_INDENT(2));
 }
 

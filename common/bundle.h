@@ -45,6 +45,12 @@ struct bundle_meta {
 	uint64_t sequence;
 	const char *key_id;
 	char bundle_id[65];
+	/* a delta bundle: the bundles it builds on, and the configs and
+	 * layers it refers to but leaves out because they carry them */
+	const char *const *bases;
+	size_t nbases;
+	const struct digest *omitted;
+	size_t nomitted;
 };
 
 /* RFC 3339 UTC, "2026-11-29T14:00:00Z". */

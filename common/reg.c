@@ -2201,3 +2201,122 @@ out:
 	auth_wipe_free(line);
 	return rc;
 }
+
+const char *reg_client_scheme(const struct reg_client *c)
+{
+	return c->scheme;
+}
+
+int reg_upload_blob(struct reg_client *c, const char *repo,
+		    const struct digest *d, const void *p, size_t n,
+		    bool *one_request, struct ferr *e)
+{
+	char what[600], scope[300];
+	struct req rq;
+	struct xfer x;
+	char *url = NULL;
+	int rc = -1;
+
+	*one_request = false;
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	if (check_names(c, repo, d->str, e) < 0 || ensure_ping(c, e) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "upload of '%s' to '%s'", d->str, repo);
+	snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);
+	snprintf(c->upload_scope, sizeof(c->upload_scope), "%s", scope);
+	rq.method = "POST";
+	rq.url = mkurl(c, "/v2/%s/blobs/uploads/?digest=%s", repo, d->str);
+	rq.what = what;
+	rq.scope = scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_DISCARD;
+	rq.send = p;
+	rq.send_len = n;
+	rq.content_type = "Content-Type: application/octet-stream";
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0)
+		goto out;
+	if (x.status == 201) {
+		if (x.dcd && strcmp(x.dcd, d->str) != 0) {
+			ferr_set(e, FERR_VERIFY, 0,
+				 "registry '%s' stored blob '%s' as '%.80s'",
+				 c->host, d->str, x.dcd);
+			goto out;
+		}
+		*one_request = true;
+		rc = 0;
+		goto out;
+	}
+	/* 202: the registry opened an upload session instead (monolithic
+	 * uploads are optional): finish it with the data */
+	if (x.status != 202 || !x.location) {
+		ferr_set(e, FERR_NETWORK, (int)x.status,
+			 "registry '%s' answered %ld without an upload location "
+			 "for %s",
+			 c->host, x.status, what);
+		goto out;
+	}
+	url = upload_url(c, rq.url, x.location, e);
+	if (!url)
+		goto out;
+	rc = reg_upload_finish(c, &url, d, p, n, e);
+	if (rc < 0)
+		reg_upload_cancel(c, url);
+out:
+	free(url);
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}
+
+int reg_repo_has_tags(struct reg_client *c, const char *repo, bool *has,
+		      struct ferr *e)
+{
+	char what[400], scope[300];
+	struct req rq;
+	struct xfer x;
+	struct buf body;
+	json_t *root = NULL, *tags;
+	int rc = -1;
+
+	*has = true;
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	buf_init(&body, FERRY_MAX_JSON);
+	if (check_names(c, repo, NULL, e) < 0 || ensure_ping(c, e) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "the tags of '%s'", repo);
+	snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
+	rq.method = "GET";
+	rq.url = mkurl(c, "/v2/%s/tags/list?n=1", repo);
+	rq.what = what;
+	rq.scope = scope;
+	rq.registry_auth = true;
+	rq.mode = BODY_BUFFER;
+	rq.body = &body;
+	if (!rq.url)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (request(c, &rq, &x, e) < 0) {
+		if (e->code == 404) {
+			ferr_clear(e);
+			*has = false;
+			rc = 0;
+		}
+		goto out;
+	}
+	root = json_loadb((const char *)body.data, body.len, 0, NULL);
+	tags = json_object_get(root, "tags");
+	/* an answer we cannot read proves nothing: only an empty or null
+	 * list counts as no tags */
+	*has = !root || (json_is_array(tags) ? json_array_size(tags) > 0
+					     : !json_is_null(tags));
+	rc = 0;
+out:
+	json_decref(root);
+	buf_release(&body);
+	xfer_release(&x);
+	free(rq.url);
+	return rc;
+}

@@ -14,6 +14,7 @@
 #define FERRY_REG_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +46,7 @@ struct reg_opts {
 	 * Only tests set it (to keep them short). */
 	long stall_timeout_s;
 	/* Set asynchronously (SIGINT): transfers stop with FERR_INTERRUPT. */
-	volatile sig_atomic_t *cancel;
+	atomic_int *cancel; /* set (by a signal handler too): stop soon */
 	/* Diagnostics (retries, redirects) for -v; never sees credentials. */
 	void (*log)(void *ctx, const char *msg);
 	void *log_ctx;
@@ -171,5 +172,23 @@ void reg_client_stats(const struct reg_client *c, struct reg_stats *out);
  * manifest.  Sets e with the reason on NULL. */
 const char *reg_manifest_kind(const unsigned char *data, size_t len,
 			      const char *content_type, struct ferr *e);
+
+/* "https" or "http" once the client has pinged the registry, else NULL. */
+const char *reg_client_scheme(const struct reg_client *c);
+
+/* Upload a blob the caller has checked, in one request where the registry
+ * takes it (POST with the digest and the data: *one_request), else in the
+ * upload session it opens instead (PUT to its Location).  A registry that
+ * opens a session once always will: use reg_upload_start and
+ * reg_upload_finish then, not to send the data twice. */
+int reg_upload_blob(struct reg_client *c, const char *repo,
+		    const struct digest *d, const void *p, size_t n,
+		    bool *one_request, struct ferr *e);
+
+/* Does `repo` have any tag?  *has is false only when the registry says the
+ * repository is unknown (404) or lists no tags; anything else it says
+ * counts as yes. */
+int reg_repo_has_tags(struct reg_client *c, const char *repo, bool *has,
+		      struct ferr *e);
 
 #endif

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "exporter.h"
+#include "parts.h"
 #include "ref.h"
 #include "sig.h"
 
@@ -27,7 +28,8 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  -f, --images-file FILE  one reference per line; '#' comments\n"
-    "  -o, --output BUNDLE     bundle to write (must not exist)\n"
+    "  -o, --output BUNDLE     bundle to write (must not exist; '-': standard\n"
+    "                          output)\n"
     "      --key FILE          private signing key (from 'ferry keygen')\n"
     "      --passphrase-file F passphrase of an encrypted key\n"
     "      --platform LIST     OS/ARCH[/VARIANT],... or 'all' (default)\n"
@@ -38,6 +40,11 @@ static const char usage_text[] =
     "      --report FILE.json  write a JSON report\n"
     "      --channel NAME      update channel (default 'default')\n"
     "      --sequence N        sequence number (default: creation time)\n"
+    "      --base BUNDLE       write a delta: leave out every config and layer\n"
+    "                          this earlier bundle (or BUNDLE.parts) carries\n"
+    "                          or omits (repeatable)\n"
+    "      --split-size SIZE   write parts BUNDLE.001, ... of SIZE bytes (K, M,\n"
+    "                          G: powers of 1024) with a signed BUNDLE.parts\n"
     "\n";
 
 enum {
@@ -50,6 +57,8 @@ enum {
 	OPT_REPORT,
 	OPT_CHANNEL,
 	OPT_SEQUENCE,
+	OPT_BASE,
+	OPT_SPLIT,
 };
 
 static const struct option long_opts[] = {
@@ -64,6 +73,8 @@ static const struct option long_opts[] = {
     {"report", required_argument, NULL, OPT_REPORT},
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"sequence", required_argument, NULL, OPT_SEQUENCE},
+    {"base", required_argument, NULL, OPT_BASE},
+    {"split-size", required_argument, NULL, OPT_SPLIT},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -296,6 +307,15 @@ static void on_event(void *ctx, const struct exp_event *ev)
 {
 	struct ui *u = ctx;
 
+	if (ev->type == EXP_EV_FAILED) { /* always: it is an error */
+		pthread_mutex_lock(&u->tk.mu);
+		if (u->mode == PROGRESS_AUTO)
+			fputs("\r\033[K", stderr);
+		cli_error(ev->err);
+		pthread_mutex_unlock(&u->tk.mu);
+		return;
+	}
+
 	if (u->mode == PROGRESS_AUTO && ev->type == EXP_EV_IMAGE_DONE) {
 		/* a finished image gets its own line above the bar */
 		pthread_mutex_lock(&u->tk.mu);
@@ -392,8 +412,10 @@ struct export_args {
 	struct cli_common com;
 	const char *out, *keyfile, *passfile, *images_file, *report, *channel,
 	    *cache, *platform_arg;
-	uint64_t sequence, jobs;
+	uint64_t sequence, jobs, split;
 	bool has_sequence;
+	const char *bases[EXP_MAX_BASES];
+	size_t nbases;
 	enum arc_compress compress;
 };
 
@@ -455,6 +477,20 @@ static int export_opt(struct export_args *a, int c, const char *arg,
 			return bad_opt("--sequence takes a non-negative "
 					       "integer", arg);
 		a->has_sequence = true;
+		return 0;
+	case OPT_BASE:
+		if (a->nbases == EXP_MAX_BASES)
+			return bad_opt("--base may be given at most "
+				       EXP_MAX_BASES_STR " times",
+				       arg);
+		a->bases[a->nbases++] = arg;
+		return 0;
+	case OPT_SPLIT:
+		if (parts_size_parse(arg, &a->split) < 0 ||
+		    a->split < PARTS_MIN_SIZE)
+			return bad_opt("--split-size takes a size of at least "
+				       "4096 bytes (K, M, G: powers of 1024)",
+				       arg);
 		return 0;
 	default:
 		if (optopt && optopt < 256)
@@ -604,25 +640,36 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 			  const struct exp_result *res,
 			  const struct sig_key *key, double secs)
 {
+	/* with -o -, standard output is the bundle */
+	FILE *f = strcmp(a->out, "-") ? stdout : stderr;
+	unsigned data = atomic_load(&u->pr.blobs_total);
+	size_t docs = res->nblobs >= data ? res->nblobs - data : 0;
+
 	if (u->mode == PROGRESS_JSON)
 		fprintf(stderr,
 			"{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
 			a->out, res->meta.bundle_id);
 	if (a->com.quiet)
 		return;
-	unsigned data = atomic_load(&u->pr.blobs_total);
-	size_t docs = res->nblobs >= data ? res->nblobs - data : 0;
-
-	printf("wrote '%s': %zu image%s, %zu blobs (%u configs and layers, %zu "
-	       "%s), %.1f MiB (fetched %.1f "
-	       "MiB, from cache %.1f MiB) in %.1f s\nbundle id %s, signed "
-	       "by key %s\n",
-	       a->out, res->nimages, res->nimages == 1 ? "" : "s", res->nblobs,
-	       data, docs, docs == 1 ? "manifest or index" : "manifests and indexes",
-	       (double)res->bundle_bytes / 1048576.0,
-	       (double)res->bytes_fetched / 1048576.0,
-	       (double)res->bytes_cached / 1048576.0, secs, res->meta.bundle_id,
-	       key->key_id);
+	if (res->nparts)
+		fprintf(f, "wrote '%s.001' to '%s.%03zu' and '%s.parts': ",
+			a->out, a->out, res->nparts, a->out);
+	else
+		fprintf(f, "wrote '%s': ", a->out);
+	fprintf(f,
+		"%zu image%s, %zu blobs (%u configs and layers, %zu %s), %.1f "
+		"MiB (fetched %.1f MiB, from cache %.1f MiB) in %.1f s\n",
+		res->nimages, res->nimages == 1 ? "" : "s", res->nblobs, data,
+		docs, docs == 1 ? "manifest or index" : "manifests and indexes",
+		(double)res->bundle_bytes / 1048576.0,
+		(double)res->bytes_fetched / 1048576.0,
+		(double)res->bytes_cached / 1048576.0, secs);
+	if (res->meta.nbases)
+		fprintf(f, "delta over %zu base bundle%s: %zu blobs left out\n",
+			res->meta.nbases, res->meta.nbases == 1 ? "" : "s",
+			res->meta.nomitted);
+	fprintf(f, "bundle id %s, signed by key %s\n", res->meta.bundle_id,
+		key->key_id);
 }
 
 int cmd_export(int argc, char **argv)
@@ -682,6 +729,9 @@ int cmd_export(int argc, char **argv)
 	eo.key = &key;
 	eo.channel = a.channel;
 	eo.sequence = a.has_sequence ? a.sequence : (uint64_t)eo.created;
+	eo.split_size = a.split;
+	eo.bases = a.bases;
+	eo.nbases = a.nbases;
 	eo.progress = &u.pr;
 	eo.event = on_event;
 	eo.event_ctx = &u;

@@ -1,4 +1,5 @@
 #include "internal.h"
+#include "output.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -507,6 +508,36 @@ void exp_blob_done_event(struct exporter *x, struct item *it)
 	}
 }
 
+/* A config described as JSON must be a JSON object of at most 4 MiB, as
+ * verify and import require: refuse to carry one that is not. */
+static int check_config(struct exporter *x, const struct item *it,
+			struct ferr *e)
+{
+	char *path;
+	json_t *root;
+	json_error_t jerr;
+	bool ok;
+
+	if (it->kind != K_CONFIG || !it->json)
+		return 0;
+	if (it->size > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"config '%s' is larger than the %u-byte limit",
+				it->d.str, FERRY_MAX_JSON);
+	path = exp_asprintf("%s/%s", x->blobdir, digest_hex(&it->d));
+	if (!path)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	ok = json_is_object(root);
+	json_decref(root);
+	free(path);
+	if (!ok)
+		return ferr_set(e, FERR_INPUT, 0,
+				"config '%s' (from '%s') is not a JSON object",
+				it->d.str, it->repo);
+	return 0;
+}
+
 static void *worker(void *arg)
 {
 	struct exporter *x = arg;
@@ -529,6 +560,8 @@ static void *worker(void *arg)
 		ferr_clear(&e);
 		cl = exp_client_for(x, &cs, it->host, &e);
 		rc = cl ? exp_fetch_item(x, cl, it, &e) : -1;
+		if (rc == 0)
+			rc = check_config(x, it, &e);
 		pthread_mutex_lock(&x->mu);
 		it->state = rc == 0 ? S_DONE : S_FAILED;
 		if (rc < 0 && !x->failed) {
@@ -574,6 +607,38 @@ static int list_images(struct exporter *x, const struct ref *refs,
 	return 0;
 }
 
+/* Every reference was tried: report each that failed (all but the first,
+ * which resolution returns), so one run lists every missing image. */
+static void report_failures(struct exporter *x)
+{
+	size_t nfailed = 0;
+
+	for (size_t i = 0; i < x->nimages; i++) {
+		struct exp_event ev;
+
+		if (!x->tops[i].failed ||
+		    x->tops[i].err.cat == FERR_INTERRUPT || !nfailed++)
+			continue;
+		memset(&ev, 0, sizeof(ev));
+		ev.type = EXP_EV_FAILED;
+		ev.ref = x->images[i].ref;
+		ev.err = &x->tops[i].err;
+		exp_emit(x, &ev);
+	}
+	for (size_t i = 0; i < x->nimages && nfailed > 1; i++) {
+		struct ferr *f = &x->tops[i].err;
+		size_t len;
+
+		if (!x->tops[i].failed)
+			continue;
+		len = strlen(f->msg);
+		snprintf(f->msg + len, sizeof(f->msg) - len,
+			 " (and %zu more image%s that cannot be exported)",
+			 nfailed - 1, nfailed == 2 ? "" : "s");
+		break;
+	}
+}
+
 /* Fetch every manifest in parallel, then resolve in order (the bundle's
  * order follows the references', whatever the network did). */
 static int resolve_all(struct exporter *x, const struct ref *refs,
@@ -587,6 +652,7 @@ static int resolve_all(struct exporter *x, const struct ref *refs,
 	atomic_store(&x->pr->images_total, (unsigned)x->nimages);
 	if (exp_prefetch(x, e) < 0)
 		goto out;
+	report_failures(x);
 	for (size_t i = 0; i < x->nimages; i++) {
 		struct bundle_image *im = &x->images[i];
 		struct exp_event ev;
@@ -700,26 +766,6 @@ out:
 	return rc;
 }
 
-static int fsync_dir_of(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd, rc;
-
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == path)
-		snprintf(dir, sizeof(dir), "/");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 void exp_result_release(struct exp_result *r)
 {
 	if (!r)
@@ -739,7 +785,10 @@ void exp_result_release(struct exp_result *r)
 /* What the bundle will hold, decided before a blob is fetched: the order
  * of its blob entries and its leading documents, signed. */
 struct plan {
-	size_t *order; /* item indexes in bundle order */
+	size_t *order; /* item indexes in bundle order: what it carries */
+	size_t n;
+	struct digest *omitted; /* a delta: what the bases carry */
+	size_t nomitted;
 	struct bundle_sum *sums;
 	size_t nsums;
 	char *index_json, *manifest_json, *ferry_json, *sums_text, *sig_b64;
@@ -751,6 +800,7 @@ static void plan_release(struct plan *p)
 		free((char *)p->sums[i].path);
 	free(p->sums);
 	free(p->order);
+	free(p->omitted);
 	free(p->index_json);
 	free(p->manifest_json);
 	free(p->ferry_json);
@@ -759,13 +809,15 @@ static void plan_release(struct plan *p)
 }
 
 /* Indexes, then manifests, configs and layers, each in order of first
- * appearance. */
+ * appearance; for a delta, the configs and layers its bases carry are
+ * left out (and listed as omitted, in the same order). */
 static int plan_order(struct exporter *x, struct plan *p, struct ferr *e)
 {
 	struct order_key *k = calloc(x->nitems + 1, sizeof(*k));
 
 	p->order = calloc(x->nitems + 1, sizeof(*p->order));
-	if (!k || !p->order) {
+	p->omitted = calloc(x->nitems + 1, sizeof(*p->omitted));
+	if (!k || !p->order || !p->omitted) {
 		free(k);
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	}
@@ -775,8 +827,15 @@ static int plan_order(struct exporter *x, struct plan *p, struct ferr *e)
 		k[i].idx = i;
 	}
 	qsort(k, x->nitems, sizeof(*k), cmp_order);
-	for (size_t i = 0; i < x->nitems; i++)
-		p->order[i] = k[i].idx;
+	for (size_t i = 0; i < x->nitems; i++) {
+		struct item *it = x->items[k[i].idx];
+		if (it->kind >= K_CONFIG && exp_base_has(x, &it->d)) {
+			it->omitted = true;
+			p->omitted[p->nomitted++] = it->d;
+		} else {
+			p->order[p->n++] = k[i].idx;
+		}
+	}
 	free(k);
 	return 0;
 }
@@ -785,13 +844,13 @@ static int plan_order(struct exporter *x, struct plan *p, struct ferr *e)
 static int plan_documents(struct exporter *x, struct plan *p,
 			  struct exp_result *res, struct ferr *e)
 {
-	struct digest *alld = calloc(x->nitems + 1, sizeof(*alld));
+	struct digest *alld = calloc(p->n + 1, sizeof(*alld));
 	int rc = -1;
 
 	if (!alld)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	for (size_t i = 0; i < x->nitems; i++)
-		alld[i] = x->items[i]->d;
+	for (size_t i = 0; i < p->n; i++)
+		alld[i] = x->items[p->order[i]]->d;
 	p->index_json = bundle_index_json(x->images, x->nimages);
 	p->manifest_json = bundle_manifest_json(x->images, x->nimages);
 	if (!p->index_json || !p->manifest_json) {
@@ -802,8 +861,12 @@ static int plan_documents(struct exporter *x, struct plan *p,
 	res->meta.channel = x->o->channel;
 	res->meta.sequence = x->o->sequence;
 	res->meta.key_id = x->o->key->key_id;
+	res->meta.bases = (const char *const *)x->base_ids;
+	res->meta.nbases = x->nbases;
+	res->meta.omitted = p->omitted;
+	res->meta.nomitted = p->nomitted;
 	if (bundle_compute_id(&res->meta, p->index_json,
-			      strlen(p->index_json), alld, x->nitems, e) < 0)
+			      strlen(p->index_json), alld, p->n, e) < 0)
 		goto out;
 	p->ferry_json = bundle_ferry_json(&res->meta, x->images, x->nimages);
 	if (!p->ferry_json) {
@@ -827,7 +890,7 @@ static int plan_sign(struct exporter *x, struct plan *p, struct ferr *e)
 	size_t siglen = 0;
 	char *b;
 
-	p->sums = calloc(x->nitems + 4, sizeof(*p->sums));
+	p->sums = calloc(p->n + 4, sizeof(*p->sums));
 	if (!p->sums)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	for (int i = 0; i < 4; i++) {
@@ -836,7 +899,7 @@ static int plan_sign(struct exporter *x, struct plan *p, struct ferr *e)
 			      &p->sums[p->nsums++].digest, e) < 0)
 			return -1;
 	}
-	for (size_t i = 0; i < x->nitems; i++) {
+	for (size_t i = 0; i < p->n; i++) {
 		struct item *it = x->items[p->order[i]];
 		char *path = exp_asprintf(BUNDLE_BLOB_PREFIX "%s",
 					  digest_hex(&it->d));
@@ -880,7 +943,7 @@ static int plan_queue(struct exporter *x, const struct plan *p,
 	x->img_left = calloc(x->nimages + 1, sizeof(*x->img_left));
 	if (!x->queue || !x->img_left)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	for (size_t i = 0; i < x->nitems; i++) {
+	for (size_t i = 0; i < p->n; i++) {
 		struct item *it = x->items[p->order[i]];
 		if (it->kind == K_CONFIG || it->kind == K_LAYER) {
 			atomic_fetch_add(&x->pr->blobs_total, 1);
@@ -893,7 +956,9 @@ static int plan_queue(struct exporter *x, const struct plan *p,
 		}
 	}
 	for (size_t i = 0; i < x->nitems; i++)
-		for (size_t k = 0; k < x->items[i]->nimages; k++)
+		for (size_t k = 0; !x->items[i]->omitted &&
+				   k < x->items[i]->nimages;
+		     k++)
 			x->img_left[x->items[i]->images[k]]++;
 	for (size_t i = 0; i < x->nimages; i++)
 		if (!x->img_left[i]) /* nothing left to fetch */
@@ -918,32 +983,6 @@ static int start_workers(struct exporter *x, pthread_t **threads,
 			return ferr_set(e, FERR_IO, errno, "cannot start a thread");
 		}
 	}
-	return 0;
-}
-
-/* A temporary file next to `out_path`, removed unless published. */
-static int open_output(const char *out_path, char **tmp, int *fd,
-		       struct ferr *e)
-{
-	const char *slash = strrchr(out_path, '/');
-	mode_t um;
-
-	*tmp = slash ? exp_asprintf("%.*s/.%s.ferry-XXXXXX",
-				    (int)(slash - out_path), out_path, slash + 1)
-		     : exp_asprintf(".%s.ferry-XXXXXX", out_path);
-	if (!*tmp)
-		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	*fd = mkstemp(*tmp);
-	if (*fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   out_path);
-		free(*tmp);
-		*tmp = NULL;
-		return -1;
-	}
-	um = umask(0);
-	umask(um);
-	fchmod(*fd, 0644 & ~um);
 	return 0;
 }
 
@@ -973,7 +1012,7 @@ static int write_blobs(struct exporter *x, struct arc_writer *w,
 
 	if (!copybuf)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	for (size_t i = 0; i < x->nitems; i++) {
+	for (size_t i = 0; i < p->n; i++) {
 		struct item *it = x->items[p->order[i]];
 		char path[128];
 
@@ -991,37 +1030,16 @@ static int write_blobs(struct exporter *x, struct arc_writer *w,
 		else if (it->kind >= K_CONFIG)
 			res->bytes_fetched += it->size;
 	}
-	res->nblobs = x->nitems;
+	res->nblobs = p->n;
 	rc = 0;
 out:
 	free(copybuf);
 	return rc;
 }
 
-/* fsync, then link into place: never replace a file that appeared
- * meanwhile. */
-static int publish_output(int fd, const char *tmp, const char *out_path,
-			  struct exp_result *res, struct ferr *e)
-{
-	struct stat st;
-
-	if (fsync(fd) < 0)
-		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
-				  out_path);
-	if (fstat(fd, &st) == 0)
-		res->bundle_bytes = (uint64_t)st.st_size;
-	if (link(tmp, out_path) < 0)
-		return ferr_errno(e, FERR_IO, errno, "cannot create '%s'",
-				  out_path);
-	fsync_dir_of(out_path);
-	return 0;
-}
-
 static int exporter_init(struct exporter *x, const struct exp_opts *o,
-			 const char *out_path, struct ferr *e)
+			 struct ferr *e)
 {
-	struct stat st;
-
 	memset(x, 0, sizeof(*x));
 	x->o = o;
 	x->pr = o->progress ? o->progress : &x->dummy_progress;
@@ -1030,10 +1048,6 @@ static int exporter_init(struct exporter *x, const struct exp_opts *o,
 	pthread_mutex_init(&x->mu, NULL);
 	pthread_cond_init(&x->cv, NULL);
 	pthread_mutex_init(&x->evmu, NULL);
-	if (lstat(out_path, &st) == 0)
-		return ferr_set(e, FERR_IO, EEXIST,
-				"'%s' already exists; refusing to overwrite it",
-				out_path);
 	x->blobdir = exp_asprintf("%s/blobs/sha256", o->cache_dir);
 	x->partdir = exp_asprintf("%s/partial", o->cache_dir);
 	if (!x->blobdir || !x->partdir)
@@ -1063,6 +1077,7 @@ static void exporter_release(struct exporter *x)
 	free(x->items);
 	free(x->refs);
 	exp_store_release(x);
+	exp_bases_release(x);
 	free(x->ht);
 	if (x->images) {
 		struct exp_result tmpres = {0};
@@ -1097,13 +1112,16 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 	struct exporter X, *x = &X;
 	struct plan plan = {0};
 	struct arc_writer *w = NULL;
+	struct exp_out *out = NULL;
+	struct arc_sink sink;
 	pthread_t *threads = NULL;
 	size_t nthreads = 0;
-	char *tmp = NULL;
-	int fd = -1, rc = -1;
+	int rc = -1;
 
 	memset(res, 0, sizeof(*res));
-	if (exporter_init(x, o, out_path, e) < 0)
+	if (exporter_init(x, o, e) < 0 ||
+	    exp_out_open(&out, out_path, o->split_size, &sink, e) < 0 ||
+	    exp_load_bases(x, e) < 0)
 		goto out;
 	/* 1. resolve every reference (interrupt via the caller's flag) */
 	x->ropts.cancel = o->reg->cancel;
@@ -1119,29 +1137,26 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 	    start_workers(x, &threads, &nthreads, e) < 0)
 		goto out;
 	/* 4. write the bundle while blobs arrive */
-	if (open_output(out_path, &tmp, &fd, e) < 0 ||
-	    arc_writer_open(&w, fd, o->compress, o->threads, o->created,
-			    out_path, e) < 0 ||
+	if (arc_writer_open_sink(&w, &sink, o->compress, o->threads, o->created,
+				 out_path, e) < 0 ||
 	    write_documents(w, &plan, e) < 0 ||
 	    write_blobs(x, w, &plan, res, e) < 0 ||
 	    arc_writer_finish(w, e) < 0 ||
-	    publish_output(fd, tmp, out_path, res, e) < 0)
+	    exp_out_publish(out, o->key, &res->bundle_bytes, e) < 0)
 		goto out;
+	res->nparts = exp_out_parts(out);
 	atomic_store(&x->pr->phase, EXP_DONE);
-	res->images = x->images;
-	res->nimages = x->nimages;
-	x->images = NULL;
-	x->nimages = 0;
 	rc = 0;
 out:
 	stop_workers(x, threads, nthreads, rc, e);
-	arc_writer_release(w);
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp); /* after link() the bundle lives on */
-		free(tmp);
+	if (rc == 0) { /* only now: a worker may still be reporting on them */
+		res->images = x->images;
+		res->nimages = x->nimages;
+		x->images = NULL;
+		x->nimages = 0;
 	}
+	arc_writer_release(w);
+	exp_out_release(out);
 	free(threads);
 	plan_release(&plan);
 	exporter_release(x);

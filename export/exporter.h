@@ -18,6 +18,10 @@
 #include "reg.h"
 #include "sig.h"
 
+/* --base bundles one export may name. */
+#define EXP_MAX_BASES 16
+#define EXP_MAX_BASES_STR "16"
+
 enum exp_phase { EXP_RESOLVING, EXP_FETCHING, EXP_DONE };
 
 /* Live counters, readable from any thread. */
@@ -31,7 +35,12 @@ struct exp_progress {
 	atomic_ullong bytes_written; /* uncompressed bytes in the bundle */
 };
 
-enum exp_event_type { EXP_EV_RESOLVED, EXP_EV_BLOB, EXP_EV_IMAGE_DONE };
+enum exp_event_type {
+	EXP_EV_RESOLVED,
+	EXP_EV_BLOB,
+	EXP_EV_IMAGE_DONE,
+	EXP_EV_FAILED /* an image that cannot be exported (all are listed) */
+};
 
 struct exp_event {
 	enum exp_event_type type;
@@ -40,6 +49,7 @@ struct exp_event {
 	uint64_t size;
 	bool cached; /* EXP_EV_BLOB: taken from the cache */
 	unsigned count; /* EXP_EV_BLOB: blobs done so far, this one included */
+	const struct ferr *err; /* EXP_EV_FAILED: why */
 };
 
 struct exp_opts {
@@ -54,6 +64,10 @@ struct exp_opts {
 	const char *channel;
 	uint64_t sequence;
 	time_t created;
+	uint64_t split_size; /* 0: one file; else parts of this many bytes */
+	/* a delta over these earlier bundles (files or .parts) */
+	const char *const *bases;
+	size_t nbases;
 	struct exp_progress *progress; /* may be NULL */
 	/* Serialised: called from one thread at a time. */
 	void (*event)(void *ctx, const struct exp_event *ev);
@@ -68,12 +82,14 @@ struct exp_result {
 	uint64_t blob_bytes;    /* sum of blob entry sizes */
 	uint64_t bytes_fetched; /* configs and layers downloaded */
 	uint64_t bytes_cached;  /* configs and layers taken from the cache */
-	uint64_t bundle_bytes;  /* size of the bundle file */
+	uint64_t bundle_bytes;  /* size of the bundle (all parts) */
+	size_t nparts;          /* split volumes written; 0: one file */
 };
 
-/* Export `refs` into `out_path`.  The output appears only on success
- * (written to a temporary name, fsynced, then linked into place); an
- * existing file at `out_path` is never replaced. */
+/* Export `refs` into `out_path` ("-": standard output; with split_size,
+ * out_path.001, ... and out_path.parts and .parts.sig).  Files appear only
+ * on success (written to temporary names, fsynced, then linked into
+ * place); an existing file is never replaced. */
 int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 	    const char *out_path, struct exp_result *res, struct ferr *e);
 void exp_result_release(struct exp_result *r);

@@ -29,6 +29,8 @@ struct item {
 	size_t seq;             /* order of first appearance */
 	int state;
 	bool cached;
+	bool omitted; /* a delta's bases carry it */
+	bool json;    /* a config a descriptor calls JSON */
 	/* image manifests: their parts, for manifest.json */
 	struct digest cfg;
 	struct digest *layers;
@@ -75,7 +77,7 @@ struct ref_top {
 struct exporter {
 	const struct exp_opts *o;
 	struct reg_opts ropts;
-	volatile sig_atomic_t abort;
+	atomic_int abort; /* read by the registry clients of every thread */
 	/* Items are allocated one by one and never move: callers keep
 	 * pointers to them across add_item (the array of pointers grows). */
 	struct item **items;
@@ -102,6 +104,11 @@ struct exporter {
 	struct mstore store;
 	struct ref_top *tops;
 	size_t pf_next;
+	/* delta: the bases' ids, and every digest they carry or omit */
+	char **base_ids;
+	size_t nbases;
+	struct digest *base_has; /* sorted */
+	size_t nbase_has;
 };
 
 char *exp_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -139,6 +146,12 @@ int exp_fetch_child(struct reg_client *cl, const char *repo,
 int exp_prefetch(struct exporter *x, struct ferr *e);
 const struct mdoc *exp_store_get(struct exporter *x, const struct digest *d);
 void exp_store_release(struct exporter *x);
+
+/* delta.c: read the --base bundles' heads (signature checked with the
+ * public half of the signing key); is `d` one they carry or omit? */
+int exp_load_bases(struct exporter *x, struct ferr *e);
+bool exp_base_has(const struct exporter *x, const struct digest *d);
+void exp_bases_release(struct exporter *x);
 
 /* resolve.c: resolve one reference into x->images[i] and the item table. */
 int exp_resolve_one(struct exporter *x, const struct ref *r,

@@ -48,7 +48,10 @@ static void bad_option(char **argv, bool missing)
 		cli_usage_error("keygen", "unknown option '%.*s'", len, name);
 }
 
-int cmd_keygen(int argc, char **argv)
+/* 0 to go on, 1 when done (help, version), -1 on a usage error. */
+static int keygen_parse(int argc, char **argv, struct cli_common *common,
+			const char **prefix, const char **passfile,
+			enum sig_type *type)
 {
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -57,16 +60,8 @@ int cmd_keygen(int argc, char **argv)
 	    CLI_COMMON_OPTIONS,
 	    {0},
 	};
-	struct cli_common common = {0};
-	const char *prefix = NULL, *passfile = NULL;
-	enum sig_type type = SIG_ECDSA_P256;
-	struct sig_key key = {0};
-	struct ferr e;
-	char *pass = NULL;
-	size_t passlen = 0, plen;
-	int opt, r, rc = FERRY_EXIT_USAGE;
+	int opt, r;
 
-	ferr_clear(&e);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":o:" CLI_COMMON_SHORT, opts,
 				  NULL)) != -1) {
@@ -74,71 +69,99 @@ int cmd_keygen(int argc, char **argv)
 		case 'h':
 			fputs(usage_text, stdout);
 			fputs(cli_common_help, stdout);
-			rc = FERRY_EXIT_OK;
-			goto out;
+			return 1;
 		case 'o':
-			prefix = optarg;
+			*prefix = optarg;
 			continue;
 		case OPT_TYPE:
-			if (sig_type_parse(optarg, &type)) {
+			if (sig_type_parse(optarg, type)) {
 				cli_usage_error("keygen",
 						"--type takes ecdsa-p256, ed25519 "
 						"or rsa-3072, not '%s'",
 						optarg);
-				goto out;
+				return -1;
 			}
 			continue;
 		case OPT_PASSPHRASE_FILE:
-			passfile = optarg;
+			*passfile = optarg;
 			continue;
 		case ':':
 			bad_option(argv, true);
-			goto out;
+			return -1;
 		case '?':
 			bad_option(argv, false);
-			goto out;
+			return -1;
 		}
-		r = cli_common_opt(&common, opt, optarg, "keygen");
-		if (r == 2) {
-			rc = FERRY_EXIT_OK;
-			goto out;
-		}
+		r = cli_common_opt(common, opt, optarg, "keygen");
+		if (r == 2)
+			return 1;
 		if (r != 1) {
 			if (r == 0)
 				bad_option(argv, false);
-			goto out;
+			return -1;
 		}
 	}
+	return 0;
+}
+
+static int check_prefix(int argc, char **argv, const char *prefix)
+{
+	size_t plen = prefix ? strlen(prefix) : 0;
+
 	if (optind < argc) {
 		cli_usage_error("keygen", "unexpected argument '%s'",
 				argv[optind]);
-		goto out;
+		return -1;
 	}
 	if (!prefix) {
 		cli_usage_error("keygen", "missing -o PREFIX (the key files "
 					  "are PREFIX.key and PREFIX.pub)");
-		goto out;
+		return -1;
 	}
-	plen = strlen(prefix);
 	if (!plen || prefix[plen - 1] == '/') {
 		cli_usage_error("keygen",
 				"-o takes a file name prefix such as "
 				"'keys/ferry', not '%s'",
 				prefix);
+		return -1;
+	}
+	return 0;
+}
+
+static int read_passphrase(const char *passfile, char **pass,
+			   size_t *passlen, struct ferr *e)
+{
+	if (!passfile)
+		return 0;
+	if (sig_read_passphrase_file(passfile, pass, passlen, e))
+		return -1;
+	if (*passlen > SIG_MAX_PASSPHRASE)
+		return ferr_set(e, FERR_INPUT, 0,
+				"the passphrase in '%s' is too long (%zu "
+				"bytes): openssl reads at most %u",
+				passfile, *passlen, SIG_MAX_PASSPHRASE);
+	return 0;
+}
+
+int cmd_keygen(int argc, char **argv)
+{
+	struct cli_common common = {0};
+	const char *prefix = NULL, *passfile = NULL;
+	enum sig_type type = SIG_ECDSA_P256;
+	struct sig_key key = {0};
+	struct ferr e;
+	char *pass = NULL;
+	size_t passlen = 0;
+	int r, rc = FERRY_EXIT_USAGE;
+
+	ferr_clear(&e);
+	r = keygen_parse(argc, argv, &common, &prefix, &passfile, &type);
+	if (r != 0 || check_prefix(argc, argv, prefix) < 0) {
+		rc = r > 0 ? FERRY_EXIT_OK : FERRY_EXIT_USAGE;
 		goto out;
 	}
-	if (passfile) {
-		if (sig_read_passphrase_file(passfile, &pass, &passlen, &e))
-			goto fail;
-		if (passlen > SIG_MAX_PASSPHRASE) {
-			ferr_set(&e, FERR_INPUT, 0,
-				 "the passphrase in '%s' is too long (%zu "
-				 "bytes): openssl reads at most %u",
-				 passfile, passlen, SIG_MAX_PASSPHRASE);
-			goto fail;
-		}
-	}
-	if (sig_keygen(&key, type, &e))
+	if (read_passphrase(passfile, &pass, &passlen, &e) < 0 ||
+	    sig_keygen(&key, type, &e))
 		goto fail;
 	if (cli_interrupted) {
 		/* nothing written yet */

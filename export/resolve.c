@@ -194,14 +194,16 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 	/* (re)register the parts for this image's accounting */
 	{
 		struct item *c;
-		if (exp_parse_desc(json_object_get(root, "config"), &dg, &size, NULL,
-			       what, e) < 0)
+		const char *cmt = NULL;
+		if (exp_parse_desc(json_object_get(root, "config"), &dg, &size,
+				   &cmt, what, e) < 0)
 			goto out;
 		c = exp_add_item(x, &dg, size, K_CONFIG, host, repo, e);
 		if (!c || walk_count(w, &dg, size, e) < 0)
 			goto out;
-		/* the items array may have moved */
-		it = exp_find_item(x, &m->digest);
+		/* the reader will hold it to being JSON: check it here */
+		if (cmt && strstr(cmt, "json"))
+			c->json = true;
 		layers = json_object_get(root, "layers");
 		json_array_foreach(layers, i, l)
 		{
@@ -451,233 +453,278 @@ out:
 	return rc;
 }
 
-int exp_resolve_one(struct exporter *x, const struct ref *r,
-		       struct bundle_image *im, struct ferr *e)
-{
-	const char *host = ref_api_host(r);
+/* One image's resolution: where it comes from and what it has so far. */
+struct res {
+	struct exporter *x;
 	struct reg_client *cl;
-	struct reg_manifest m;
-	struct walk w;
-	struct item *pick = NULL;
+	const char *host, *repo;
 	char what[600];
-	int rc = -1;
+	struct bundle_image *im;
+	struct walk w;
+	struct item *pick; /* the manifest manifest.json describes */
+};
 
-	memset(&m, 0, sizeof(m));
-	memset(&w, 0, sizeof(w));
-	w.im = im;
-	snprintf(what, sizeof(what), "image '%s'", im->ref);
-	cl = exp_client_for(x, &x->main_clients, host, e);
-	if (!cl)
+static void set_top(struct bundle_image *im, const struct digest *d,
+		    uint64_t size, const char *mt)
+{
+	im->digest = *d;
+	im->doc_size = size;
+	im->media_type = mt;
+}
+
+/* "a/b, c/d": the platforms an index lists, for an error message. */
+static void platforms_of(json_t *mans, char *have, size_t cap)
+{
+	json_t *d;
+	size_t i, len = 0;
+
+	have[0] = '\0';
+	json_array_foreach(mans, i, d)
+	{
+		struct platform p;
+		char *s;
+
+		exp_platform_of_json(json_object_get(d, "platform"), &p);
+		if (!p.os[0] || !strcmp(p.os, "unknown"))
+			continue;
+		s = exp_platform_str(&p);
+		if (s && len + strlen(s) + 3 < cap)
+			len += (size_t)snprintf(have + len, cap - len, "%s%s",
+						len ? ", " : "", s);
+		free(s);
+	}
+}
+
+/* The entry of `mans` for platform `want`, added to the image and to
+ * `keep`.  *found tells whether the index has the platform at all. */
+static int keep_platform(struct res *rs, json_t *mans, const char *want_s,
+			 json_t *keep, struct item **one, bool *found,
+			 struct ferr *e)
+{
+	struct platform want, p;
+	struct reg_manifest child;
+	struct digest dg;
+	uint64_t size;
+	const char *dmt;
+	json_t *d = NULL;
+	size_t i;
+	char *s;
+
+	*found = false;
+	exp_platform_parse(want_s, &want);
+	json_array_foreach(mans, i, d)
+	{
+		exp_platform_of_json(json_object_get(d, "platform"), &p);
+		if (exp_platform_match(&want, &p))
+			break;
+	}
+	if (i == json_array_size(mans))
+		return 0;
+	*found = true;
+	if (exp_parse_desc(d, &dg, &size, &dmt, rs->what, e) < 0)
 		return -1;
-	if (top_manifest(x, cl, r, im, &m, what, e) < 0)
+	if (exp_is_index_type(dmt))
+		return ferr_set(e, FERR_INPUT, 0,
+				"%s: nested index for platform '%s' is not "
+				"supported with --platform",
+				rs->what, want_s);
+	if (fetch_child(rs->x, rs->cl, rs->repo, &dg, size, dmt, &child, e) < 0)
 		return -1;
-	if (exp_is_index_type(m.media_type) && !x->o->nplatforms) {
-		im->digest = m.digest;
-		im->doc_size = m.len;
-		im->media_type = !strcmp(m.media_type, MT_DOCKER_LIST)
+	*one = add_manifest_doc(rs->x, rs->host, rs->repo, &child, &rs->w,
+				rs->what, e);
+	reg_manifest_release(&child);
+	if (!*one)
+		return -1;
+	s = exp_platform_str(&p);
+	if (!s || walk_platform(&rs->w, s, e) < 0) {
+		free(s);
+		return s ? -1 : ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	free(s);
+	if (!rs->pick)
+		rs->pick = *one;
+	json_array_append(keep, d);
+	return 0;
+}
+
+/* Several platforms kept: an index of our own listing just those. */
+static int filtered_index(struct res *rs, json_t *root, json_t *keep,
+			  const struct reg_manifest *m, struct ferr *e)
+{
+	json_t *copy = json_deep_copy(root);
+	struct item *ix;
+	struct digest dg;
+	char *s;
+
+	json_object_set(copy, "manifests", keep);
+	s = json_dumps(copy, JSON_COMPACT);
+	json_decref(copy);
+	if (!s)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (digest_of(s, strlen(s), &dg, e) < 0 ||
+	    !(ix = exp_add_item(rs->x, &dg, strlen(s), K_INDEX, rs->host,
+				rs->repo, e))) {
+		free(s);
+		return -1;
+	}
+	if (!ix->data) {
+		ix->data = (unsigned char *)s;
+		ix->media_type = m->media_type &&
+					 !strcmp(m->media_type, MT_DOCKER_LIST)
 				     ? MT_DOCKER_LIST
 				     : MT_OCI_INDEX;
-		if (walk_index_all(x, cl, host, r->path, &m, &w, 0, &pick, what,
-				   e) < 0)
-			goto out;
-	} else if (exp_is_index_type(m.media_type)) {
-		/* keep only the platforms asked for */
-		json_t *root = json_loadb((const char *)m.data, m.len, 0, NULL);
-		json_t *mans = json_object_get(root, "manifests"), *keep, *d;
-		struct item *one = NULL;
-		size_t i, nkept = 0;
-		char have[512] = "";
-
-		keep = json_array();
-		for (size_t k = 0; k < x->o->nplatforms; k++) {
-			struct platform want;
-			bool found = false;
-			exp_platform_parse(x->o->platforms[k], &want);
-			json_array_foreach(mans, i, d)
-			{
-				struct platform p;
-				struct reg_manifest child;
-				struct digest dg;
-				uint64_t size;
-				const char *dmt;
-
-				exp_platform_of_json(json_object_get(d, "platform"), &p);
-				if (!exp_platform_match(&want, &p))
-					continue;
-				found = true;
-				if (exp_parse_desc(d, &dg, &size, &dmt, what, e) < 0)
-					break;
-				if (exp_is_index_type(dmt)) {
-					ferr_set(e, FERR_INPUT, 0,
-						 "%s: nested index for platform "
-						 "'%s' is not supported with "
-						 "--platform",
-						 what, x->o->platforms[k]);
-					break;
-				}
-				if (fetch_child(x, cl, r->path, &dg, size, dmt,
-						&child, e) < 0)
-					break;
-				one = add_manifest_doc(x, host, r->path, &child,
-						       &w, what, e);
-				reg_manifest_release(&child);
-				if (!one)
-					break;
-				char *s = exp_platform_str(&p);
-				if (!s || walk_platform(&w, s, e) < 0) {
-					free(s);
-					one = NULL;
-					break;
-				}
-				free(s);
-				if (!pick)
-					pick = one;
-				json_array_append(keep, d);
-				nkept++;
-				break;
-			}
-			if (e->cat != FERR_OK)
-				break;
-			if (!found) {
-				json_array_foreach(mans, i, d)
-				{
-					struct platform p;
-					char *s;
-					exp_platform_of_json(json_object_get(d, "platform"),
-							 &p);
-					if (!p.os[0] || !strcmp(p.os, "unknown"))
-						continue;
-					s = exp_platform_str(&p);
-					if (s && strlen(have) + strlen(s) + 3 <
-							 sizeof(have)) {
-						if (have[0])
-							strcat(have, ", ");
-						strcat(have, s);
-					}
-					free(s);
-				}
-				ferr_set(e, FERR_INPUT, 0,
-					 "%s has no platform '%s' (it has: %s)",
-					 what, x->o->platforms[k],
-					 have[0] ? have : "none");
-				break;
-			}
-		}
-		if (e->cat == FERR_OK && nkept == 1) {
-			im->digest = one ? one->d : pick->d;
-			im->doc_size = pick->size;
-			im->media_type = pick->media_type;
-		} else if (e->cat == FERR_OK) {
-			/* a filtered index: a new document of our own */
-			json_t *copy = json_deep_copy(root);
-			char *s;
-			struct item *ix;
-			json_object_set(copy, "manifests", keep);
-			s = json_dumps(copy, JSON_COMPACT);
-			json_decref(copy);
-			if (!s) {
-				ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			} else {
-				struct digest dg;
-				digest_of(s, strlen(s), &dg, e);
-				ix = exp_add_item(x, &dg, strlen(s), K_INDEX, host,
-					      r->path, e);
-				if (ix && !ix->data) {
-					ix->data = (unsigned char *)s;
-					ix->media_type = m.media_type &&
-							 !strcmp(m.media_type,
-								 MT_DOCKER_LIST)
-							     ? MT_DOCKER_LIST
-							     : MT_OCI_INDEX;
-				} else {
-					free(s);
-				}
-				if (ix) {
-					walk_count(&w, &dg, ix->size, e);
-					im->digest = dg;
-					im->doc_size = ix->size;
-					im->media_type = ix->media_type;
-				}
-			}
-		}
-		json_decref(keep);
-		json_decref(root);
-		if (e->cat != FERR_OK)
-			goto out;
 	} else {
-		char *plat = NULL;
-		struct item *mi = add_manifest_doc(x, host, r->path, &m, &w, what,
-						   e);
-		if (!mi)
-			goto out;
-		im->digest = mi->d;
-		im->doc_size = mi->size;
-		im->media_type = mi->media_type;
-		if (config_platform(x, cl, exp_find_item(x, &im->digest), &plat, e) <
-		    0) {
-			ferr_prefix(e, "%s", what);
-			goto out;
-		}
-		if (x->o->nplatforms) {
-			struct platform p;
-			exp_platform_parse(plat, &p);
-			for (size_t k = 0; k < x->o->nplatforms; k++) {
-				struct platform want;
-				exp_platform_parse(x->o->platforms[k], &want);
-				if (!exp_platform_match(&want, &p)) {
-					ferr_set(e, FERR_INPUT, 0,
-						 "%s has no platform '%s' (it "
-						 "has: %s)",
-						 what, x->o->platforms[k], plat);
-					free(plat);
-					goto out;
-				}
-			}
-		}
-		if (walk_platform(&w, plat, e) < 0) {
-			free(plat);
-			goto out;
-		}
-		free(plat);
-		pick = exp_find_item(x, &im->digest);
+		free(s);
 	}
-	if (pick) {
-		pick = exp_find_item(x, &pick->d);
-		im->has_docker = true;
-		im->docker_config = pick->cfg;
-		im->ndocker_layers = pick->nlayers;
-		im->docker_layers = calloc(pick->nlayers + 1, sizeof(struct digest));
-		if (!im->docker_layers) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	set_top(rs->im, &dg, ix->size, ix->media_type);
+	return walk_count(&rs->w, &dg, ix->size, e);
+}
+
+/* An index, --platform given: keep only the platforms asked for. */
+static int resolve_filtered(struct res *rs, const struct reg_manifest *m,
+			    struct ferr *e)
+{
+	const struct exp_opts *o = rs->x->o;
+	json_t *root = json_loadb((const char *)m->data, m->len, 0, NULL);
+	json_t *mans = json_object_get(root, "manifests"), *keep = json_array();
+	struct item *one = NULL;
+	char have[512];
+	bool found;
+	int rc = -1;
+
+	for (size_t k = 0; k < o->nplatforms; k++) {
+		if (keep_platform(rs, mans, o->platforms[k], keep, &one, &found,
+				  e) < 0)
+			goto out;
+		if (!found) {
+			platforms_of(mans, have, sizeof(have));
+			ferr_set(e, FERR_INPUT, 0,
+				 "%s has no platform '%s' (it has: %s)",
+				 rs->what, o->platforms[k],
+				 have[0] ? have : "none");
 			goto out;
 		}
-		memcpy(im->docker_layers, pick->layers,
-		       pick->nlayers * sizeof(struct digest));
 	}
-	for (size_t i = 0; i < w.nseen; i++) {
-		struct item *it = exp_find_item(x, &w.seen[i]);
+	if (json_array_size(keep) == 1)
+		set_top(rs->im, &one->d, one->size, one->media_type);
+	else if (filtered_index(rs, root, keep, m, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	json_decref(keep);
+	json_decref(root);
+	return rc;
+}
+
+/* A single image manifest: its platform comes from its config. */
+static int resolve_single(struct res *rs, struct reg_manifest *m,
+			  struct ferr *e)
+{
+	const struct exp_opts *o = rs->x->o;
+	struct item *mi = add_manifest_doc(rs->x, rs->host, rs->repo, m,
+					   &rs->w, rs->what, e);
+	struct platform p, want;
+	char *plat = NULL;
+	int rc = -1;
+
+	if (!mi)
+		return -1;
+	set_top(rs->im, &mi->d, mi->size, mi->media_type);
+	if (config_platform(rs->x, rs->cl, mi, &plat, e) < 0)
+		return ferr_prefix(e, "%s", rs->what);
+	exp_platform_parse(plat, &p);
+	for (size_t k = 0; k < o->nplatforms; k++) {
+		exp_platform_parse(o->platforms[k], &want);
+		if (!exp_platform_match(&want, &p)) {
+			ferr_set(e, FERR_INPUT, 0,
+				 "%s has no platform '%s' (it has: %s)",
+				 rs->what, o->platforms[k], plat);
+			goto out;
+		}
+	}
+	if (walk_platform(&rs->w, plat, e) < 0)
+		goto out;
+	rs->pick = mi;
+	rc = 0;
+out:
+	free(plat);
+	return rc;
+}
+
+/* manifest.json (docker load) describes one platform's manifest. */
+static int record_docker(struct bundle_image *im, const struct item *pick,
+			 struct ferr *e)
+{
+	im->has_docker = true;
+	im->docker_config = pick->cfg;
+	im->ndocker_layers = pick->nlayers;
+	im->docker_layers = calloc(pick->nlayers + 1, sizeof(struct digest));
+	if (!im->docker_layers)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	memcpy(im->docker_layers, pick->layers,
+	       pick->nlayers * sizeof(struct digest));
+	return 0;
+}
+
+/* Each config and layer still to fetch learns that this image needs it
+ * (for the image's "done" event). */
+static int record_needs(struct exporter *x, struct bundle_image *im,
+			const struct walk *w, struct ferr *e)
+{
+	for (size_t i = 0; i < w->nseen; i++) {
+		struct item *it = exp_find_item(x, &w->seen[i]);
 		size_t *n;
 
 		if (!it || it->kind < K_CONFIG || it->state == S_DONE)
 			continue;
 		n = realloc(it->images, (it->nimages + 1) * sizeof(*n));
-		if (!n) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
+		if (!n)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		it->images = n;
 		it->images[it->nimages++] = (size_t)(im - x->images);
 	}
-	im->platforms = w.plats;
-	im->nplatforms = w.nplats;
-	w.plats = NULL;
-	w.nplats = 0;
-	rc = 0;
+	return 0;
+}
+
+int exp_resolve_one(struct exporter *x, const struct ref *r,
+		    struct bundle_image *im, struct ferr *e)
+{
+	struct res rs = {.x = x, .host = ref_api_host(r), .repo = r->path,
+			 .im = im};
+	struct reg_manifest m;
+	int rc = -1;
+
+	memset(&m, 0, sizeof(m));
+	rs.w.im = im;
+	snprintf(rs.what, sizeof(rs.what), "image '%s'", im->ref);
+	if (!(rs.cl = exp_client_for(x, &x->main_clients, rs.host, e)) ||
+	    top_manifest(x, rs.cl, r, im, &m, rs.what, e) < 0)
+		return -1;
+	if (exp_is_index_type(m.media_type) && !x->o->nplatforms) {
+		set_top(im, &m.digest, m.len,
+			!strcmp(m.media_type, MT_DOCKER_LIST) ? MT_DOCKER_LIST
+							      : MT_OCI_INDEX);
+		rc = walk_index_all(x, rs.cl, rs.host, rs.repo, &m, &rs.w, 0,
+				    &rs.pick, rs.what, e);
+	} else if (exp_is_index_type(m.media_type)) {
+		rc = resolve_filtered(&rs, &m, e);
+	} else {
+		rc = resolve_single(&rs, &m, e);
+	}
+	if (rc < 0 || (rs.pick && record_docker(im, rs.pick, e) < 0) ||
+	    record_needs(x, im, &rs.w, e) < 0) {
+		rc = -1;
+		goto out;
+	}
+	im->platforms = rs.w.plats;
+	im->nplatforms = rs.w.nplats;
+	rs.w.plats = NULL;
+	rs.w.nplats = 0;
 out:
-	for (size_t i = 0; i < w.nplats; i++)
-		free(w.plats[i]);
-	free(w.plats);
-	free(w.seen);
+	for (size_t i = 0; i < rs.w.nplats; i++)
+		free(rs.w.plats[i]);
+	free(rs.w.plats);
+	free(rs.w.seen);
 	reg_manifest_release(&m);
 	return rc;
 }

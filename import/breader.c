@@ -1,4 +1,6 @@
 #include "breader.h"
+#include "parts.h"
+#include "parts_in.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -18,7 +20,7 @@
 #include "buf.h"
 #include "reg.h"
 
-#define IN_BUF (1024 * 1024)
+#define IN_BUF PARTS_IN_CHUNK /* split volumes swap buffers with us */
 
 /* ---- input: file or stdin, zstd decoded here (to bound its window),
  * gzip left to libarchive (fixed 32 KiB window) ---- */
@@ -28,6 +30,7 @@ enum comp { C_NONE, C_GZIP, C_ZSTD };
 struct src {
 	int fd;
 	bool own_fd;
+	struct parts_in *parts; /* split volumes instead of fd */
 	const char *name;
 	enum comp comp;
 	unsigned char *in;
@@ -44,10 +47,47 @@ struct src {
 	bool zstarted;
 	struct ferr err;
 	bool failed;
+	/* libarchive skips pax global headers without a word, so the stream
+	 * is watched for them: offsets of 512-byte blocks of type 'g' not yet
+	 * known to lie inside entry data */
+	uint64_t *gh;
+	size_t ngh, capgh;
+	const struct bundle_ops *ops; /* for tar_data */
+	void *ctx;
 };
+
+/* Hand decompressed bytes to the consumer's tar_data, if any. */
+static int src_tap(struct src *s, const void *p, size_t n)
+{
+	if (!s->ops || !s->ops->tar_data || !n)
+		return 0;
+	if (s->ops->tar_data(s->ctx, p, n, &s->err) < 0) {
+		s->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+/* Pending 'g' candidates at once: libarchive holds at most a couple of
+ * read buffers (2 MiB, 4096 blocks) ahead of what it has consumed. */
+#define MAX_GLOBAL_CANDIDATES 16384u
 
 static ssize_t read_some(struct src *s, unsigned char *p, size_t n)
 {
+	if (s->parts) {
+		/* split volumes hand over whole chunks: no copy */
+		ssize_t r = p == s->in && n == IN_BUF
+				? parts_in_swap(s->parts, &s->in, &s->err)
+				: -1;
+		if (r < 0) {
+			if (p != s->in || n != IN_BUF)
+				ferr_set(&s->err, FERR_IO, 0,
+					 "internal error: partial read of "
+					 "split volumes");
+			s->failed = true;
+		}
+		return r;
+	}
 	for (;;) {
 		ssize_t r = read(s->fd, p, n);
 		if (r < 0 && errno == EINTR)
@@ -131,12 +171,80 @@ static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 	}
 }
 
+static int note_global(struct src *s, uint64_t off)
+{
+	if (s->ngh == s->capgh) {
+		size_t nc = s->capgh ? s->capgh * 2 : 16;
+		uint64_t *nv;
+		if (s->ngh >= MAX_GLOBAL_CANDIDATES) {
+			s->failed = true;
+			return ferr_set(&s->err, FERR_BUNDLE, 0,
+					"'%s' holds too many tar headers of "
+					"type 'g' (pax global headers)",
+					s->name);
+		}
+		nv = realloc(s->gh, nc * sizeof(*nv));
+		if (!nv) {
+			s->failed = true;
+			return ferr_set(&s->err, FERR_IO, ENOMEM,
+					"out of memory");
+		}
+		s->gh = nv;
+		s->capgh = nc;
+	}
+	s->gh[s->ngh++] = off;
+	return 0;
+}
+
+/* Note every 512-byte block of what goes to libarchive whose type byte
+ * (offset 156) is 'g'; `off` is the stream offset of p[0].  Only the
+ * blocks that turn out to be headers matter (global_in); a 'g' in entry
+ * data is forgotten once read. */
+static int watch_blocks(struct src *s, const unsigned char *p, size_t n,
+			uint64_t off)
+{
+	uint64_t t = off - off % 512 + 156;
+
+	if (t < off)
+		t += 512;
+	for (; t < off + n; t += 512)
+		if (p[t - off] == 'g' && note_global(s, t - 156) < 0)
+			return -1;
+	return 0;
+}
+
+/* Candidates before `upto` were entry data or headers already judged. */
+static void forget_globals(struct src *s, uint64_t upto)
+{
+	size_t k = 0;
+
+	while (k < s->ngh && s->gh[k] < upto)
+		k++;
+	if (k) {
+		memmove(s->gh, s->gh + k, (s->ngh - k) * sizeof(*s->gh));
+		s->ngh -= k;
+	}
+}
+
+/* Whether a pax global header lies in [from, to): the header blocks of
+ * one entry. */
+static bool global_in(const struct src *s, uint64_t from, uint64_t to)
+{
+	for (size_t k = 0; k < s->ngh && s->gh[k] < to; k++)
+		if (s->gh[k] >= from)
+			return true;
+	return false;
+}
+
 static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
 {
 	struct src *s = ud;
 	la_ssize_t n = src_read_raw(a, ud, buf);
 
 	if (n > 0) {
+		if (watch_blocks(s, *buf, (size_t)n, s->total_out) < 0 ||
+		    src_tap(s, *buf, (size_t)n) < 0)
+			return -1;
 		s->total_out += (uint64_t)n;
 		s->last = *buf;
 		s->last_len = (size_t)n;
@@ -208,14 +316,22 @@ corrupt:
 	return -1;
 }
 
-static int src_open(struct src *s, const char *path, struct ferr *e)
+static int src_open(struct src *s, const char *path,
+		    const struct sig_key *key, struct ferr *e)
 {
 	ssize_t r;
 	size_t got = 0;
+	char *stem;
 
 	memset(s, 0, sizeof(*s));
 	s->name = path;
-	if (!strcmp(path, "-")) {
+	s->fd = -1;
+	if ((stem = parts_bundle_of(path))) {
+		int rc = parts_in_open(&s->parts, stem, key, e);
+		free(stem);
+		if (rc < 0)
+			return -1;
+	} else if (!strcmp(path, "-")) {
 		s->fd = 0;
 		s->name = "(standard input)";
 	} else {
@@ -234,9 +350,11 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 	if (!s->in)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	/* the first bytes tell the compression; reading them as part of a
-	 * full buffer keeps every later read aligned */
-	while (got < 4) {
-		r = read_some(s, s->in + got, IN_BUF - got);
+	 * full buffer keeps every later read aligned (a first part holds at
+	 * least 4 KiB, or the whole bundle) */
+	while (got < 4 && (!s->parts || !got)) {
+		r = read_some(s, s->parts ? s->in : s->in + got,
+			      s->parts ? IN_BUF : IN_BUF - got);
 		if (r < 0) {
 			*e = s->err;
 			return -1;
@@ -273,6 +391,7 @@ static int src_open(struct src *s, const char *path, struct ferr *e)
 
 static void src_close(struct src *s)
 {
+	parts_in_release(s->parts);
 	if (s->own_fd && s->fd >= 0)
 		close(s->fd);
 	free(s->in);
@@ -280,6 +399,7 @@ static void src_close(struct src *s)
 	ZSTD_freeDCtx(s->dz);
 	if (s->gz_init)
 		inflateEnd(&s->gz);
+	free(s->gh);
 }
 
 /* After the tar end-of-archive marker: only zero padding may follow (at
@@ -300,6 +420,10 @@ static int src_drain(struct archive *a, struct src *s, struct ferr *e)
 	seen = tail;
 	while ((n = src_read_raw(NULL, s, &b)) > 0) {
 		const unsigned char *q = b;
+		if (src_tap(s, b, (size_t)n) < 0) {
+			*e = s->err;
+			return -1;
+		}
 		for (la_ssize_t i = 0; i < n; i++)
 			if (q[i])
 				goto trailing;
@@ -423,6 +547,17 @@ struct rd {
 	struct digest fixed_d[6];
 	int last_kind;
 	bool in_blob; /* consumer saw blob_begin but not blob_end */
+	struct src s;
+	struct archive *a;
+	size_t idx;     /* entries read so far */
+	struct buf doc; /* the JSON blob being read */
+};
+
+/* The entry being read. */
+struct entry {
+	const char *name;
+	char q[256]; /* name as printed */
+	uint64_t size;
 };
 
 static void quote_name(const char *s, char *out, size_t n)
@@ -642,6 +777,18 @@ static int refer(struct rd *r, json_t *desc, int kind, const char *from,
 			return ferr_set(e, FERR_BUNDLE, 0,
 					"'%s' is used as two kinds of object",
 					d.str);
+		/* the document is checked against one media type only:
+		 * every descriptor of it must name that one (configs and
+		 * layers may be shared by OCI and Docker manifests, which
+		 * name them differently) */
+		if (kind <= BK_MANIFEST && b->kind <= BK_MANIFEST &&
+		    strcmp(b->media_type, mt ? mt : "") != 0)
+			return ferr_set(e, FERR_VERIFY, 0,
+					"'%s' refers to '%s' with media type "
+					"'%.100s', another descriptor with "
+					"'%.100s'",
+					from, d.str, mt ? mt : "(none)",
+					b->media_type);
 		if (kind < b->kind)
 			b->kind = kind;
 		return 0;
@@ -716,258 +863,309 @@ void bundle_header_release(struct bundle_header *h)
 	}
 	free(h->images);
 	free(h->channel);
+	for (size_t i = 0; i < h->nbases; i++)
+		free(h->bases[i]);
+	free(h->bases);
+	free(h->omitted);
+	free(h->listed);
 	h->images = NULL;
 	h->channel = NULL;
 	h->nimages = 0;
+	h->bases = NULL;
+	h->nbases = 0;
+	h->omitted = NULL;
+	h->nomitted = 0;
+	h->listed = NULL;
+	h->nlisted = 0;
 }
 
-/* The signature did not verify: which key does ferry.json (unverified)
- * say signed it?  Kept in the header's key_id for the report, "" when it
- * does not say. */
-static const char *claimed_key_id(struct rd *r)
+static int check_oci_layout(struct rd *r, struct ferr *e)
 {
-	json_t *fj = json_loadb((const char *)r->fixed[1].data, r->fixed[1].len,
-				0, NULL);
-	const char *kid =
-	    json_string_value(json_object_get(fj, "signingKeyId"));
+	json_t *ol = parse_json(r->fixed[0].data, r->fixed[0].len,
+				BUNDLE_OCI_LAYOUT, e);
+	const char *v =
+	    json_string_value(json_object_get(ol, "imageLayoutVersion"));
+	bool ok = v && !strcmp(v, "1.0.0");
 
-	if (kid && strlen(kid) < sizeof(r->h->key_id))
-		snprintf(r->h->key_id, sizeof(r->h->key_id), "%s", kid);
-	json_decref(fj);
-	return r->h->key_id;
+	json_decref(ol);
+	if (!ok)
+		return e->cat != FERR_OK
+			   ? -1
+			   : ferr_set(e, FERR_BUNDLE, 0,
+				      "'oci-layout' does not declare "
+				      "imageLayoutVersion 1.0.0");
+	return 0;
+}
+
+/* ferry.json's own fields: version, id, time, channel, sequence, key. */
+static int take_meta(struct rd *r, json_t *fj, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	json_t *fv = json_object_get(fj, "formatVersion");
+	const char *id = json_string_value(json_object_get(fj, "bundleId"));
+	const char *cr = json_string_value(json_object_get(fj, "created"));
+	const char *ch = json_string_value(json_object_get(fj, "channel"));
+	const char *kid = json_string_value(json_object_get(fj, "signingKeyId"));
+	json_t *sq = json_object_get(fj, "sequence");
+
+	if (!json_is_integer(fv) || json_integer_value(fv) != 1)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': unsupported formatVersion "
+				"(this ferry reads version 1)");
+	if (!id || !digest_hex_valid(id, strlen(id)) || !cr ||
+	    strlen(cr) >= sizeof(h->created) || !ch || !kid ||
+	    strlen(kid) >= sizeof(h->key_id) || !json_is_integer(sq) ||
+	    json_integer_value(sq) < 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json' lacks bundleId, created, "
+				"channel, sequence or signingKeyId");
+	memcpy(h->bundle_id, id, 65);
+	snprintf(h->created, sizeof(h->created), "%s", cr);
+	h->channel = strdup(ch);
+	h->sequence = (uint64_t)json_integer_value(sq);
+	snprintf(h->key_id, sizeof(h->key_id), "%s", kid);
+	if (!h->channel)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (r->key && strcmp(kid, r->key->key_id) != 0)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"'ferry.json' names signing key '%.80s' but "
+				"the bundle is signed by '%s'",
+				kid, r->key->key_id);
+	return 0;
+}
+
+/* A delta's base ids: 64 lowercase hex each. */
+static int take_bases(struct rd *r, json_t *bases, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	json_t *b;
+	size_t i;
+
+	if (!json_is_array(bases) || !json_array_size(bases) ||
+	    json_array_size(bases) > BREADER_MAX_BASES)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': delta 'bases' is not a list of "
+				"1 to %u bundle ids",
+				BREADER_MAX_BASES);
+	h->bases = calloc(json_array_size(bases), sizeof(*h->bases));
+	if (!h->bases)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(bases, i, b)
+	{
+		const char *s = json_string_value(b);
+		if (!s || strlen(s) != 64 || strspn(s, "0123456789abcdef") != 64)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'ferry.json': delta base %zu is not a "
+					"bundle id",
+					i + 1);
+		if (!(h->bases[h->nbases++] = strdup(s)))
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* A delta names blobs it does not carry. */
+static int take_delta(struct rd *r, json_t *fj, struct ferr *e)
+{
+	json_t *delta = json_object_get(fj, "delta"), *om, *d;
+	struct bundle_header *h = r->h;
+	size_t i;
+
+	if (!delta)
+		return 0;
+	om = json_object_get(delta, "omitted");
+	if (!json_is_object(delta) || !json_is_array(om))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': malformed 'delta'");
+	if (take_bases(r, json_object_get(delta, "bases"), e) < 0)
+		return -1;
+	h->omitted = calloc(json_array_size(om) + 1, sizeof(*h->omitted));
+	if (!h->omitted)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(om, i, d)
+	{
+		struct digest dg;
+		struct bref *b;
+		const char *s = json_string_value(d);
+
+		if (digest_parse(&dg, s ? s : "", e) < 0) {
+			e->cat = FERR_BUNDLE;
+			return ferr_prefix(e, "'ferry.json' delta");
+		}
+		b = tadd(&r->t, &dg);
+		if (!b)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		if (b->listed)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'ferry.json': delta omits '%s', which "
+					"the bundle carries",
+					dg.str);
+		b->omitted = true;
+		h->omitted[h->nomitted++] = dg;
+	}
+	return 0;
+}
+
+/* The media type as a static string: the table is gone after
+ * bundle_read. */
+static const char *static_media_type(const char *mt)
+{
+	static const char *const known[] = {MT_OCI_INDEX, MT_OCI_MANIFEST,
+					    MT_DOCKER_LIST, MT_DOCKER_MANIFEST};
+
+	for (size_t t = 0; t < 4; t++)
+		if (!strcmp(mt, known[t]))
+			return known[t];
+	return "";
+}
+
+/* Image i: its index.json descriptor `d` and ferry.json entry `fi`. */
+static int take_image(struct rd *r, json_t *d, json_t *fi, size_t i,
+		      struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	struct bundle_image *im = &h->images[i];
+	json_t *pl, *p;
+	const char *ref = json_string_value(json_object_get(
+	    json_object_get(d, "annotations"), BUNDLE_ANNOT_REF));
+	const char *fref = json_string_value(json_object_get(fi, "reference"));
+	const char *fdg = json_string_value(json_object_get(fi, "digest"));
+	const char *ddg = json_string_value(json_object_get(d, "digest"));
+	size_t k;
+
+	if (refer(r, d, -1, BUNDLE_INDEX_JSON, e) < 0)
+		return -1;
+	if (!ref || !fref || strcmp(ref, fref) || !fdg || !ddg ||
+	    strcmp(fdg, ddg))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json' and 'index.json' disagree about "
+				"image %zu",
+				i + 1);
+	im->ref = strdup(ref);
+	if (!im->ref)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	h->nimages++;
+	digest_parse(&im->digest, ddg, NULL);
+	im->media_type =
+	    static_media_type(tfind(&r->t, &im->digest)->media_type);
+	im->doc_size = (uint64_t)json_integer_value(json_object_get(d, "size"));
+	im->total_size =
+	    (uint64_t)json_integer_value(json_object_get(fi, "size"));
+	pl = json_object_get(fi, "platforms");
+	im->platforms = calloc(json_array_size(pl) + 1, sizeof(char *));
+	if (!im->platforms)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(pl, k, p)
+	{
+		if (json_string_value(p) &&
+		    (im->platforms[im->nplatforms] =
+			 strdup(json_string_value(p))))
+			im->nplatforms++;
+	}
+	return 0;
+}
+
+/* index.json against ferry.json's image list. */
+static int take_images(struct rd *r, json_t *fj, json_t *ix, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	json_t *mans = json_object_get(ix, "manifests"), *imgs, *d;
+	size_t i;
+
+	if (!json_is_object(ix) || !json_is_array(mans) ||
+	    json_integer_value(json_object_get(ix, "schemaVersion")) != 2)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'index.json' is not an OCI index with "
+				"'manifests'");
+	imgs = json_object_get(fj, "images");
+	if (!json_is_array(imgs) || json_array_size(imgs) != json_array_size(mans))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json' and 'index.json' list different "
+				"images");
+	h->images = calloc(json_array_size(mans) + 1, sizeof(*h->images));
+	if (!h->images)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(mans, i, d)
+	{
+		if (take_image(r, d, json_array_get(imgs, i), i, e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The bundle id is derived from the content: recompute it. */
+static int check_bundle_id(struct rd *r, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	struct bundle_meta m;
+	struct digest *all = calloc(r->t.n + 1, sizeof(*all));
+	size_t na = 0;
+	struct tm tm;
+	char z = 0, tail = 0;
+	int ok;
+
+	if (!all)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t k = 0; k < r->t.n; k++)
+		if (r->t.v[k].listed)
+			all[na++] = r->t.v[k].d;
+	memset(&m, 0, sizeof(m));
+	memset(&tm, 0, sizeof(tm));
+	ok = sscanf(h->created, "%4d-%2d-%2dT%2d:%2d:%2d%c%c", &tm.tm_year,
+		    &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+		    &tm.tm_sec, &z, &tail) == 7 &&
+	     z == 'Z';
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	m.created = timegm(&tm);
+	m.channel = h->channel;
+	m.sequence = h->sequence;
+	if (ok)
+		ok = bundle_compute_id(&m, (const char *)r->fixed[2].data,
+				       r->fixed[2].len, all, na, e) == 0;
+	free(all);
+	if (!ok || strcmp(m.bundle_id, h->bundle_id) != 0) {
+		if (e->cat == FERR_OK)
+			ferr_set(e, FERR_VERIFY, 0,
+				 "'ferry.json': bundleId does not match "
+				 "the bundle's content");
+		return -1;
+	}
+	return 0;
+}
+
+/* manifest.json: a JSON array. */
+static int check_manifest_json(struct rd *r, struct ferr *e)
+{
+	json_t *mj = parse_json(r->fixed[3].data, r->fixed[3].len,
+				BUNDLE_MANIFEST_JSON, e);
+	bool ok = json_is_array(mj);
+
+	json_decref(mj);
+	if (!ok) {
+		if (e->cat == FERR_OK)
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'manifest.json' is not a JSON array");
+		return -1;
+	}
+	return 0;
 }
 
 /* ferry.json and index.json, after the signature and sums are good. */
 static int take_header(struct rd *r, struct ferr *e)
 {
-	json_t *fj = NULL, *ix = NULL, *imgs, *mans, *d;
-	struct bundle_header *h = r->h;
-	size_t i;
+	json_t *fj = NULL, *ix = NULL;
 	int rc = -1;
 
-	/* oci-layout */
-	{
-		json_t *ol = parse_json(r->fixed[0].data, r->fixed[0].len,
-					BUNDLE_OCI_LAYOUT, e);
-		const char *v = json_string_value(
-		    json_object_get(ol, "imageLayoutVersion"));
-		bool ok = v && !strcmp(v, "1.0.0");
-		json_decref(ol);
-		if (!ok)
-			return e->cat != FERR_OK
-				   ? -1
-				   : ferr_set(e, FERR_BUNDLE, 0,
-					      "'oci-layout' does not declare "
-					      "imageLayoutVersion 1.0.0");
-	}
+	if (check_oci_layout(r, e) < 0)
+		return -1;
 	fj = parse_json(r->fixed[1].data, r->fixed[1].len, BUNDLE_FERRY_JSON, e);
-	if (!fj)
+	if (!fj || take_meta(r, fj, e) < 0 || take_delta(r, fj, e) < 0)
 		goto out;
-	{
-		json_t *fv = json_object_get(fj, "formatVersion");
-		const char *id = json_string_value(json_object_get(fj, "bundleId"));
-		const char *cr = json_string_value(json_object_get(fj, "created"));
-		const char *ch = json_string_value(json_object_get(fj, "channel"));
-		const char *kid =
-		    json_string_value(json_object_get(fj, "signingKeyId"));
-		json_t *sq = json_object_get(fj, "sequence");
-
-		if (!json_is_integer(fv) || json_integer_value(fv) != 1) {
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "'ferry.json': unsupported formatVersion "
-				 "(this ferry reads version 1)");
-			goto out;
-		}
-		if (!id || !digest_hex_valid(id, strlen(id)) || !cr ||
-		    strlen(cr) >= sizeof(h->created) || !ch || !kid ||
-		    strlen(kid) >= sizeof(h->key_id) || !json_is_integer(sq) ||
-		    json_integer_value(sq) < 0) {
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "'ferry.json' lacks bundleId, created, "
-				 "channel, sequence or signingKeyId");
-			goto out;
-		}
-		memcpy(h->bundle_id, id, 65);
-		snprintf(h->created, sizeof(h->created), "%s", cr);
-		h->channel = strdup(ch);
-		h->sequence = (uint64_t)json_integer_value(sq);
-		snprintf(h->key_id, sizeof(h->key_id), "%s", kid);
-		if (!h->channel) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		if (r->key && strcmp(kid, r->key->key_id) != 0) {
-			ferr_set(e, FERR_VERIFY, 0,
-				 "'ferry.json' names signing key '%.80s' but "
-				 "the bundle is signed by '%s'",
-				 kid, r->key->key_id);
-			goto out;
-		}
-	}
-	/* a delta names blobs it does not carry */
-	{
-		json_t *delta = json_object_get(fj, "delta"), *om;
-		if (delta) {
-			om = json_object_get(delta, "omitted");
-			if (!json_is_object(delta) || !json_is_array(om)) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "'ferry.json': malformed 'delta'");
-				goto out;
-			}
-			json_array_foreach(om, i, d)
-			{
-				struct digest dg;
-				struct bref *b;
-				if (digest_parse(&dg, json_string_value(d)
-							  ? json_string_value(d)
-							  : "",
-						 e) < 0) {
-					e->cat = FERR_BUNDLE;
-					ferr_prefix(e, "'ferry.json' delta");
-					goto out;
-				}
-				b = tadd(&r->t, &dg);
-				if (!b) {
-					ferr_set(e, FERR_IO, ENOMEM,
-						 "out of memory");
-					goto out;
-				}
-				b->omitted = true;
-			}
-		}
-	}
 	ix = parse_json(r->fixed[2].data, r->fixed[2].len, BUNDLE_INDEX_JSON, e);
-	if (!ix)
+	if (!ix || take_images(r, fj, ix, e) < 0 ||
+	    check_bundle_id(r, e) < 0 || check_manifest_json(r, e) < 0)
 		goto out;
-	mans = json_object_get(ix, "manifests");
-	if (!json_is_object(ix) || !json_is_array(mans) ||
-	    json_integer_value(json_object_get(ix, "schemaVersion")) != 2) {
-		ferr_set(e, FERR_BUNDLE, 0,
-			 "'index.json' is not an OCI index with 'manifests'");
-		goto out;
-	}
-	imgs = json_object_get(fj, "images");
-	if (!json_is_array(imgs) || json_array_size(imgs) != json_array_size(mans)) {
-		ferr_set(e, FERR_BUNDLE, 0,
-			 "'ferry.json' and 'index.json' list different images");
-		goto out;
-	}
-	h->images = calloc(json_array_size(mans) + 1, sizeof(*h->images));
-	if (!h->images) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	json_array_foreach(mans, i, d)
-	{
-		json_t *fi = json_array_get(imgs, i), *pl, *p;
-		const char *ref = json_string_value(json_object_get(
-		    json_object_get(d, "annotations"), BUNDLE_ANNOT_REF));
-		const char *fref =
-		    json_string_value(json_object_get(fi, "reference"));
-		const char *fdg = json_string_value(json_object_get(fi, "digest"));
-		const char *ddg = json_string_value(json_object_get(d, "digest"));
-		struct bundle_image *im = &h->images[i];
-		size_t k;
-
-		if (refer(r, d, -1, BUNDLE_INDEX_JSON, e) < 0)
-			goto out;
-		if (!ref || !fref || strcmp(ref, fref) || !fdg || !ddg ||
-		    strcmp(fdg, ddg)) {
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "'ferry.json' and 'index.json' disagree about "
-				 "image %zu",
-				 i + 1);
-			goto out;
-		}
-		im->ref = strdup(ref);
-		if (!im->ref) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		h->nimages++;
-		digest_parse(&im->digest, ddg, NULL);
-		/* a static string: the table is gone after bundle_read */
-		{
-			const char *mt = tfind(&r->t, &im->digest)->media_type;
-			static const char *const known[] = {
-			    MT_OCI_INDEX, MT_OCI_MANIFEST, MT_DOCKER_LIST,
-			    MT_DOCKER_MANIFEST};
-			im->media_type = "";
-			for (size_t t = 0; t < 4; t++)
-				if (!strcmp(mt, known[t]))
-					im->media_type = known[t];
-		}
-		im->doc_size = (uint64_t)json_integer_value(json_object_get(d, "size"));
-		im->total_size = (uint64_t)json_integer_value(json_object_get(fi, "size"));
-		pl = json_object_get(fi, "platforms");
-		im->platforms = calloc(json_array_size(pl) + 1, sizeof(char *));
-		if (!im->platforms) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		json_array_foreach(pl, k, p)
-		{
-			if (json_string_value(p) &&
-			    (im->platforms[im->nplatforms] =
-				 strdup(json_string_value(p))))
-				im->nplatforms++;
-		}
-	}
-	/* the bundle id is derived from the content: recompute it */
-	{
-		struct bundle_meta m;
-		struct digest *all = calloc(r->t.n + 1, sizeof(*all));
-		size_t na = 0;
-		struct tm tm;
-		int ok;
-
-		if (!all) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t k = 0; k < r->t.n; k++)
-			if (r->t.v[k].listed)
-				all[na++] = r->t.v[k].d;
-		memset(&m, 0, sizeof(m));
-		memset(&tm, 0, sizeof(tm));
-		{
-			char z = 0, tail = 0;
-			ok = sscanf(h->created, "%4d-%2d-%2dT%2d:%2d:%2d%c%c",
-				    &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-				    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z,
-				    &tail) == 7 &&
-			     z == 'Z';
-			tm.tm_year -= 1900;
-			tm.tm_mon -= 1;
-		}
-		m.created = timegm(&tm);
-		m.channel = h->channel;
-		m.sequence = h->sequence;
-		if (ok)
-			ok = bundle_compute_id(&m, (const char *)r->fixed[2].data,
-					       r->fixed[2].len, all, na, e) == 0;
-		free(all);
-		if (!ok || strcmp(m.bundle_id, h->bundle_id) != 0) {
-			if (e->cat == FERR_OK)
-				ferr_set(e, FERR_VERIFY, 0,
-					 "'ferry.json': bundleId does not match "
-					 "the bundle's content");
-			goto out;
-		}
-	}
-	/* manifest.json: a JSON array whose paths are in the bundle */
-	{
-		json_t *mj = parse_json(r->fixed[3].data, r->fixed[3].len,
-					BUNDLE_MANIFEST_JSON, e);
-		bool ok = json_is_array(mj);
-		json_decref(mj);
-		if (!ok) {
-			if (e->cat == FERR_OK)
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "'manifest.json' is not a JSON array");
-			goto out;
-		}
-	}
 	rc = 0;
 out:
 	json_decref(fj);
@@ -1045,6 +1243,7 @@ static int read_entry(struct archive *a, struct src *s, const char *q,
 			ferr_set(e, FERR_BUNDLE, 0, "entry '%s' has holes", q);
 			goto out;
 		}
+		forget_globals(s, (uint64_t)archive_filter_bytes(a, 0));
 		digest_ctx_update(&c, p, n);
 		got += n;
 		if (got > size) {
@@ -1100,343 +1299,473 @@ static const char *kind_name(int k)
 	return k >= 0 && k < 4 ? n[k] : "blob";
 }
 
+static void rd_init(struct rd *r, const struct sig_key *key,
+		    const struct bundle_ops *ops, void *ctx,
+		    struct bundle_header *hdr, struct bundle_stats *st)
+{
+	memset(r, 0, sizeof(*r));
+	memset(hdr, 0, sizeof(*hdr));
+	memset(st, 0, sizeof(*st));
+	r->key = key;
+	r->ops = ops;
+	r->ctx = ctx;
+	r->h = hdr;
+	r->st = st;
+	r->last_kind = BK_INDEX;
+	r->s.fd = -1;
+	for (int i = 0; i < 6; i++)
+		buf_init(&r->fixed[i], fixed_caps[i]);
+	buf_init(&r->doc, FERRY_MAX_JSON);
+	hdr->verified = key != NULL;
+}
+
+static void rd_release(struct rd *r)
+{
+	if (r->a)
+		archive_read_free(r->a);
+	src_close(&r->s);
+	for (int i = 0; i < 6; i++)
+		buf_release(&r->fixed[i]);
+	buf_release(&r->doc);
+	free(r->t.v);
+	free(r->t.ht);
+}
+
+/* Open the input and start libarchive on it: tar only; zstd and gzip are
+ * decoded here, with our limits. */
+static int open_archive(struct rd *r, const char *path, struct ferr *e)
+{
+	struct src *s = &r->s;
+	const char *why;
+
+	if (src_open(s, path, r->key, e) < 0)
+		return -1;
+	s->ops = r->ops;
+	s->ctx = r->ctx;
+	r->h->nparts = parts_in_count(s->parts);
+	r->h->compression = s->comp == C_ZSTD	? "zstd"
+			    : s->comp == C_GZIP ? "gzip"
+						: "none";
+	r->a = archive_read_new();
+	if (!r->a)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	archive_read_support_format_tar(r->a);
+	archive_read_support_filter_none(r->a);
+	if (archive_read_open(r->a, s, NULL, src_read, NULL) == ARCHIVE_OK)
+		return 0;
+	if (s->failed) {
+		*e = s->err;
+		return -1;
+	}
+	why = archive_error_string(r->a);
+	return ferr_set(e, FERR_BUNDLE, 0,
+			"'%s' is not a tar archive (nor a zstd or gzip "
+			"compressed one): %s",
+			s->name, why ? why : "unknown format");
+}
+
+/* At the end of the entries: two zero blocks must close the archive;
+ * without them it may have been cut at an entry boundary. */
+static int check_end_marker(struct rd *r, uint64_t before, struct ferr *e)
+{
+	if (r->idx >= 6 && (uint64_t)archive_filter_bytes(r->a, 0) <
+				((before + 511) & ~(uint64_t)511) + 1024)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' is truncated: the end-of-archive marker "
+				"is missing",
+				r->s.name);
+	return 0;
+}
+
+/* The next entry's header, its name and type checked: 1, or 0 at the
+ * end of the archive, or -1. */
+static int next_entry(struct rd *r, struct entry *en, struct ferr *e)
+{
+	uint64_t before = (uint64_t)archive_filter_bytes(r->a, 0), after;
+	struct archive_entry *ent;
+	int ar = archive_read_next_header(r->a, &ent);
+
+	after = (uint64_t)archive_filter_bytes(r->a, 0);
+	/* also when libarchive fails after one: it is the clearer reason */
+	if (!r->s.failed && global_in(&r->s, before, after))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' holds a pax global header (tar entry "
+				"type 'g') after %zu entries; only regular "
+				"files are allowed",
+				r->s.name, r->idx);
+	forget_globals(&r->s, after);
+	if (ar == ARCHIVE_EOF)
+		return check_end_marker(r, before, e) < 0 ? -1 : 0;
+	if (ar != ARCHIVE_OK) {
+		const char *why = archive_error_string(r->a);
+		if (r->s.failed) {
+			*e = r->s.err;
+			return -1;
+		}
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'%s' is truncated or not a valid tar stream "
+				"after %zu entries: %s",
+				r->s.name, r->idx, why ? why : "read error");
+	}
+	en->name = archive_entry_pathname(ent);
+	if (!en->name)
+		return ferr_set(e, FERR_BUNDLE, 0, "entry %zu has no name",
+				r->idx + 1);
+	quote_name(en->name, en->q, sizeof(en->q));
+	if (check_name(en->name, e) < 0 || entry_type_ok(ent, en->q, e) < 0)
+		return -1;
+	en->size = (uint64_t)archive_entry_size(ent);
+	r->st->entries++;
+	return 1;
+}
+
+/* ---- head: the six fixed entries, the signature, the header ---- */
+
+/* Entry idx is not the fixed entry that belongs there. */
+static int fixed_misplaced(size_t idx, const struct entry *en, struct ferr *e)
+{
+	int known = -1;
+
+	for (int i = 0; i < 6; i++)
+		if (!strcmp(en->name, fixed_names[i]))
+			known = i;
+	if (known >= 0 && (size_t)known < idx)
+		return ferr_set(e, FERR_BUNDLE, 0, "duplicate entry '%s'",
+				en->q);
+	if (known >= 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is missing or out of order: found "
+				"'%s' where it belongs",
+				fixed_names[idx], en->q);
+	return ferr_set(e, FERR_BUNDLE, 0,
+			"unexpected entry '%s' where '%s' belongs (missing or "
+			"out of order)",
+			en->q, fixed_names[idx]);
+}
+
+/* The archive ended before fixed entry idx. */
+static int fixed_missing(struct rd *r, struct ferr *e)
+{
+	if (r->s.failed) {
+		*e = r->s.err;
+		return -1;
+	}
+	return ferr_set(e, FERR_BUNDLE, 0,
+			r->idx == 0 ? "'%s' is empty or not a bundle: entry "
+				      "'%s' is missing"
+				    : "'%s' is truncated: entry '%s' is missing",
+			r->s.name, fixed_names[r->idx]);
+}
+
+static int read_fixed(struct rd *r, const struct entry *en, struct ferr *e)
+{
+	size_t i = r->idx;
+
+	if (strcmp(en->name, fixed_names[i]) != 0)
+		return fixed_misplaced(i, en, e);
+	if (en->size > fixed_caps[i])
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is %llu bytes, over its limit of %zu",
+				en->q, (unsigned long long)en->size,
+				fixed_caps[i]);
+	if (read_entry(r->a, &r->s, en->q, en->size, &r->fixed_d[i], to_buf,
+		       &r->fixed[i], r, e) < 0 ||
+	    buf_append(&r->fixed[i], "", 0) < 0)
+		return -1;
+	return 0;
+}
+
+/* The signature did not verify: which key does ferry.json (unverified)
+ * say signed it?  Kept in the header's key_id for the report, "" when it
+ * does not say. */
+static const char *claimed_key_id(struct rd *r)
+{
+	json_t *fj = json_loadb((const char *)r->fixed[1].data, r->fixed[1].len,
+				0, NULL);
+	const char *kid =
+	    json_string_value(json_object_get(fj, "signingKeyId"));
+
+	if (kid && strlen(kid) < sizeof(r->h->key_id))
+		snprintf(r->h->key_id, sizeof(r->h->key_id), "%s", kid);
+	json_decref(fj);
+	return r->h->key_id;
+}
+
+/* Both keys, so that a wrong --key is told from a bundle changed after
+ * signing. */
+static int signature_mismatch(struct rd *r, struct ferr *e)
+{
+	const char *kid = claimed_key_id(r);
+
+	if (!*kid)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"the signature in 'SHA256SUMS.sig' does not "
+				"verify 'SHA256SUMS' with key '%s' (given with "
+				"--key); 'ferry.json' names no signing key",
+				r->key->key_id);
+	if (strcmp(kid, r->key->key_id) == 0)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"the signature in 'SHA256SUMS.sig' does not "
+				"verify 'SHA256SUMS' with key '%s' (given with "
+				"--key); the bundle names that key too: it was "
+				"changed after signing",
+				r->key->key_id);
+	return ferr_set(e, FERR_VERIFY, 0,
+			"the signature in 'SHA256SUMS.sig' does not verify "
+			"'SHA256SUMS' with key '%s' (given with --key); the "
+			"bundle says it was signed by key '%s'",
+			r->key->key_id, kid);
+}
+
+/* SHA256SUMS.sig over SHA256SUMS, with the operator's key. */
+static int check_signature(struct rd *r, struct ferr *e)
+{
+	unsigned char *sig = NULL;
+	size_t siglen = 0;
+	int v;
+
+	if (!r->fixed[5].len)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"'SHA256SUMS.sig' is empty: no signature");
+	if (sig_base64_decode((const char *)r->fixed[5].data, r->fixed[5].len,
+			      &sig, &siglen, e) < 0) {
+		e->cat = FERR_VERIFY;
+		return ferr_prefix(e, "invalid signature in 'SHA256SUMS.sig'");
+	}
+	v = sig_verify(r->key, r->fixed[4].data, r->fixed[4].len, sig, siglen,
+		       e);
+	free(sig);
+	if (v < 0)
+		return signature_mismatch(r, e);
+	return 0;
+}
+
+/* The fixed entries, then the signature before anything else in them is
+ * believed, then SHA256SUMS and the header they vouch for. */
+static int read_head(struct rd *r, struct ferr *e)
+{
+	struct entry en;
+
+	for (; r->idx < 6; r->idx++) {
+		int n = next_entry(r, &en, e);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return fixed_missing(r, e);
+		if (read_fixed(r, &en, e) < 0)
+			return -1;
+	}
+	if (r->key && check_signature(r, e) < 0)
+		return -1;
+	return parse_sums(r, e) < 0 || take_header(r, e) < 0 ? -1 : 0;
+}
+
+/* ---- entries: the blobs ---- */
+
+/* Whether a blob entry may come here: listed, new, referenced by a
+ * document before it, in kind order, of its descriptor's size. */
+static int admit_blob(struct rd *r, const struct entry *en, struct digest *d,
+		      struct bref **out, struct ferr *e)
+{
+	struct bref *b;
+
+	if (blob_name(en->name, d, e) < 0)
+		return -1;
+	b = tfind(&r->t, d);
+	if (!b || !b->listed)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is not listed in 'SHA256SUMS'",
+				en->q);
+	if (b->seen)
+		return ferr_set(e, FERR_BUNDLE, 0, "duplicate entry '%s'",
+				en->q);
+	if (b->kind < 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entry '%s' is out of order or unreferenced: "
+				"no document before it refers to it",
+				en->q);
+	if (b->kind < r->last_kind)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"entries out of order: %s '%s' after a %s",
+				kind_name(b->kind), en->q,
+				kind_name(r->last_kind));
+	r->last_kind = b->kind;
+	if (en->size != b->size)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"entry '%s' is %llu bytes but its descriptor "
+				"says %llu (size mismatch)",
+				en->q, (unsigned long long)en->size,
+				(unsigned long long)b->size);
+	b->seen = true;
+	if (b->kind != BK_LAYER && en->size > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"%s '%s' is %llu bytes, over the %u-byte limit "
+				"for JSON documents",
+				kind_name(b->kind), en->q,
+				(unsigned long long)en->size, FERRY_MAX_JSON);
+	*out = b;
+	return 0;
+}
+
+/* A JSON config must be a JSON object. */
+static int check_config(struct rd *r, const struct bref *b, const char *q,
+			struct ferr *e)
+{
+	json_t *cj;
+	bool ok;
+
+	if (!strstr(b->media_type, "json"))
+		return 0;
+	cj = parse_json(r->doc.data, r->doc.len, q, e);
+	ok = json_is_object(cj);
+	json_decref(cj);
+	if (!ok) {
+		if (e->cat == FERR_OK)
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "config '%s' is not a JSON object", q);
+		return -1;
+	}
+	return 0;
+}
+
+/* A blob: streamed to the consumer, which may act on it only once its
+ * content matched its name (blob_end). */
+static int take_blob(struct rd *r, const struct entry *en, struct ferr *e)
+{
+	const struct bundle_ops *ops = r->ops;
+	struct digest d, got;
+	struct bref *b = NULL;
+	struct bundle_blob bb;
+	struct blob_sink bs;
+	bool json_kind;
+
+	if (admit_blob(r, en, &d, &b, e) < 0)
+		return -1;
+	json_kind = b->kind != BK_LAYER;
+	memset(&bb, 0, sizeof(bb));
+	bb.path = en->name;
+	bb.digest = d;
+	bb.size = en->size;
+	bb.kind = (enum bkind)b->kind;
+	bb.media_type = b->media_type;
+	buf_reset(&r->doc);
+	bs.r = r;
+	bs.doc = json_kind ? &r->doc : NULL;
+	if (ops && ops->blob_begin) {
+		if (ops->blob_begin(r->ctx, &bb, e) < 0)
+			return -1;
+		r->in_blob = true;
+	}
+	if (read_entry(r->a, &r->s, en->q, en->size, &got, to_consumer, &bs, r,
+		       e) < 0)
+		return -1;
+	if (!digest_equal(&got, &d))
+		return ferr_set(e, FERR_VERIFY, 0,
+				"entry '%s' does not match its digest "
+				"(content hashes to '%s')",
+				en->q, got.str);
+	if (b->kind <= BK_MANIFEST &&
+	    take_doc(r, b, r->doc.data, r->doc.len, en->q, e) < 0)
+		return -1;
+	if (b->kind == BK_CONFIG && check_config(r, b, en->q, e) < 0)
+		return -1;
+	bb.doc = json_kind ? r->doc.data : NULL;
+	bb.doc_len = json_kind ? r->doc.len : 0;
+	r->in_blob = false;
+	if (ops && ops->blob_end && ops->blob_end(r->ctx, &bb, e) < 0)
+		return -1;
+	r->st->blobs++;
+	r->st->blob_bytes += en->size;
+	return 0;
+}
+
+static int read_blobs(struct rd *r, struct ferr *e)
+{
+	struct entry en;
+	int n;
+
+	for (; (n = next_entry(r, &en, e)) > 0; r->idx++)
+		if (take_blob(r, &en, e) < 0)
+			return -1;
+	return n;
+}
+
+/* ---- tail: nothing missing, nothing after the end ---- */
+
+static int check_complete(struct rd *r, struct ferr *e)
+{
+	for (size_t k = 0; k < r->t.n; k++) {
+		struct bref *b = &r->t.v[k];
+		if (b->listed && !b->seen)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"entry 'blobs/sha256/%s' is listed in "
+					"'SHA256SUMS' but missing from the "
+					"bundle (truncated?)",
+					digest_hex(&b->d));
+		if (b->kind >= 0 && !b->seen && !b->omitted)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"'%s' is referenced but missing from "
+					"the bundle",
+					b->d.str);
+	}
+	return src_drain(r->a, &r->s, e);
+}
+
+/* Every blob SHA256SUMS lists, for a delta export over this bundle. */
+static int take_listed(struct rd *r, struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+
+	h->listed = calloc(r->t.n + 1, sizeof(*h->listed));
+	if (!h->listed)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t k = 0; k < r->t.n; k++)
+		if (r->t.v[k].listed)
+			h->listed[h->nlisted++] = r->t.v[k].d;
+	return 0;
+}
+
+int bundle_read_head(const char *path, const struct sig_key *key,
+		     struct bundle_header *hdr, struct ferr *e)
+{
+	struct bundle_stats st;
+	struct rd r;
+	int rc = -1;
+
+	rd_init(&r, key, NULL, NULL, hdr, &st);
+	if (open_archive(&r, path, e) < 0 || read_head(&r, e) < 0 ||
+	    take_listed(&r, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	rd_release(&r);
+	return rc;
+}
+
 int bundle_read(const char *path, const struct sig_key *key,
 		const struct bundle_ops *ops, void *ctx,
 		struct bundle_header *hdr, struct bundle_stats *st,
 		struct ferr *e)
 {
-	struct archive *a = NULL;
-	struct archive_entry *ent;
 	struct bundle_stats dummy;
-	struct buf doc;
-	struct src s;
 	struct rd r;
-	size_t idx = 0;
 	int rc = -1;
 
-	memset(&r, 0, sizeof(r));
-	memset(hdr, 0, sizeof(*hdr));
-	if (!st)
-		st = &dummy;
-	memset(st, 0, sizeof(*st));
-	r.key = key;
-	r.ops = ops;
-	r.ctx = ctx;
-	r.h = hdr;
-	r.st = st;
-	r.last_kind = BK_INDEX;
-	for (int i = 0; i < 6; i++)
-		buf_init(&r.fixed[i], fixed_caps[i]);
-	buf_init(&doc, FERRY_MAX_JSON);
-	hdr->verified = key != NULL;
-	if (src_open(&s, path, e) < 0)
+	rd_init(&r, key, ops, ctx, hdr, st ? st : &dummy);
+	if (open_archive(&r, path, e) < 0 || read_head(&r, e) < 0)
 		goto out;
-	hdr->compression = s.comp == C_ZSTD ? "zstd"
-			   : s.comp == C_GZIP ? "gzip"
-					      : "none";
-	a = archive_read_new();
-	if (!a) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (!key) { /* inspect: the header is all we read */
+		rc = 0;
 		goto out;
 	}
-	/* tar only; zstd and gzip are decoded here, with our limits */
-	archive_read_support_format_tar(a);
-	archive_read_support_filter_none(a);
-	if (archive_read_open(a, &s, NULL, src_read, NULL) != ARCHIVE_OK) {
-		if (s.failed)
-			*e = s.err;
-		else
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "'%s' is not a tar archive (nor a zstd or gzip "
-				 "compressed one): %s",
-				 s.name,
-				 archive_error_string(a) ? archive_error_string(a)
-							 : "unknown format");
+	if (ops && ops->header && ops->header(ctx, hdr, e) < 0)
 		goto out;
-	}
-	for (;; idx++) {
-		uint64_t before = (uint64_t)archive_filter_bytes(a, 0);
-		int ar = archive_read_next_header(a, &ent);
-		const char *name;
-		char q[256];
-		uint64_t size;
-
-		if (ar == ARCHIVE_EOF) {
-			/* two zero blocks must close the archive: without them
-			 * it may have been cut at an entry boundary */
-			if (idx >= 6 && (uint64_t)archive_filter_bytes(a, 0) <
-					    ((before + 511) & ~(uint64_t)511) + 1024) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "'%s' is truncated: the end-of-archive "
-					 "marker is missing",
-					 s.name);
-				goto out;
-			}
-			break;
-		}
-		if (ar != ARCHIVE_OK) {
-			if (s.failed)
-				*e = s.err;
-			else
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "'%s' is truncated or not a valid tar "
-					 "stream after %zu entries: %s",
-					 s.name, idx,
-					 archive_error_string(a)
-					     ? archive_error_string(a)
-					     : "read error");
-			goto out;
-		}
-		name = archive_entry_pathname(ent);
-		if (!name) {
-			ferr_set(e, FERR_BUNDLE, 0, "entry %zu has no name",
-				 idx + 1);
-			goto out;
-		}
-		quote_name(name, q, sizeof(q));
-		if (check_name(name, e) < 0 || entry_type_ok(ent, q, e) < 0)
-			goto out;
-		size = (uint64_t)archive_entry_size(ent);
-		st->entries++;
-		if (idx < 6) {
-			if (strcmp(name, fixed_names[idx]) != 0) {
-				int known = -1;
-				for (int i = 0; i < 6; i++)
-					if (!strcmp(name, fixed_names[i]))
-						known = i;
-				if (known >= 0 && (size_t)known < idx)
-					ferr_set(e, FERR_BUNDLE, 0,
-						 "duplicate entry '%s'", q);
-				else if (known >= 0)
-					ferr_set(e, FERR_BUNDLE, 0,
-						 "entry '%s' is missing or out of "
-						 "order: found '%s' where it "
-						 "belongs",
-						 fixed_names[idx], q);
-				else
-					ferr_set(e, FERR_BUNDLE, 0,
-						 "unexpected entry '%s' where "
-						 "'%s' belongs (missing or out "
-						 "of order)",
-						 q, fixed_names[idx]);
-				goto out;
-			}
-			if (size > fixed_caps[idx]) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "entry '%s' is %llu bytes, over its "
-					 "limit of %zu",
-					 q, (unsigned long long)size,
-					 fixed_caps[idx]);
-				goto out;
-			}
-			if (read_entry(a, &s, q, size, &r.fixed_d[idx], to_buf,
-				       &r.fixed[idx], &r, e) < 0 ||
-			    buf_append(&r.fixed[idx], "", 0) < 0)
-				goto out;
-			if (idx < 5)
-				continue;
-			/* all fixed entries are in: check the signature before
-			 * anything else is believed */
-			if (key) {
-				unsigned char *sig = NULL;
-				size_t siglen = 0;
-				int v;
-				if (!r.fixed[5].len) {
-					ferr_set(e, FERR_VERIFY, 0,
-						 "'SHA256SUMS.sig' is empty: no "
-						 "signature");
-					goto out;
-				}
-				if (sig_base64_decode((const char *)r.fixed[5].data,
-						      r.fixed[5].len, &sig,
-						      &siglen, e) < 0) {
-					e->cat = FERR_VERIFY;
-					ferr_prefix(e, "invalid signature in "
-						       "'SHA256SUMS.sig'");
-					goto out;
-				}
-				v = sig_verify(key, r.fixed[4].data, r.fixed[4].len,
-					       sig, siglen, e);
-				free(sig);
-				if (v < 0) {
-					const char *kid = claimed_key_id(&r);
-					ferr_set(e, FERR_VERIFY, 0,
-						 "the signature in "
-						 "'SHA256SUMS.sig' does not "
-						 "verify 'SHA256SUMS' with key "
-						 "'%s' (given with --key); %s%s%s",
-						 key->key_id,
-						 !*kid ? "'ferry.json' names no signing key"
-						 : strcmp(kid, key->key_id)
-						     ? "the bundle says it was signed by key '"
-						     : "the bundle names that key too: it was "
-						       "changed after signing",
-						 strcmp(kid, key->key_id) ? kid : "",
-						 *kid && strcmp(kid, key->key_id) ? "'" : "");
-					goto out;
-				}
-			}
-			if (parse_sums(&r, e) < 0 || take_header(&r, e) < 0)
-				goto out;
-			if (!key) { /* inspect: the header is all we read */
-				rc = 0;
-				goto out;
-			}
-			if (ops && ops->header && ops->header(ctx, hdr, e) < 0)
-				goto out;
-			continue;
-		}
-		/* a blob */
-		{
-			struct digest d, got;
-			struct bref *b;
-			struct bundle_blob bb;
-			struct blob_sink bs;
-			bool json_kind;
-
-			if (blob_name(name, &d, e) < 0)
-				goto out;
-			b = tfind(&r.t, &d);
-			if (!b || !b->listed) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "entry '%s' is not listed in "
-					 "'SHA256SUMS'",
-					 q);
-				goto out;
-			}
-			if (b->seen) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "duplicate entry '%s'", q);
-				goto out;
-			}
-			if (b->kind < 0) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "entry '%s' is out of order or "
-					 "unreferenced: no document before it "
-					 "refers to it",
-					 q);
-				goto out;
-			}
-			if (b->kind < r.last_kind) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "entries out of order: %s '%s' after "
-					 "a %s",
-					 kind_name(b->kind), q,
-					 kind_name(r.last_kind));
-				goto out;
-			}
-			r.last_kind = b->kind;
-			if (size != b->size) {
-				ferr_set(e, FERR_VERIFY, 0,
-					 "entry '%s' is %llu bytes but its "
-					 "descriptor says %llu (size mismatch)",
-					 q, (unsigned long long)size,
-					 (unsigned long long)b->size);
-				goto out;
-			}
-			b->seen = true;
-			json_kind = b->kind != BK_LAYER;
-			if (json_kind && size > FERRY_MAX_JSON) {
-				ferr_set(e, FERR_BUNDLE, 0,
-					 "%s '%s' is %llu bytes, over the %u-byte "
-					 "limit for JSON documents",
-					 kind_name(b->kind), q,
-					 (unsigned long long)size,
-					 FERRY_MAX_JSON);
-				goto out;
-			}
-			memset(&bb, 0, sizeof(bb));
-			bb.path = name;
-			bb.digest = d;
-			bb.size = size;
-			bb.kind = (enum bkind)b->kind;
-			bb.media_type = b->media_type;
-			buf_reset(&doc);
-			bs.r = &r;
-			bs.doc = json_kind ? &doc : NULL;
-			if (ops && ops->blob_begin) {
-				if (ops->blob_begin(ctx, &bb, e) < 0)
-					goto out;
-				r.in_blob = true;
-			}
-			if (read_entry(a, &s, q, size, &got, to_consumer, &bs,
-				       &r, e) < 0)
-				goto out;
-			if (!digest_equal(&got, &d)) {
-				ferr_set(e, FERR_VERIFY, 0,
-					 "entry '%s' does not match its digest "
-					 "(content hashes to '%s')",
-					 q, got.str);
-				goto out;
-			}
-			if (b->kind <= BK_MANIFEST &&
-			    take_doc(&r, b, doc.data, doc.len, q, e) < 0)
-				goto out;
-			if (b->kind == BK_CONFIG && strstr(b->media_type, "json")) {
-				json_t *cj = parse_json(doc.data, doc.len, q, e);
-				bool ok = json_is_object(cj);
-				json_decref(cj);
-				if (!ok) {
-					if (e->cat == FERR_OK)
-						ferr_set(e, FERR_BUNDLE, 0,
-							 "config '%s' is not a "
-							 "JSON object",
-							 q);
-					goto out;
-				}
-			}
-			bb.doc = json_kind ? doc.data : NULL;
-			bb.doc_len = json_kind ? doc.len : 0;
-			r.in_blob = false;
-			if (ops && ops->blob_end && ops->blob_end(ctx, &bb, e) < 0)
-				goto out;
-			st->blobs++;
-			st->blob_bytes += size;
-		}
-	}
-	if (idx < 6) {
-		if (s.failed) {
-			*e = s.err;
-			goto out;
-		}
-		ferr_set(e, FERR_BUNDLE, 0,
-			 idx == 0 ? "'%s' is empty or not a bundle: entry '%s' "
-				    "is missing"
-				  : "'%s' is truncated: entry '%s' is missing",
-			 s.name, fixed_names[idx]);
-		goto out;
-	}
-	for (size_t k = 0; k < r.t.n; k++) {
-		struct bref *b = &r.t.v[k];
-		if (b->listed && !b->seen) {
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "entry 'blobs/sha256/%s' is listed in "
-				 "'SHA256SUMS' but missing from the bundle "
-				 "(truncated?)",
-				 digest_hex(&b->d));
-			goto out;
-		}
-		if (b->kind >= 0 && !b->seen && !b->omitted) {
-			ferr_set(e, FERR_BUNDLE, 0,
-				 "'%s' is referenced but missing from the "
-				 "bundle",
-				 b->d.str);
-			goto out;
-		}
-	}
-	if (src_drain(a, &s, e) < 0)
+	if (read_blobs(&r, e) < 0 || check_complete(&r, e) < 0)
 		goto out;
 	rc = 0;
 out:
 	if (rc < 0 && r.in_blob && ops && ops->blob_abort)
 		ops->blob_abort(ctx);
-	if (a)
-		archive_read_free(a);
-	src_close(&s);
-	for (int i = 0; i < 6; i++)
-		buf_release(&r.fixed[i]);
-	buf_release(&doc);
-	free(r.t.v);
-	free(r.t.ht);
+	rd_release(&r);
 	return rc;
 }

@@ -31,6 +31,8 @@
 #define BREADER_MAX_OCI_LAYOUT 4096u
 #define BREADER_MAX_SUMS (16u * 1024u * 1024u)
 #define BREADER_MAX_SIG 16384u
+/* Base bundles one delta may name. */
+#define BREADER_MAX_BASES 64u
 
 enum bkind { BK_INDEX = 0, BK_MANIFEST = 1, BK_CONFIG = 2, BK_LAYER = 3 };
 
@@ -58,6 +60,16 @@ struct bundle_header {
 	size_t nblobs;
 	const char *compression; /* "zstd", "gzip", "none" */
 	bool verified;           /* signature checked (false in inspect mode) */
+	/* a delta: the base bundle ids it needs, and what it leaves out */
+	char **bases;
+	size_t nbases;
+	struct digest *omitted;
+	size_t nomitted;
+	/* every blob SHA256SUMS lists (filled by bundle_read_head only) */
+	struct digest *listed;
+	size_t nlisted;
+	/* read from split volumes: how many */
+	size_t nparts;
 };
 
 struct bundle_ops {
@@ -66,6 +78,10 @@ struct bundle_ops {
 	int (*blob_data)(void *ctx, const void *p, size_t n, struct ferr *e);
 	int (*blob_end)(void *ctx, const struct bundle_blob *b, struct ferr *e);
 	void (*blob_abort)(void *ctx);
+	/* Optional: every decompressed tar byte, in order, as it is read and
+	 * BEFORE it is checked (trust none of it until bundle_read returns
+	 * 0).  Lets unpack hand a loader the plain tar in the same pass. */
+	int (*tar_data)(void *ctx, const void *p, size_t n, struct ferr *e);
 };
 
 struct bundle_stats {
@@ -75,7 +91,9 @@ struct bundle_stats {
 	uint64_t tar_bytes; /* uncompressed entry bytes read */
 };
 
-/* Read and check `path` ("-": standard input).  `key` NULL means inspect
+/* Read and check `path` ("-": standard input; "X.parts" or "X.001" with
+ * X.parts beside it: split volumes, their signed list checked first with
+ * `key` and each part's hash as it is read).  `key` NULL means inspect
  * mode: only the header entries are read and nothing is verified.  `hdr`
  * is filled once the header has been read (release it with
  * bundle_header_release even on failure). */
@@ -84,5 +102,11 @@ int bundle_read(const char *path, const struct sig_key *key,
 		struct bundle_header *hdr, struct bundle_stats *st,
 		struct ferr *e);
 void bundle_header_release(struct bundle_header *h);
+
+/* Read only the leading entries (through SHA256SUMS.sig) and what they
+ * say, with the signature checked against `key`: cheap whatever the
+ * bundle's size.  Fills hdr->listed. */
+int bundle_read_head(const char *path, const struct sig_key *key,
+		     struct bundle_header *hdr, struct ferr *e);
 
 #endif

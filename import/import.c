@@ -27,7 +27,8 @@ static const char usage_text[] =
     "Options:\n"
     "      --key FILE          the trusted public key\n"
     "      --to HOST[/PREFIX]  target registry and repository prefix\n"
-    "      --jobs N            parallel uploads (default 4)\n"
+    "      --jobs N            parallel uploads of large blobs (default 4);\n"
+    "                          small blobs and manifests use twice as many\n"
     "      --dry-run           verify and show what would be pushed; write\n"
     "                          nothing\n"
     "      --report FILE.json  write a JSON report\n"
@@ -146,6 +147,7 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "channel", json_string(r->hdr.channel ? r->hdr.channel : ""));
 	json_object_set_new(root, "sequence", json_integer((json_int_t)r->hdr.sequence));
 	json_object_set_new(root, "alreadyImported", json_boolean(r->already_imported));
+	json_object_set_new(root, "importedAgain", json_boolean(r->stale != NULL));
 	for (size_t i = 0; i < r->nimages; i++) {
 		const struct imp_image *im = &r->images[i];
 		json_array_append_new(
@@ -182,6 +184,12 @@ static int parse_to(const char *to, char **host, char **prefix)
 	if (!hn || hn > 255)
 		return -1;
 	*host = strndup(to, hn);
+	if (!*host)
+		return -1;
+	/* host names are case-insensitive: one spelling for the registry */
+	for (char *p = *host; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
 	if (slash && slash[1]) {
 		*prefix = strdup(slash + 1);
 		size_t pl = strlen(*prefix);
@@ -199,189 +207,232 @@ static int parse_to(const char *to, char **host, char **prefix)
 	return 0;
 }
 
-int cmd_import(int argc, char **argv)
-{
+struct import_args {
 	struct cli_common com;
-	const char *bundle = NULL, *keyfile = NULL, *to = NULL, *report = NULL,
-		   *state_dir = NULL;
-	char *host = NULL, *prefix = NULL;
-	bool dry = false, rollback = false, keepreg = false, create = false,
-	     public_ = false;
-	unsigned long jobs = 4;
-	struct auth_store creds = {0};
-	struct sig_key key;
-	struct reg_opts ropts;
-	struct imp_opts io;
-	struct imp_result res;
-	struct imp_progress pr;
-	struct ui u;
-	struct ferr e;
-	struct timespec t0, t1;
-	int c, rc = FERRY_EXIT_USAGE;
+	const char *bundle, *keyfile, *to, *report, *state_dir;
+	char *host, *prefix;
+	bool dry, rollback, keepreg, create, public_;
+	unsigned long jobs;
+};
 
-	memset(&com, 0, sizeof(com));
-	memset(&key, 0, sizeof(key));
-	memset(&res, 0, sizeof(res));
-	memset(&pr, 0, sizeof(pr));
-	ferr_clear(&e);
+static void args_release(struct import_args *a)
+{
+	free(a->host);
+	free(a->prefix);
+	cli_common_release(&a->com);
+}
+
+/* One option of this command: 0 taken, 1 done (help), -1 usage error. */
+static int parse_opt(struct import_args *a, int c, char **argv)
+{
+	char *end;
+
+	switch (c) {
+	case 'h':
+		fputs(usage_text, stdout);
+		fputs(cli_common_help, stdout);
+		return 1;
+	case OPT_KEY:
+		a->keyfile = optarg;
+		return 0;
+	case OPT_TO:
+		a->to = optarg;
+		return 0;
+	case OPT_JOBS:
+		errno = 0;
+		a->jobs = strtoul(optarg, &end, 10);
+		if (errno || *end || a->jobs < 1 || a->jobs > 16) {
+			cli_usage_error("import",
+					"--jobs takes a number from 1 to 16, not '%s'",
+					optarg);
+			return -1;
+		}
+		return 0;
+	case OPT_DRY:
+		a->dry = true;
+		return 0;
+	case OPT_REPORT:
+		a->report = optarg;
+		return 0;
+	case OPT_ROLLBACK:
+		a->rollback = true;
+		return 0;
+	case OPT_KEEPREG:
+		a->keepreg = true;
+		return 0;
+	case OPT_STATEDIR:
+		a->state_dir = optarg;
+		return 0;
+	case OPT_CREATE:
+		a->create = true;
+		return 0;
+	case OPT_PUBLIC:
+		a->public_ = true;
+		return 0;
+	default:
+		cli_usage_error("import", "unknown or incomplete option '%s'",
+				argv[optind - 1]);
+		return -1;
+	}
+}
+
+/* The command line: 0 go on, 1 done (help, version), -1 usage error. */
+static int parse_args(int argc, char **argv, struct import_args *a)
+{
+	int c;
+
+	a->jobs = 4;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts, NULL)) !=
 	       -1) {
-		int r = cli_common_opt(&com, c, optarg, "import");
-		char *end;
-		if (r == 2) {
-			rc = FERRY_EXIT_OK;
-			goto out;
-		}
+		int r = cli_common_opt(&a->com, c, optarg, "import");
+		if (r == 2)
+			return 1;
 		if (r < 0)
-			goto out;
+			return -1;
 		if (r == 1)
 			continue;
-		switch (c) {
-		case 'h':
-			fputs(usage_text, stdout);
-			fputs(cli_common_help, stdout);
-			rc = FERRY_EXIT_OK;
-			goto out;
-		case OPT_KEY:
-			keyfile = optarg;
-			break;
-		case OPT_TO:
-			to = optarg;
-			break;
-		case OPT_JOBS:
-			errno = 0;
-			jobs = strtoul(optarg, &end, 10);
-			if (errno || *end || jobs < 1 || jobs > 16) {
-				cli_usage_error("import",
-						"--jobs takes a number from 1 to "
-						"16, not '%s'",
-						optarg);
-				goto out;
-			}
-			break;
-		case OPT_DRY:
-			dry = true;
-			break;
-		case OPT_REPORT:
-			report = optarg;
-			break;
-		case OPT_ROLLBACK:
-			rollback = true;
-			break;
-		case OPT_KEEPREG:
-			keepreg = true;
-			break;
-		case OPT_STATEDIR:
-			state_dir = optarg;
-			break;
-		case OPT_CREATE:
-			create = true;
-			break;
-		case OPT_PUBLIC:
-			public_ = true;
-			break;
-		default:
-			cli_usage_error("import", "unknown or incomplete option '%s'",
-					argv[optind - 1]);
-			goto out;
-		}
+		if ((r = parse_opt(a, c, argv)) != 0)
+			return r;
 	}
 	if (optind != argc - 1) {
 		cli_usage_error("import", optind == argc ? "no BUNDLE given"
 							 : "give exactly one BUNDLE");
-		goto out;
+		return -1;
 	}
-	bundle = argv[optind];
-	if (!keyfile || !to) {
+	a->bundle = argv[optind];
+	if (!a->keyfile || !a->to) {
 		cli_usage_error("import", "%s is required",
-				!keyfile ? "--key PUBLIC.pem" : "--to HOST[/PREFIX]");
-		goto out;
+				!a->keyfile ? "--key PUBLIC.pem" : "--to HOST[/PREFIX]");
+		return -1;
 	}
-	if (parse_to(to, &host, &prefix) < 0) {
+	if (parse_to(a->to, &a->host, &a->prefix) < 0) {
 		cli_usage_error("import",
 				"--to takes HOST[:PORT][/PREFIX] with a lowercase "
 				"repository prefix, not '%s'",
-				to);
-		goto out;
+				a->to);
+		return -1;
 	}
-	if (sig_load_public(&key, keyfile, &e) < 0)
-		goto fail;
-	if (auth_store_load(&creds, com.authfile, &e) < 0)
-		goto fail;
-	cli_reg_opts(&com, &creds, &ropts);
+	return 0;
+}
+
+/* Verify and push with progress shown as asked; *secs: how long it took. */
+static int run_import(const struct import_args *a, const struct sig_key *key,
+		      const struct reg_opts *ropts, struct imp_result *res,
+		      double *secs, struct ferr *e)
+{
+	struct imp_opts io;
+	struct imp_progress pr;
+	struct ui u;
+	struct timespec t1;
+	int rc;
+
+	memset(&pr, 0, sizeof(pr));
 	memset(&io, 0, sizeof(io));
-	io.reg = &ropts;
-	io.host = host;
-	io.prefix = prefix;
-	io.keep_registry = keepreg;
-	io.jobs = (int)jobs;
-	io.dry_run = dry;
-	io.allow_rollback = rollback;
-	io.state_dir = state_dir;
-	io.create_projects = create;
-	io.public_projects = public_;
-	io.key = &key;
+	io.reg = ropts;
+	io.host = a->host;
+	io.prefix = a->prefix;
+	io.keep_registry = a->keepreg;
+	io.jobs = (int)a->jobs;
+	io.dry_run = a->dry;
+	io.allow_rollback = a->rollback;
+	io.state_dir = a->state_dir;
+	io.create_projects = a->create;
+	io.public_projects = a->public_;
+	io.key = key;
 	io.progress = &pr;
 	memset(&u, 0, sizeof(u));
-	u.mode = com.quiet ? PROGRESS_NONE : com.progress;
-	u.quiet = com.quiet;
+	u.mode = a->com.quiet ? PROGRESS_NONE : a->com.progress;
+	u.quiet = a->com.quiet;
 	u.pr = &pr;
 	if (u.mode == PROGRESS_AUTO && !isatty(2))
 		u.mode = PROGRESS_PLAIN;
 	io.event = on_event;
 	io.event_ctx = &u;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	u.t0 = t0;
+	clock_gettime(CLOCK_MONOTONIC, &u.t0);
 	cli_ticker_init(&u.tk, draw, &u);
 	if (u.mode == PROGRESS_AUTO)
 		cli_ticker_start(&u.tk);
-	int ir = imp_run(&io, bundle, &res, &e);
+	rc = imp_run(&io, a->bundle, res, e);
 	cli_ticker_stop(&u.tk, true);
 	cli_ticker_release(&u.tk);
-	if (ir < 0)
-		goto fail;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double secs = (double)(t1.tv_sec - t0.tv_sec) +
-		      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	if (report && write_report(report, bundle, to, &res, dry, secs, &e) < 0)
-		goto fail;
-	if (!com.quiet) {
-		if (res.already_imported) {
-			printf("already imported: bundle %s (channel '%s', "
-			       "sequence %llu) was imported into '%s' before; "
-			       "nothing to do\n",
-			       res.hdr.bundle_id, res.hdr.channel,
-			       (unsigned long long)res.hdr.sequence, to);
-		} else {
-			printf("%s '%s' into '%s': bundle %s verified\n",
-			       dry ? "dry run of" : "imported", bundle, to,
-			       res.hdr.bundle_id);
-			for (size_t i = 0; i < res.nimages; i++)
-				printf("  %s\n    <- %s %s\n", res.images[i].target,
-				       res.images[i].source,
-				       res.images[i].digest.str);
-			if (dry)
-				printf("would send %.1f MiB; blobs already there: "
-				       "%u; Harbor projects to create: %u\n",
-				       (double)res.bytes_to_push / 1048576.0,
-				       res.skipped, res.projects_to_create);
-			else if (res.projects_created)
-				printf("created %u Harbor project%s\n",
-				       res.projects_created,
-				       res.projects_created == 1 ? "" : "s");
-			else
-				printf("blobs: %u pushed (%.1f MiB), %u already "
-				       "there, %u mounted; manifests: %u pushed, "
-				       "%u already there; tags: %u written; "
-				       "%.1f s\n",
-				       res.pushed, (double)res.bytes_pushed / 1048576.0,
-				       res.skipped, res.mounted,
-				       res.manifests_pushed, res.manifests_skipped,
-				       res.tags, secs);
-		}
+	*secs = (double)(t1.tv_sec - u.t0.tv_sec) +
+		(double)(t1.tv_nsec - u.t0.tv_nsec) / 1e9;
+	return rc;
+}
+
+static void print_summary(const struct import_args *a,
+			  const struct imp_result *res, double secs)
+{
+	if (res->already_imported) {
+		printf("already imported: bundle %s (channel '%s', sequence "
+		       "%llu) was imported into '%s' before; nothing to do\n",
+		       res->hdr.bundle_id, res->hdr.channel,
+		       (unsigned long long)res->hdr.sequence, a->to);
+		return;
 	}
+	printf("%s '%s' into '%s': bundle %s verified\n",
+	       a->dry ? "dry run of" : "imported", a->bundle, a->to,
+	       res->hdr.bundle_id);
+	for (size_t i = 0; i < res->nimages; i++)
+		printf("  %s\n    <- %s %s\n", res->images[i].target,
+		       res->images[i].source, res->images[i].digest.str);
+	if (a->dry)
+		printf("would send %.1f MiB; blobs already there: %u; Harbor "
+		       "projects to create: %u\n",
+		       (double)res->bytes_to_push / 1048576.0, res->skipped,
+		       res->projects_to_create);
+	else if (res->projects_created)
+		printf("created %u Harbor project%s\n", res->projects_created,
+		       res->projects_created == 1 ? "" : "s");
+	else
+		printf("blobs: %u pushed (%.1f MiB), %u already there, %u "
+		       "mounted; manifests: %u pushed, %u already there; tags: "
+		       "%u written; %.1f s\n",
+		       res->pushed, (double)res->bytes_pushed / 1048576.0,
+		       res->skipped, res->mounted, res->manifests_pushed,
+		       res->manifests_skipped, res->tags, secs);
+}
+
+int cmd_import(int argc, char **argv)
+{
+	struct import_args a;
+	struct auth_store creds = {0};
+	struct sig_key key;
+	struct reg_opts ropts;
+	struct imp_result res;
+	struct ferr e;
+	double secs = 0;
+	int rc = FERRY_EXIT_USAGE, pr;
+
+	memset(&a, 0, sizeof(a));
+	memset(&key, 0, sizeof(key));
+	memset(&res, 0, sizeof(res));
+	ferr_clear(&e);
+	pr = parse_args(argc, argv, &a);
+	if (pr != 0) {
+		rc = pr > 0 ? FERRY_EXIT_OK : FERRY_EXIT_USAGE;
+		goto out;
+	}
+	if (sig_load_public(&key, a.keyfile, &e) < 0 ||
+	    auth_store_load(&creds, a.com.authfile, &e) < 0)
+		goto fail;
+	cli_reg_opts(&a.com, &creds, &ropts);
+	if (run_import(&a, &key, &ropts, &res, &secs, &e) < 0)
+		goto fail;
+	if (res.stale && !a.com.quiet)
+		fprintf(stderr,
+			"note: bundle %s was imported into '%s' before, but "
+			"'%s' is missing there or points elsewhere: importing "
+			"it again\n",
+			res.hdr.bundle_id, a.to, res.stale);
+	if (a.report &&
+	    write_report(a.report, a.bundle, a.to, &res, a.dry, secs, &e) < 0)
+		goto fail;
+	if (!a.com.quiet)
+		print_summary(&a, &res, secs);
 	rc = FERRY_EXIT_OK;
 	goto out;
 fail:
@@ -389,10 +440,8 @@ fail:
 	rc = ferr_exit_code(e.cat);
 out:
 	imp_result_release(&res);
-	free(host);
-	free(prefix);
 	sig_key_release(&key);
 	auth_store_release(&creds);
-	cli_common_release(&com);
+	args_release(&a);
 	return rc;
 }

@@ -83,28 +83,92 @@ char *imp_default_state_dir(void)
 	return s;
 }
 
+/* ---- index: key -> position, open addressing ---- */
+
+struct idx {
+	size_t *slot; /* position + 1; 0: empty */
+	size_t cap, n;
+};
+typedef const char *(*idx_key_fn)(const void *ctx, size_t pos);
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+/* The slot holding `key`, or the empty one where it would go. */
+static size_t *idx_slot(const struct idx *ix, const char *key, idx_key_fn kf,
+			const void *ctx)
+{
+	size_t m = ix->cap - 1, i = (size_t)str_hash(key) & m;
+
+	while (ix->slot[i] && strcmp(kf(ctx, ix->slot[i] - 1), key) != 0)
+		i = (i + 1) & m;
+	return &ix->slot[i];
+}
+
+static bool idx_find(const struct idx *ix, const char *key, idx_key_fn kf,
+		     const void *ctx, size_t *pos)
+{
+	size_t *s;
+
+	if (!ix->cap)
+		return false;
+	s = idx_slot(ix, key, kf, ctx);
+	if (!*s)
+		return false;
+	*pos = *s - 1;
+	return true;
+}
+
+/* Record `key` (not in the index yet) at `pos`. */
+static int idx_add(struct idx *ix, const char *key, size_t pos, idx_key_fn kf,
+		   const void *ctx)
+{
+	if ((ix->n + 1) * 2 > ix->cap) {
+		struct idx nx;
+		nx.cap = ix->cap ? ix->cap * 2 : 64;
+		nx.n = ix->n;
+		nx.slot = calloc(nx.cap, sizeof(*nx.slot));
+		if (!nx.slot)
+			return -1;
+		for (size_t i = 0; i < ix->cap; i++)
+			if (ix->slot[i])
+				*idx_slot(&nx, kf(ctx, ix->slot[i] - 1), kf,
+					  ctx) = ix->slot[i];
+		free(ix->slot);
+		*ix = nx;
+	}
+	*idx_slot(ix, key, kf, ctx) = pos + 1;
+	ix->n++;
+	return 0;
+}
+
+static void idx_release(struct idx *ix)
+{
+	free(ix->slot);
+	memset(ix, 0, sizeof(*ix));
+}
+
 /* ---- engine state ---- */
 
-struct job {
-	struct digest d;
-	uint64_t size;
-	size_t repo;     /* upload here */
-	size_t *mounts;  /* then mount into these */
-	size_t nmounts;
-	int ring[IMP_CHUNKS];
-	size_t rlen[IMP_CHUNKS];
-	size_t rhead, rcount;
-	size_t rpos; /* read position inside the head chunk */
-	bool data_done;
-	int verdict; /* 0 pending, 1 verified, -1 aborted */
-	int state;   /* 0 queued, 1 running, 2 done */
-	struct job *next;     /* in the queue */
-	struct job *all_next; /* every job, for release */
-	struct imp *x;
+/* What this run knows about a target repository.  FRESH: it had no tag
+ * and lacked the first blob asked for, so no blob of the bundle is there
+ * but what this run puts there: existence checks are skipped. */
+enum repo_state { REPO_UNPROBED, REPO_PROBING, REPO_FRESH, REPO_SEEN };
+
+struct repo {
+	char *name;
+	enum repo_state state;
 };
 
-struct doc {
-	struct digest d;
+struct doc { /* a manifest or index, kept until the blobs are in place */
 	char media_type[128];
 	unsigned char *data;
 	size_t len;
@@ -114,40 +178,93 @@ struct doc {
 struct dset { /* which target repositories need a digest */
 	struct digest d;
 	size_t *repos;
+	bool *placed; /* this run put it there (so it was not there before) */
 	size_t n;
+	struct doc *doc; /* manifests and indexes only */
 };
+
+struct job { /* one blob, from the reader to a worker */
+	struct digest d;
+	uint64_t size;
+	struct dset *set;
+	unsigned char *small; /* a small blob's whole content */
+	size_t small_len;
+	unsigned char *ring[IMP_CHUNKS]; /* a large blob's chunks in flight */
+	size_t rlen[IMP_CHUNKS];
+	size_t rhead, rcount;
+	size_t rpos; /* read position inside the head chunk */
+	bool data_done;
+	bool discard; /* the worker wants no more data */
+	int verdict;  /* 0 pending, 1 verified, -1 aborted */
+	int refs;     /* reader and worker */
+	struct job *next;
+	struct imp *x;
+};
+
+struct item { /* a manifest to push into a repository */
+	struct dset *s;
+	size_t repo;
+};
+
+struct imp;
+struct wctx {
+	struct imp *x;
+	size_t id; /* which client */
+};
+typedef int (*item_fn)(struct imp *x, struct reg_client *c, size_t i,
+		       struct ferr *e);
 
 struct imp {
 	const struct imp_opts *o;
 	struct reg_opts ropts;
 	struct imp_progress dummy, *pr;
 	struct reg_client *main;
-	char **repos; /* distinct target repositories */
+	struct reg_client *clients[MAX_WORKERS];
+	size_t nclients;
+	struct repo *repos; /* distinct target repositories */
 	size_t nrepos;
-	struct dset *sets;
+	struct idx repo_idx;
+	size_t *image_repo; /* per image of the result */
+	struct dset **sets;
 	size_t nsets;
-	struct doc *docs;
+	struct idx set_idx;
+	struct dset **docs; /* in bundle order */
 	size_t ndocs;
-	/* workers */
+	uint64_t doc_bytes;
+	/* shared with the workers, under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	unsigned char *bufs[IMP_CHUNKS];
-	bool used[IMP_CHUNKS];
-	struct job *queue_head, *queue_tail, *all;
+	uint64_t mem_used; /* blob data in flight */
+	atomic_bool no_monolithic; /* the registry wants upload sessions */
+	size_t large_running;      /* large blobs streaming */
+	struct job *queue_head, *queue_tail;
+	size_t queued;
 	bool stop, failed;
 	struct ferr err;
 	pthread_t th[MAX_WORKERS];
+	struct wctx wctx[MAX_WORKERS];
 	size_t nth;
-	/* current blob */
+	const struct item *items; /* parallel phases */
+	size_t nitems, next_item;
+	item_fn fn;
+	/* current blob (reader thread) */
 	struct job *cur;
-	int cur_buf;
+	unsigned char *cur_chunk;
 	size_t cur_fill;
 	bool cur_is_doc;
 	struct imp_result *res;
 	bool already;
 	char *state_path;
+	int lock_fd;
 	char target_key[600];
+	bool *omit_have; /* a delta: per (omitted blob, repository) item */
 };
+
+/* --jobs: parallel uploads of large blobs */
+static size_t upload_jobs(const struct imp_opts *o)
+{
+	return (size_t)(o->jobs > 0 ? o->jobs : 4);
+}
 
 static void fail(struct imp *x, const struct ferr *e)
 {
@@ -160,84 +277,220 @@ static void fail(struct imp *x, const struct ferr *e)
 	pthread_mutex_unlock(&x->mu);
 }
 
-static void emit(struct imp *x, enum imp_event_type t, size_t repo,
-		 const char *what, uint64_t size, const char *action)
+/* Report one action and count it; `count` is a result counter. */
+static void note(struct imp *x, enum imp_event_type t, size_t repo,
+		 const char *what, uint64_t size, const char *action,
+		 unsigned *count, atomic_uint *progress)
 {
 	struct imp_event ev;
 
-	if (!x->o->event)
-		return;
-	ev.type = t;
-	ev.repo = x->repos[repo];
-	ev.what = what;
-	ev.size = size;
-	ev.action = action;
 	pthread_mutex_lock(&x->mu);
-	x->o->event(x->o->event_ctx, &ev);
+	if (count)
+		(*count)++;
+	if (x->o->event) {
+		ev.type = t;
+		ev.repo = x->repos[repo].name;
+		ev.what = what;
+		ev.size = size;
+		ev.action = action;
+		x->o->event(x->o->event_ctx, &ev);
+	}
 	pthread_mutex_unlock(&x->mu);
+	if (progress)
+		atomic_fetch_add(progress, 1);
 }
 
-static size_t repo_id(struct imp *x, const char *repo, struct ferr *e)
+static const char *repo_key(const void *ctx, size_t pos)
 {
-	char **n;
+	return ((const struct imp *)ctx)->repos[pos].name;
+}
 
-	for (size_t i = 0; i < x->nrepos; i++)
-		if (!strcmp(x->repos[i], repo))
-			return i;
+static const char *set_key(const void *ctx, size_t pos)
+{
+	return ((const struct imp *)ctx)->sets[pos]->d.str;
+}
+
+static size_t repo_id(struct imp *x, const char *name, struct ferr *e)
+{
+	struct repo *n;
+	size_t pos;
+
+	if (idx_find(&x->repo_idx, name, repo_key, x, &pos))
+		return pos;
 	n = realloc(x->repos, (x->nrepos + 1) * sizeof(*n));
-	if (!n || !(n[x->nrepos] = strdup(repo))) {
-		if (n)
-			x->repos = n;
+	if (n)
+		x->repos = n;
+	if (!n || !(n[x->nrepos].name = strdup(name))) {
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		return (size_t)-1;
 	}
-	x->repos = n;
+	n[x->nrepos].state = REPO_UNPROBED;
+	if (idx_add(&x->repo_idx, name, x->nrepos, repo_key, x) < 0) {
+		free(n[x->nrepos].name);
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		return (size_t)-1;
+	}
 	return x->nrepos++;
 }
 
-static struct dset *set_for(struct imp *x, const struct digest *d, bool create)
+static struct dset *set_find(const struct imp *x, const struct digest *d)
 {
-	struct dset *n;
+	size_t pos;
 
-	for (size_t i = 0; i < x->nsets; i++)
-		if (digest_equal(&x->sets[i].d, d))
-			return &x->sets[i];
-	if (!create)
-		return NULL;
+	return idx_find(&x->set_idx, d->str, set_key, x, &pos) ? x->sets[pos]
+								: NULL;
+}
+
+static struct dset *set_create(struct imp *x, const struct digest *d)
+{
+	struct dset *s = set_find(x, d), **n;
+
+	if (s)
+		return s;
 	n = realloc(x->sets, (x->nsets + 1) * sizeof(*n));
 	if (!n)
 		return NULL;
 	x->sets = n;
-	memset(&x->sets[x->nsets], 0, sizeof(*n));
-	x->sets[x->nsets].d = *d;
-	return &x->sets[x->nsets++];
+	if (!(s = calloc(1, sizeof(*s))))
+		return NULL;
+	s->d = *d;
+	x->sets[x->nsets] = s;
+	if (idx_add(&x->set_idx, d->str, x->nsets, set_key, x) < 0) {
+		free(s);
+		return NULL;
+	}
+	x->nsets++;
+	return s;
 }
 
+/* Under mu: workers read a set's repositories while the reader may still
+ * add to sets. */
 static int set_add(struct imp *x, const struct digest *d, size_t repo,
 		   struct ferr *e)
 {
-	struct dset *s = set_for(x, d, true);
-	size_t *n;
+	struct dset *s;
+	size_t *n = NULL;
+	bool *p = NULL;
+	int rc = -1;
 
-	if (!s)
-		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	pthread_mutex_lock(&x->mu);
+	if (!(s = set_create(x, d)))
+		goto out;
 	for (size_t i = 0; i < s->n; i++)
-		if (s->repos[i] == repo)
-			return 0;
+		if (s->repos[i] == repo) {
+			rc = 0;
+			goto out;
+		}
 	n = realloc(s->repos, (s->n + 1) * sizeof(*n));
-	if (!n)
-		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	s->repos = n;
-	s->repos[s->n++] = repo;
-	return 0;
+	if (n)
+		s->repos = n;
+	p = n ? realloc(s->placed, (s->n + 1) * sizeof(*p)) : NULL;
+	if (!p)
+		goto out;
+	s->placed = p;
+	s->repos[s->n] = repo;
+	s->placed[s->n++] = false;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&x->mu);
+	return rc < 0 ? ferr_set(e, FERR_IO, ENOMEM, "out of memory") : 0;
 }
 
-/* ---- workers ---- */
-
-static void release_chunk(struct imp *x, int b)
+static void set_mark_placed(struct imp *x, struct dset *s, size_t repo)
 {
-	x->used[b] = false;
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < s->n; i++)
+		if (s->repos[i] == repo)
+			s->placed[i] = true;
+	pthread_mutex_unlock(&x->mu);
+}
+
+static bool set_placed(struct imp *x, const struct digest *d, size_t repo)
+{
+	struct dset *s = set_find(x, d);
+	bool r = false;
+
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->repos[i] == repo)
+			r = s->placed[i];
+	pthread_mutex_unlock(&x->mu);
+	return r;
+}
+
+static enum repo_state repo_state(struct imp *x, size_t r)
+{
+	enum repo_state st;
+
+	pthread_mutex_lock(&x->mu);
+	st = x->repos[r].state;
+	pthread_mutex_unlock(&x->mu);
+	return st;
+}
+
+/* ---- blob data in flight: one memory budget for chunks and small blobs ---- */
+
+/* Reader thread: wait until `n` more bytes fit the budget. */
+static unsigned char *mem_get(struct imp *x, size_t n, struct ferr *e)
+{
+	unsigned char *p;
+
+	pthread_mutex_lock(&x->mu);
+	while (!x->failed && x->mem_used && x->mem_used + n > IMP_MEM)
+		pthread_cond_wait(&x->cv, &x->mu);
+	if (x->failed) {
+		*e = x->err;
+		pthread_mutex_unlock(&x->mu);
+		return NULL;
+	}
+	x->mem_used += n;
+	pthread_mutex_unlock(&x->mu);
+	if (!(p = malloc(n ? n : 1))) {
+		pthread_mutex_lock(&x->mu);
+		x->mem_used -= n;
+		pthread_mutex_unlock(&x->mu);
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	return p;
+}
+
+/* Under mu. */
+static void mem_put(struct imp *x, unsigned char *p, size_t n)
+{
+	if (!p)
+		return;
+	free(p);
+	x->mem_used -= n;
 	pthread_cond_broadcast(&x->cv);
+}
+
+/* Under mu. */
+static void job_drop_chunks(struct imp *x, struct job *j)
+{
+	while (j->rcount) {
+		mem_put(x, j->ring[j->rhead], IMP_CHUNK);
+		j->rhead = (j->rhead + 1) % IMP_CHUNKS;
+		j->rcount--;
+	}
+}
+
+/* Under mu: the reader and the worker each hold a reference. */
+static void job_unref(struct imp *x, struct job *j)
+{
+	if (--j->refs > 0)
+		return;
+	job_drop_chunks(x, j);
+	mem_put(x, j->small, (size_t)j->size);
+	free(j);
+}
+
+/* The worker is done with the job's data: the reader stops queueing it. */
+static void job_discard(struct imp *x, struct job *j)
+{
+	pthread_mutex_lock(&x->mu);
+	j->discard = true;
+	job_drop_chunks(x, j);
+	pthread_mutex_unlock(&x->mu);
 }
 
 /* curl read callback: hand out the job's queued chunks in order. */
@@ -245,7 +498,8 @@ static size_t job_read(char *out, size_t size, size_t nmemb, void *ud)
 {
 	struct job *j = ud;
 	struct imp *x = j->x;
-	size_t want = size * nmemb, n;
+	size_t want = size * nmemb, n, left;
+	unsigned char *b;
 
 	pthread_mutex_lock(&x->mu);
 	/* x->stop only means no new jobs: this one still completes */
@@ -259,33 +513,22 @@ static size_t job_read(char *out, size_t size, size_t nmemb, void *ud)
 		pthread_mutex_unlock(&x->mu);
 		return 0;
 	}
-	{
-		int b = j->ring[j->rhead];
-		size_t left = j->rlen[j->rhead] - j->rpos;
-		pthread_mutex_unlock(&x->mu);
-		n = left < want ? left : want;
-		memcpy(out, x->bufs[b] + j->rpos, n);
-		pthread_mutex_lock(&x->mu);
-		j->rpos += n;
-		if (j->rpos == j->rlen[j->rhead]) {
-			j->rpos = 0;
-			j->rhead = (j->rhead + 1) % IMP_CHUNKS;
-			j->rcount--;
-			release_chunk(x, b);
-		}
+	b = j->ring[j->rhead];
+	left = j->rlen[j->rhead] - j->rpos;
+	pthread_mutex_unlock(&x->mu);
+	n = left < want ? left : want;
+	memcpy(out, b + j->rpos, n);
+	pthread_mutex_lock(&x->mu);
+	j->rpos += n;
+	if (j->rpos == j->rlen[j->rhead]) {
+		j->rpos = 0;
+		j->rhead = (j->rhead + 1) % IMP_CHUNKS;
+		j->rcount--;
+		mem_put(x, b, IMP_CHUNK);
 	}
 	pthread_mutex_unlock(&x->mu);
 	atomic_fetch_add(&x->pr->bytes_pushed, (unsigned long long)n);
 	return n;
-}
-
-static void job_drop_chunks(struct imp *x, struct job *j)
-{
-	while (j->rcount) {
-		release_chunk(x, j->ring[j->rhead]);
-		j->rhead = (j->rhead + 1) % IMP_CHUNKS;
-		j->rcount--;
-	}
 }
 
 /* Wait for the reader's word on the blob: 1 verified, -1 not. */
@@ -301,108 +544,267 @@ static int job_verdict(struct imp *x, struct job *j)
 	return v;
 }
 
-static int run_job(struct imp *x, struct reg_client *c, struct job *j,
-		   struct ferr *e)
+/* ---- workers: one blob each, in parallel ---- */
+
+/* Is the blob in `repo` already?  The first check in a repository also
+ * asks for its tags: a repository without tags that lacks this blob is
+ * taken as holding nothing of the bundle, and later blobs skip the
+ * check. */
+static int blob_present(struct imp *x, struct reg_client *c, size_t r,
+			const struct job *j, bool *found, struct ferr *e)
+{
+	enum repo_state st;
+	bool tagged = true, claim;
+	struct reg_head h;
+	int rc;
+
+	pthread_mutex_lock(&x->mu);
+	/* the first check is on its way: its answer may spare this one */
+	while (x->repos[r].state == REPO_PROBING && !x->failed)
+		pthread_cond_wait(&x->cv, &x->mu);
+	st = x->repos[r].state;
+	claim = st == REPO_UNPROBED;
+	if (claim)
+		x->repos[r].state = REPO_PROBING;
+	pthread_mutex_unlock(&x->mu);
+	*found = false;
+	if (st == REPO_FRESH)
+		return 0;
+	if (claim && reg_repo_has_tags(c, x->repos[r].name, &tagged, e) < 0) {
+		ferr_clear(e); /* no answer: check every blob */
+		tagged = true;
+	}
+	rc = reg_head_blob(c, x->repos[r].name, &j->d, &h, e);
+	*found = rc == 0 && h.found && (!h.size || h.size == j->size);
+	if (claim) {
+		pthread_mutex_lock(&x->mu);
+		x->repos[r].state = rc == 0 && !tagged && !h.found ? REPO_FRESH
+								   : REPO_SEEN;
+		pthread_cond_broadcast(&x->cv);
+		pthread_mutex_unlock(&x->mu);
+	}
+	return rc;
+}
+
+/* In one request where the registry takes it; once it has asked for a
+ * session instead, open one first, not to send the data twice. */
+static int send_small(struct imp *x, struct reg_client *c, const char *repo,
+		      const struct job *j, struct ferr *e)
+{
+	char *url = NULL;
+	bool one, mounted;
+	int rc;
+
+	if (!atomic_load(&x->no_monolithic)) {
+		if (reg_upload_blob(c, repo, &j->d, j->small, j->small_len, &one,
+				    e) < 0)
+			return -1;
+		if (!one)
+			atomic_store(&x->no_monolithic, true);
+		return 0;
+	}
+	if (reg_upload_start(c, repo, NULL, NULL, &mounted, &url, e) < 0)
+		return -1;
+	rc = reg_upload_finish(c, &url, &j->d, j->small, j->small_len, e);
+	if (rc < 0)
+		reg_upload_cancel(c, url);
+	free(url);
+	return rc;
+}
+
+/* Small: one request with the data, once verified.  Large: one streamed
+ * PATCH fed chunk by chunk as the reader fills them (one PATCH per chunk
+ * makes the registry save its hash state per chunk: 30% slower), completed
+ * once verified.  1: cancelled on the reader's word. */
+static int upload_large(struct imp *x, struct reg_client *c, struct job *j,
+			const char *repo, struct ferr *e);
+
+static int upload_blob(struct imp *x, struct reg_client *c, struct job *j,
+		       size_t r, struct ferr *e)
+{
+	const char *repo = x->repos[r].name;
+	int rc;
+
+	if (j->small) {
+		if (job_verdict(x, j) < 0)
+			return 1;
+		if (j->small_len != j->size)
+			return ferr_set(e, FERR_IO, 0,
+					"internal error: blob '%s' data", j->d.str);
+		if (send_small(x, c, repo, j, e) < 0)
+			return -1;
+		atomic_fetch_add(&x->pr->bytes_pushed, (unsigned long long)j->size);
+		return 0;
+	}
+	pthread_mutex_lock(&x->mu);
+	while (x->large_running >= upload_jobs(x->o) && !x->failed)
+		pthread_cond_wait(&x->cv, &x->mu);
+	x->large_running++;
+	pthread_mutex_unlock(&x->mu);
+	rc = upload_large(x, c, j, repo, e);
+	pthread_mutex_lock(&x->mu);
+	x->large_running--;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	return rc;
+}
+
+static int upload_large(struct imp *x, struct reg_client *c, struct job *j,
+			const char *repo, struct ferr *e)
 {
 	char *url = NULL;
 	bool mounted;
 	int rc = -1;
 
-	if (reg_upload_start(c, x->repos[j->repo], NULL, NULL, &mounted, &url,
-			     e) < 0)
-		goto out;
-	if (j->size <= IMP_SMALL) {
-		/* small: one PUT with the data, once verified */
-		int b = -1;
-		size_t len = 0;
-		if (job_verdict(x, j) < 0)
-			goto cancel;
+	if (reg_upload_start(c, repo, NULL, NULL, &mounted, &url, e) < 0)
+		return -1;
+	if (reg_upload_stream(c, &url, j->size, job_read, j, e) < 0) {
+		bool aborted;
+		/* no waiting here: the reader may wait for these chunks */
 		pthread_mutex_lock(&x->mu);
-		if (j->rcount) {
-			b = j->ring[j->rhead];
-			len = j->rlen[j->rhead];
-		}
+		aborted = x->failed || j->verdict < 0;
 		pthread_mutex_unlock(&x->mu);
-		if (len != j->size) {
-			ferr_set(e, FERR_IO, 0, "internal error: blob '%s' data",
-				 j->d.str);
+		if (e->cat == FERR_OK || aborted)
 			goto cancel;
-		}
-		rc = reg_upload_finish(c, &url, &j->d, b >= 0 ? (const void *)x->bufs[b] : "",
-				       len, e);
-		if (rc == 0)
-			atomic_fetch_add(&x->pr->bytes_pushed,
-					 (unsigned long long)len);
-		if (rc < 0)
-			goto out;
-	} else {
-		/* large: one streamed PATCH, fed chunk by chunk as the reader
-		 * fills the buffers (one PATCH per chunk instead makes the
-		 * registry save its hash state per chunk: 30% slower) */
-		if (reg_upload_stream(c, &url, j->size, job_read, j, e) < 0) {
-			if (e->cat == FERR_OK || x->failed || j->verdict < 0)
-				goto cancel;
-			goto cancel_err;
-		}
-		/* complete it only once the reader has checked the digest */
-		if (job_verdict(x, j) < 0)
-			goto cancel;
-		if (reg_upload_finish(c, &url, &j->d, NULL, 0, e) < 0)
-			goto out;
+		goto cancel_err;
 	}
-	atomic_fetch_add(&x->pr->blobs_pushed, 1);
-	emit(x, IMP_EV_BLOB, j->repo, j->d.str, j->size, "pushed");
-	x->res->pushed++;
-	for (size_t i = 0; i < j->nmounts; i++) {
-		char *u2 = NULL;
-		if (reg_upload_start(c, x->repos[j->mounts[i]], &j->d,
-				     x->repos[j->repo], &mounted, &u2, e) < 0)
-			goto out;
-		if (!mounted) {
-			reg_upload_cancel(c, u2);
-			free(u2);
-			ferr_set(e, FERR_NETWORK, 0,
-				 "registry '%s' did not mount '%s' into '%s'",
-				 x->o->host, j->d.str, x->repos[j->mounts[i]]);
-			goto out;
-		}
-		free(u2);
-		atomic_fetch_add(&x->pr->blobs_mounted, 1);
-		x->res->mounted++;
-		emit(x, IMP_EV_BLOB, j->mounts[i], j->d.str, j->size, "mounted");
-	}
-	rc = 0;
-	goto out;
+	/* complete it only once the reader has checked the digest */
+	if (job_verdict(x, j) < 0)
+		goto cancel;
+	rc = reg_upload_finish(c, &url, &j->d, NULL, 0, e);
+	free(url);
+	return rc;
 cancel:
 	ferr_clear(e);
 cancel_err:
-	if (url)
-		reg_upload_cancel(c, url);
-	rc = e->cat == FERR_OK ? 1 : -1; /* 1: cancelled on the reader's word */
-out:
+	reg_upload_cancel(c, url);
 	free(url);
+	return e->cat == FERR_OK ? 1 : -1;
+}
+
+static int mount_blob(struct imp *x, struct reg_client *c, struct job *j,
+		      size_t from, size_t r, struct ferr *e)
+{
+	char *u = NULL;
+	bool mounted;
+
+	if (reg_upload_start(c, x->repos[r].name, &j->d, x->repos[from].name,
+			     &mounted, &u, e) < 0)
+		return -1;
+	if (!mounted) {
+		reg_upload_cancel(c, u);
+		free(u);
+		return ferr_set(e, FERR_NETWORK, 0,
+				"registry '%s' did not mount '%s' into '%s'",
+				x->o->host, j->d.str, x->repos[r].name);
+	}
+	free(u);
+	note(x, IMP_EV_BLOB, r, j->d.str, j->size, "mounted", &x->res->mounted,
+	     &x->pr->blobs_mounted);
+	set_mark_placed(x, j->set, r);
+	return 0;
+}
+
+/* Which of `repos` lack the blob (put in need); `from`: one that has it,
+ * or -1. */
+static int blob_missing(struct imp *x, struct reg_client *c, struct job *j,
+			const size_t *repos, size_t n, size_t *need,
+			size_t *nneed, size_t *from, struct ferr *e)
+{
+	*nneed = 0;
+	*from = (size_t)-1;
+	for (size_t i = 0; i < n; i++) {
+		size_t r = repos[i];
+		bool found;
+		if (blob_present(x, c, r, j, &found, e) < 0)
+			return -1;
+		if (!found) {
+			need[(*nneed)++] = r;
+			continue;
+		}
+		*from = r;
+		note(x, IMP_EV_BLOB, r, j->d.str, j->size, "skipped",
+		     &x->res->skipped, &x->pr->blobs_skipped);
+	}
+	return 0;
+}
+
+/* Into every repository that needs it: upload once (unless the registry
+ * has it in another one), mount into the rest. */
+static int run_blob_job(struct imp *x, struct reg_client *c, struct job *j,
+			struct ferr *e)
+{
+	size_t *repos, *need, n, nneed, from, k = 0;
+	int rc = -1;
+
+	/* a copy: the reader may still add to sets (in a bundle out of order) */
+	pthread_mutex_lock(&x->mu);
+	n = j->set->n;
+	repos = calloc(2 * n + 1, sizeof(*repos));
+	if (repos)
+		memcpy(repos, j->set->repos, n * sizeof(*repos));
+	pthread_mutex_unlock(&x->mu);
+	if (!repos)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	need = repos + n;
+	if (blob_missing(x, c, j, repos, n, need, &nneed, &from, e) < 0)
+		goto out;
+	rc = 0;
+	if (!nneed)
+		goto out;
+	pthread_mutex_lock(&x->mu);
+	x->res->bytes_to_push += j->size;
+	pthread_mutex_unlock(&x->mu);
+	if (x->o->dry_run) {
+		for (k = 0; k < nneed; k++)
+			note(x, IMP_EV_BLOB, need[k], j->d.str, j->size,
+			     from != (size_t)-1 || k ? "would mount" : "would push",
+			     NULL, NULL);
+		goto out;
+	}
+	if (from == (size_t)-1) {
+		if ((rc = upload_blob(x, c, j, need[0], e)) != 0)
+			goto out;
+		note(x, IMP_EV_BLOB, need[0], j->d.str, j->size, "pushed",
+		     &x->res->pushed, &x->pr->blobs_pushed);
+		set_mark_placed(x, j->set, need[0]);
+		from = need[k++];
+	}
+	job_discard(x, j);
+	for (; k < nneed; k++)
+		if ((rc = mount_blob(x, c, j, from, need[k], e)) < 0)
+			goto out;
+out:
+	free(repos);
 	return rc;
 }
 
-static void *worker(void *arg)
+/* The worker is done with the job: drop its reference. */
+static void job_finish(struct imp *x, struct job *j)
 {
-	struct imp *x = arg;
-	struct reg_client *c = NULL;
+	pthread_mutex_lock(&x->mu);
+	j->discard = true;
+	job_drop_chunks(x, j);
+	job_unref(x, j);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+}
+
+static void *blob_worker(void *arg)
+{
+	struct wctx *w = arg;
+	struct imp *x = w->x;
+	struct reg_client *c = x->clients[w->id];
 	struct ferr e;
 
-	ferr_clear(&e);
-	if (reg_client_init(&c, x->o->host, &x->ropts, &e) < 0) {
-		fail(x, &e);
-		return NULL;
-	}
 	for (;;) {
 		struct job *j;
 		int rc;
 
 		pthread_mutex_lock(&x->mu);
-		while (!x->queue_head && !x->stop)
+		while (!x->queue_head && !x->stop && !x->failed)
 			pthread_cond_wait(&x->cv, &x->mu);
-		if (!x->queue_head) {
+		if (!x->queue_head || x->failed) {
 			pthread_mutex_unlock(&x->mu);
 			break;
 		}
@@ -410,26 +812,91 @@ static void *worker(void *arg)
 		x->queue_head = j->next;
 		if (!x->queue_head)
 			x->queue_tail = NULL;
-		j->state = 1;
-		pthread_mutex_unlock(&x->mu);
-		ferr_clear(&e);
-		rc = x->failed ? 1 : run_job(x, c, j, &e);
-		pthread_mutex_lock(&x->mu);
-		job_drop_chunks(x, j);
-		j->state = 2;
+		x->queued--;
 		pthread_cond_broadcast(&x->cv);
 		pthread_mutex_unlock(&x->mu);
+		ferr_clear(&e);
+		rc = run_blob_job(x, c, j, &e);
+		job_finish(x, j);
 		if (rc < 0)
 			fail(x, &e);
 	}
-	reg_client_release(c);
 	return NULL;
 }
 
-/* ---- reader callbacks (reader thread) ---- */
+/* The later phases: items taken in turn by every worker. */
+static void *item_worker(void *arg)
+{
+	struct wctx *w = arg;
+	struct imp *x = w->x;
+	struct reg_client *c = x->clients[w->id];
+	struct ferr e;
 
-static int state_check(struct imp *x, const struct bundle_header *h,
-		       struct ferr *e);
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&x->mu);
+		i = x->next_item++;
+		if (x->failed || i >= x->nitems) {
+			pthread_mutex_unlock(&x->mu);
+			break;
+		}
+		pthread_mutex_unlock(&x->mu);
+		ferr_clear(&e);
+		if (x->fn(x, c, i, &e) < 0)
+			fail(x, &e);
+	}
+	return NULL;
+}
+
+static int start_workers(struct imp *x, struct wctx *w, size_t n,
+			 void *(*fn)(void *), struct ferr *e)
+{
+	for (x->nth = 0; x->nth < n; x->nth++) {
+		w[x->nth].x = x;
+		w[x->nth].id = x->nth;
+		if (pthread_create(&x->th[x->nth], NULL, fn, &w[x->nth]) != 0)
+			return ferr_set(e, FERR_IO, errno, "cannot start a thread");
+	}
+	return 0;
+}
+
+static void join_workers(struct imp *x)
+{
+	pthread_mutex_lock(&x->mu);
+	x->stop = true;
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	for (size_t i = 0; i < x->nth; i++)
+		pthread_join(x->th[i], NULL);
+	x->nth = 0;
+}
+
+/* Run fn over items [from, n) on up to `threads` workers; 0 when all
+ * succeeded. */
+static int run_items(struct imp *x, const struct item *items, size_t from,
+		     size_t n, item_fn fn, size_t threads, struct ferr *e)
+{
+	struct wctx w[MAX_WORKERS];
+
+	x->items = items;
+	x->nitems = n;
+	x->next_item = from;
+	x->fn = fn;
+	x->stop = false;
+	if (threads > x->nclients)
+		threads = x->nclients;
+	if (threads > n - from)
+		threads = n - from;
+	if (start_workers(x, w, threads, item_worker, e) < 0)
+		fail(x, e);
+	join_workers(x);
+	if (x->failed) {
+		*e = x->err;
+		return -1;
+	}
+	return 0;
+}
 
 /* Harbor keeps repositories in projects (the first path component) that
  * must exist before a push; other registries have no such API. */
@@ -443,16 +910,16 @@ static int harbor_projects(struct imp *x, struct ferr *e)
 		return 0; /* not Harbor */
 	for (size_t i = 0; i < x->nrepos; i++) {
 		char proj[256], path[400], body[400];
-		size_t n = strcspn(x->repos[i], "/");
+		size_t n = strcspn(x->repos[i].name, "/");
 		bool dup = false;
 
 		if (n >= sizeof(proj))
 			n = sizeof(proj) - 1;
-		memcpy(proj, x->repos[i], n);
+		memcpy(proj, x->repos[i].name, n);
 		proj[n] = '\0';
 		for (size_t k = 0; k < i; k++)
-			dup |= !strncmp(x->repos[k], proj, n) &&
-			       (x->repos[k][n] == '/' || !x->repos[k][n]);
+			dup |= !strncmp(x->repos[k].name, proj, n) &&
+			       (x->repos[k].name[n] == '/' || !x->repos[k].name[n]);
 		if (dup)
 			continue;
 		snprintf(path, sizeof(path), "/api/v2.0/projects?project_name=%s",
@@ -492,21 +959,25 @@ static int harbor_projects(struct imp *x, struct ferr *e)
 	return 0;
 }
 
-static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
-{
-	struct imp *x = ctx;
+/* ---- reader callbacks (reader thread) ---- */
 
-	if (state_check(x, h, e) < 0)
-		return -1;
-	if (x->already)
-		return ferr_set(e, FERR_OK, 0, "already imported");
-	x->res->images = calloc(h->nimages + 1, sizeof(*x->res->images));
-	if (!x->res->images)
+static int state_check(struct imp *x, const struct bundle_header *h,
+		       struct ferr *e);
+
+/* The target of every image; two images landing on one target reference
+ * would silently overwrite each other: refused before anything is sent. */
+static int plan_images(struct imp *x, const struct bundle_header *h,
+		       struct ferr *e)
+{
+	struct imp_result *res = x->res;
+
+	res->images = calloc(h->nimages + 1, sizeof(*res->images));
+	x->image_repo = calloc(h->nimages + 1, sizeof(*x->image_repo));
+	if (!res->images || !x->image_repo)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	for (size_t i = 0; i < h->nimages; i++) {
-		struct imp_image *im = &x->res->images[i];
+		struct imp_image *im = &res->images[i];
 		char *tag = NULL, *repo = NULL;
-		size_t id;
 		size_t n;
 
 		if (imp_target_repo(h->images[i].ref, x->o->prefix,
@@ -517,188 +988,199 @@ static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 		im->digest = h->images[i].digest;
 		n = strlen(x->o->host) + strlen(repo) + 80 + (tag ? strlen(tag) : 0);
 		im->target = malloc(n);
-		if (!im->source || !im->target)
+		if (!im->source || !im->target) {
+			free(tag);
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		}
 		snprintf(im->target, n, "%s/%s%s%s", x->o->host, repo,
 			 tag ? ":" : "@", tag ? tag : im->digest.str);
 		free(tag);
-		x->res->nimages++;
-		id = repo_id(x, repo, e);
-		if (id == (size_t)-1 || set_add(x, &im->digest, id, e) < 0)
+		res->nimages++;
+		x->image_repo[i] = repo_id(x, repo, e);
+		if (x->image_repo[i] == (size_t)-1 ||
+		    set_add(x, &im->digest, x->image_repo[i], e) < 0)
 			return -1;
+	}
+	return 0;
+}
+
+static const char *image_target_key(const void *ctx, size_t pos)
+{
+	return ((const struct imp_result *)ctx)->images[pos].target;
+}
+
+static int check_collisions(struct imp *x, struct ferr *e)
+{
+	const struct imp_result *res = x->res;
+	struct idx ix = {0};
+	int rc = 0;
+
+	for (size_t i = 0; i < res->nimages && !rc; i++) {
+		const struct imp_image *im = &res->images[i];
+		size_t k;
+
+		if (idx_find(&ix, im->target, image_target_key, res, &k)) {
+			if (strcmp(res->images[k].source, im->source) != 0)
+				rc = ferr_set(e, FERR_INPUT, 0,
+					      "images '%s' and '%s' would both "
+					      "land on '%s' (--keep-registry "
+					      "keeps them apart)",
+					      res->images[k].source, im->source,
+					      im->target);
+			continue;
+		}
+		if (idx_add(&ix, im->target, i, image_target_key, res) < 0)
+			rc = ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	idx_release(&ix);
+	return rc;
+}
+
+/* A bundle recorded as imported counts only while the target still has
+ * every one of its tags, pointing where the bundle says. */
+static int tags_in_place(struct imp *x, bool *all, struct ferr *e)
+{
+	const struct imp_result *res = x->res;
+
+	*all = true;
+	for (size_t i = 0; i < res->nimages; i++) {
+		const struct imp_image *im = &res->images[i];
+		const char *at = strrchr(im->target, '@');
+		const char *tag = strrchr(im->target, ':');
+		struct reg_head h;
+
+		if (at || !tag || strchr(tag, '/'))
+			tag = im->digest.str;
+		else
+			tag++;
+		if (reg_head_manifest(x->main, im->repo, tag, &h, e) < 0)
+			return -1;
+		if (!h.found || (h.has_digest && !digest_equal(&h.digest, &im->digest))) {
+			*all = false;
+			free(x->res->stale);
+			x->res->stale = strdup(im->target);
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
+{
+	struct imp *x = ctx;
+	bool all;
+
+	if (plan_images(x, h, e) < 0 || check_collisions(x, e) < 0 ||
+	    state_check(x, h, e) < 0)
+		return -1;
+	if (x->already) {
+		if (tags_in_place(x, &all, e) < 0)
+			return -1;
+		if (all)
+			return ferr_set(e, FERR_OK, 0, "already imported");
+		x->already = false;
 	}
 	return harbor_projects(x, e);
 }
 
-static int get_buffer(struct imp *x, struct ferr *e)
-{
-	pthread_mutex_lock(&x->mu);
-	for (;;) {
-		if (x->failed) {
-			*e = x->err;
-			pthread_mutex_unlock(&x->mu);
-			return -1;
-		}
-		for (int i = 0; i < IMP_CHUNKS; i++)
-			if (!x->used[i]) {
-				x->used[i] = true;
-				pthread_mutex_unlock(&x->mu);
-				return i;
-			}
-		pthread_cond_wait(&x->cv, &x->mu);
-	}
-}
-
-static void push_chunk(struct imp *x)
-{
-	struct job *j = x->cur;
-
-	pthread_mutex_lock(&x->mu);
-	j->ring[(j->rhead + j->rcount) % IMP_CHUNKS] = x->cur_buf;
-	j->rlen[(j->rhead + j->rcount) % IMP_CHUNKS] = x->cur_fill;
-	j->rcount++;
-	pthread_cond_broadcast(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	x->cur_buf = -1;
-	x->cur_fill = 0;
-}
-
+/* Manifests and indexes are kept (they are pushed after the blobs they
+ * name); every other blob goes to the workers. */
 static int on_blob_begin(void *ctx, const struct bundle_blob *b, struct ferr *e)
 {
 	struct imp *x = ctx;
-	struct dset *s = set_for(x, &b->digest, false);
-	size_t *missing = NULL, nmiss = 0, have = (size_t)-1;
+	struct dset *s = set_find(x, &b->digest);
 	struct job *j;
-	int rc = -1;
 
 	x->cur = NULL;
 	x->cur_is_doc = b->kind <= BK_MANIFEST;
+	pthread_mutex_lock(&x->mu);
+	while (!x->failed && x->queued >= IMP_MAX_QUEUED)
+		pthread_cond_wait(&x->cv, &x->mu);
 	if (x->failed) {
 		*e = x->err;
+		pthread_mutex_unlock(&x->mu);
 		return -1;
 	}
+	pthread_mutex_unlock(&x->mu);
 	if (!s || !s->n)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'%s' is not part of any image in the bundle",
 				b->path);
 	if (x->cur_is_doc)
-		return 0; /* kept in memory, pushed at the end */
-	missing = calloc(s->n, sizeof(*missing));
-	if (!missing)
+		return 0;
+	if (!(j = calloc(1, sizeof(*j))))
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	for (size_t i = 0; i < s->n; i++) {
-		struct reg_head h;
-		if (reg_head_blob(x->main, x->repos[s->repos[i]], &b->digest, &h,
-				  e) < 0)
-			goto out;
-		if (h.found && (!h.size || h.size == b->size))
-			have = s->repos[i];
-		else
-			missing[nmiss++] = s->repos[i];
-	}
-	for (size_t i = 0; i < s->n; i++) {
-		bool m = false;
-		for (size_t k = 0; k < nmiss; k++)
-			m |= missing[k] == s->repos[i];
-		if (!m) {
-			atomic_fetch_add(&x->pr->blobs_skipped, 1);
-			x->res->skipped++;
-			emit(x, IMP_EV_BLOB, s->repos[i], b->digest.str, b->size,
-			     "skipped");
-		}
-	}
-	if (!nmiss) {
-		rc = 0;
-		goto out;
-	}
-	x->res->bytes_to_push += b->size;
-	if (x->o->dry_run) {
-		for (size_t k = 0; k < nmiss; k++)
-			emit(x, IMP_EV_BLOB, missing[k], b->digest.str, b->size,
-			     have != (size_t)-1 || k ? "would mount"
-						     : "would push");
-		rc = 0;
-		goto out;
-	}
-	if (have != (size_t)-1) {
-		/* the registry has it elsewhere: mount instead of sending */
-		size_t keep = 0;
-		for (size_t k = 0; k < nmiss; k++) {
-			bool mounted;
-			char *u = NULL;
-			if (reg_upload_start(x->main, x->repos[missing[k]],
-					     &b->digest, x->repos[have], &mounted,
-					     &u, e) < 0)
-				goto out;
-			if (mounted) {
-				atomic_fetch_add(&x->pr->blobs_mounted, 1);
-				x->res->mounted++;
-				emit(x, IMP_EV_BLOB, missing[k], b->digest.str,
-				     b->size, "mounted");
-			} else {
-				reg_upload_cancel(x->main, u);
-				missing[keep++] = missing[k];
-			}
-			free(u);
-		}
-		nmiss = keep;
-		if (!nmiss) {
-			rc = 0;
-			goto out;
-		}
-	}
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
 	j->x = x;
 	j->d = b->digest;
 	j->size = b->size;
-	j->repo = missing[0];
-	j->nmounts = nmiss - 1;
-	j->mounts = missing;
-	memmove(missing, missing + 1, (nmiss - 1) * sizeof(*missing));
-	missing = NULL;
+	j->set = s;
+	j->refs = 2;
+	if (b->size <= IMP_SMALL && !(j->small = mem_get(x, (size_t)b->size, e))) {
+		free(j);
+		return -1;
+	}
 	pthread_mutex_lock(&x->mu);
-	j->next = NULL;
 	if (x->queue_tail)
 		x->queue_tail->next = j;
 	else
 		x->queue_head = j;
 	x->queue_tail = j;
-	j->all_next = x->all; /* every job is released at the end */
-	x->all = j;
+	x->queued++;
 	pthread_cond_broadcast(&x->cv);
 	pthread_mutex_unlock(&x->mu);
 	x->cur = j;
-	x->cur_buf = -1;
+	x->cur_chunk = NULL;
 	x->cur_fill = 0;
-	rc = 0;
-out:
-	free(missing);
-	return rc;
+	return 0;
+}
+
+/* Hand the current chunk to the job (or drop it: the worker wants no
+ * more). */
+static void push_chunk(struct imp *x)
+{
+	struct job *j = x->cur;
+
+	pthread_mutex_lock(&x->mu);
+	if (j->discard) {
+		mem_put(x, x->cur_chunk, IMP_CHUNK);
+	} else {
+		j->ring[(j->rhead + j->rcount) % IMP_CHUNKS] = x->cur_chunk;
+		j->rlen[(j->rhead + j->rcount) % IMP_CHUNKS] = x->cur_fill;
+		j->rcount++;
+	}
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	x->cur_chunk = NULL;
+	x->cur_fill = 0;
 }
 
 static int on_blob_data(void *ctx, const void *p, size_t n, struct ferr *e)
 {
 	struct imp *x = ctx;
 	const unsigned char *q = p;
+	struct job *j = x->cur;
 
 	atomic_fetch_add(&x->pr->bytes_read, (unsigned long long)n);
-	if (!x->cur)
+	if (!j)
 		return 0;
+	if (j->small) {
+		if (n > j->size - j->small_len)
+			return ferr_set(e, FERR_BUNDLE, 0,
+					"blob '%s' is larger than its size",
+					j->d.str);
+		memcpy(j->small + j->small_len, q, n);
+		j->small_len += n;
+		return 0;
+	}
 	while (n) {
 		size_t k;
-		if (x->cur_buf < 0) {
-			x->cur_buf = get_buffer(x, e);
-			if (x->cur_buf < 0)
-				return -1;
-		}
+		if (!x->cur_chunk &&
+		    !(x->cur_chunk = mem_get(x, IMP_CHUNK, e)))
+			return -1;
 		k = IMP_CHUNK - x->cur_fill;
 		if (k > n)
 			k = n;
-		memcpy(x->bufs[x->cur_buf] + x->cur_fill, q, k);
+		memcpy(x->cur_chunk + x->cur_fill, q, k);
 		x->cur_fill += k;
 		q += k;
 		n -= k;
@@ -708,103 +1190,91 @@ static int on_blob_data(void *ctx, const void *p, size_t n, struct ferr *e)
 	return 0;
 }
 
+/* The reader's word on the current blob: 1 verified, -1 not. */
+static void blob_done(struct imp *x, int verdict)
+{
+	struct job *j = x->cur;
+
+	if (!j)
+		return;
+	if (verdict > 0 && x->cur_chunk && x->cur_fill)
+		push_chunk(x);
+	pthread_mutex_lock(&x->mu);
+	mem_put(x, x->cur_chunk, IMP_CHUNK);
+	x->cur_chunk = NULL;
+	j->data_done = true;
+	j->verdict = verdict;
+	job_unref(x, j);
+	pthread_cond_broadcast(&x->cv);
+	pthread_mutex_unlock(&x->mu);
+	x->cur = NULL;
+}
+
+/* Keep a verified manifest or index; what it names goes where it goes. */
+static int keep_doc(struct imp *x, const struct bundle_blob *b, struct ferr *e)
+{
+	struct dset *s = set_find(x, &b->digest), **nd;
+	size_t nrepos = s ? s->n : 0;
+	json_t *root, *arr, *d;
+	struct digest cd;
+	size_t i;
+	int rc = -1;
+
+	if (!s || s->doc)
+		return 0;
+	if (x->doc_bytes + b->doc_len > IMP_MAX_DOC_BYTES)
+		return ferr_set(e, FERR_INPUT, 0,
+				"the bundle's manifests exceed %u MiB, more than "
+				"import keeps in memory",
+				(unsigned)(IMP_MAX_DOC_BYTES / FERRY_MIB));
+	nd = realloc(x->docs, (x->ndocs + 1) * sizeof(*nd));
+	if (!nd || !(s->doc = calloc(1, sizeof(*s->doc))) ||
+	    !(s->doc->data = malloc(b->doc_len + 1)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	x->docs = nd;
+	x->docs[x->ndocs++] = s;
+	x->doc_bytes += b->doc_len;
+	s->doc->kind = b->kind;
+	snprintf(s->doc->media_type, sizeof(s->doc->media_type), "%s",
+		 b->media_type);
+	memcpy(s->doc->data, b->doc, b->doc_len);
+	s->doc->len = b->doc_len;
+	root = json_loadb((const char *)b->doc, b->doc_len, 0, NULL);
+	if (!root)
+		return ferr_set(e, FERR_BUNDLE, 0, "'%s' does not parse", b->path);
+	arr = json_object_get(root, b->kind == BK_INDEX ? "manifests" : "layers");
+	for (size_t r = 0; r < nrepos; r++) {
+		size_t repo = s->repos[r];
+		json_array_foreach(arr, i, d)
+		{
+			if (digest_parse(&cd, json_string_value(json_object_get(d, "digest")), e) < 0 ||
+			    set_add(x, &cd, repo, e) < 0)
+				goto out;
+		}
+		if (b->kind == BK_MANIFEST &&
+		    (digest_parse(&cd, json_string_value(json_object_get(json_object_get(root, "config"), "digest")), e) < 0 ||
+		     set_add(x, &cd, repo, e) < 0))
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
 static int on_blob_end(void *ctx, const struct bundle_blob *b, struct ferr *e)
 {
 	struct imp *x = ctx;
 
-	if (x->cur_is_doc) {
-		struct dset *s = set_for(x, &b->digest, false);
-		struct doc *nd = realloc(x->docs, (x->ndocs + 1) * sizeof(*nd));
-		json_t *root;
-		size_t i;
-		json_t *d;
-
-		if (!nd)
-			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		x->docs = nd;
-		nd = &x->docs[x->ndocs];
-		memset(nd, 0, sizeof(*nd));
-		nd->d = b->digest;
-		nd->kind = b->kind;
-		snprintf(nd->media_type, sizeof(nd->media_type), "%s",
-			 b->media_type);
-		nd->data = malloc(b->doc_len + 1);
-		if (!nd->data)
-			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		memcpy(nd->data, b->doc, b->doc_len);
-		nd->len = b->doc_len;
-		x->ndocs++;
-		/* children go where their parent goes */
-		root = json_loadb((const char *)b->doc, b->doc_len, 0, NULL);
-		if (!root)
-			return ferr_set(e, FERR_BUNDLE, 0, "'%s' does not parse",
-					b->path);
-		for (size_t r = 0; s && r < s->n; r++) {
-			size_t repo = s->repos[r];
-			json_t *arr = json_object_get(root, b->kind == BK_INDEX
-								? "manifests"
-								: "layers");
-			struct digest cd;
-			json_array_foreach(arr, i, d)
-			{
-				if (digest_parse(&cd,
-						 json_string_value(json_object_get(
-						     d, "digest")),
-						 e) < 0 ||
-				    set_add(x, &cd, repo, e) < 0) {
-					json_decref(root);
-					return -1;
-				}
-			}
-			if (b->kind == BK_MANIFEST &&
-			    (digest_parse(&cd,
-					  json_string_value(json_object_get(
-					      json_object_get(root, "config"),
-					      "digest")),
-					  e) < 0 ||
-			     set_add(x, &cd, repo, e) < 0)) {
-				json_decref(root);
-				return -1;
-			}
-			s = set_for(x, &b->digest, false); /* may have moved */
-		}
-		json_decref(root);
-		return 0;
-	}
-	if (!x->cur)
-		return 0;
-	if (x->cur_buf >= 0 && x->cur_fill)
-		push_chunk(x);
-	else if (x->cur_buf >= 0) {
-		pthread_mutex_lock(&x->mu);
-		release_chunk(x, x->cur_buf);
-		pthread_mutex_unlock(&x->mu);
-		x->cur_buf = -1;
-	}
-	pthread_mutex_lock(&x->mu);
-	x->cur->data_done = true;
-	x->cur->verdict = 1;
-	pthread_cond_broadcast(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	x->cur = NULL;
+	if (x->cur_is_doc)
+		return keep_doc(x, b, e);
+	blob_done(x, 1);
 	return 0;
 }
 
 static void on_blob_abort(void *ctx)
 {
-	struct imp *x = ctx;
-
-	if (!x->cur)
-		return;
-	pthread_mutex_lock(&x->mu);
-	if (x->cur_buf >= 0)
-		release_chunk(x, x->cur_buf);
-	x->cur_buf = -1;
-	x->cur->data_done = true;
-	x->cur->verdict = -1;
-	pthread_cond_broadcast(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	x->cur = NULL;
+	blob_done(ctx, -1);
 }
 
 /* ---- rollback state ---- */
@@ -858,12 +1328,75 @@ static json_t *state_find(json_t *root, const char *target, const char *key,
 	return NULL;
 }
 
+int imp_target_key(const char *host, const char *prefix, const char *scheme,
+		   char *out, size_t n)
+{
+	char h[300];
+	size_t len = strlen(host), pl = prefix ? strlen(prefix) : 0;
+	const char *dflt = scheme && !strcmp(scheme, "http") ? ":80" : ":443";
+
+	if (len >= sizeof(h))
+		return -1;
+	for (size_t i = 0; i <= len; i++)
+		h[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] - 'A' + 'a'
+							      : host[i]);
+	if (len > strlen(dflt) && !strcmp(h + len - strlen(dflt), dflt))
+		h[len - strlen(dflt)] = '\0';
+	while (pl && prefix[pl - 1] == '/')
+		pl--;
+	while (pl && *prefix == '/') {
+		prefix++;
+		pl--;
+	}
+	if ((size_t)snprintf(out, n, "%s%s%.*s", h, pl ? "/" : "", (int)pl,
+			     pl ? prefix : "") >= n)
+		return -1;
+	return 0;
+}
+
+/* Taken before the rollback check and held until the state is saved, so
+ * that two imports cannot both pass the check. */
+static int state_lock(struct imp *x, struct ferr *e)
+{
+	char *dir = NULL, *lk = NULL;
+	size_t n = strlen(x->state_path) + 8;
+	int rc = -1;
+
+	if (!(dir = strdup(x->state_path)) || !(lk = malloc(n))) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	*strrchr(dir, '/') = '\0';
+	for (char *p = dir + 1; *p; p++)
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(dir, 0700);
+			*p = '/';
+		}
+	mkdir(dir, 0700);
+	snprintf(lk, n, "%s.lock", x->state_path);
+	x->lock_fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (x->lock_fd < 0 || flock(x->lock_fd, LOCK_EX) < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot lock '%s'", lk);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(dir);
+	free(lk);
+	return rc;
+}
+
+/* Refuse an older bundle; note one imported before (x->already). A dry run
+ * only reads. */
 static int state_check(struct imp *x, const struct bundle_header *h,
 		       struct ferr *e)
 {
 	json_t *root = NULL, *ent;
 	int rc = -1;
 
+	if (!x->o->dry_run && x->lock_fd < 0 && state_lock(x, e) < 0)
+		return -1;
 	if (state_load(x, &root, e) < 0)
 		return -1;
 	ent = state_find(root, x->target_key, h->key_id, h->channel);
@@ -873,8 +1406,7 @@ static int state_check(struct imp *x, const struct bundle_header *h,
 		const char *id = json_string_value(json_object_get(ent, "bundleId"));
 		if (id && !strcmp(id, h->bundle_id)) {
 			x->already = true;
-		} else if ((seq > h->sequence || (seq == h->sequence)) &&
-			   !x->o->allow_rollback) {
+		} else if (seq >= h->sequence && !x->o->allow_rollback) {
 			ferr_set(e, FERR_VERIFY, 0,
 				 "rollback refused: '%s' already has sequence "
 				 "%llu of channel '%s' from this key, and this "
@@ -891,37 +1423,17 @@ out:
 	return rc;
 }
 
+/* Under the lock taken by state_check. */
 static int state_save(struct imp *x, const struct bundle_header *h,
 		      struct ferr *e)
 {
 	json_t *root = NULL, *ent;
-	char *tmp = NULL, *dir = NULL, when[32];
-	int fd = -1, lock = -1, rc = -1;
-	size_t n;
+	char *tmp = NULL, when[32];
+	int fd = -1, rc = -1;
+	size_t n = strlen(x->state_path) + 16;
 
-	dir = strdup(x->state_path);
-	if (!dir)
+	if (!(tmp = malloc(n)))
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	*strrchr(dir, '/') = '\0';
-	for (char *p = dir + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			mkdir(dir, 0700);
-			*p = '/';
-		}
-	mkdir(dir, 0700);
-	n = strlen(x->state_path) + 16;
-	tmp = malloc(n);
-	if (!tmp) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
-	}
-	snprintf(tmp, n, "%s.lock", x->state_path);
-	lock = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lock < 0 || flock(lock, LOCK_EX) < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot lock '%s'", tmp);
-		goto out;
-	}
 	if (state_load(x, &root, e) < 0)
 		goto out;
 	ent = state_find(root, x->target_key, h->key_id, h->channel);
@@ -958,104 +1470,353 @@ static int state_save(struct imp *x, const struct bundle_header *h,
 out:
 	if (fd >= 0)
 		close(fd);
-	if (lock >= 0)
-		close(lock);
 	json_decref(root);
 	free(tmp);
-	free(dir);
 	return rc;
 }
 
 /* ---- after the bundle: manifests, indexes, tags ---- */
 
-static int push_docs(struct imp *x, struct ferr *e)
+/* Did this run put any blob or manifest that `doc` names into `repo`?
+ * Then the registry cannot have had the document there (it accepts one
+ * only once all it names is present). */
+static bool doc_child_placed(struct imp *x, const struct doc *doc, size_t repo)
 {
-	atomic_store(&x->pr->phase, 1);
-	/* image manifests first, then indexes from the innermost out */
-	for (int pass = 0; pass < 2; pass++) {
-		for (size_t k = 0; k < x->ndocs; k++) {
-			size_t i = pass == 0 ? k : x->ndocs - 1 - k;
-			struct doc *d = &x->docs[i];
-			struct dset *s = set_for(x, &d->d, false);
+	json_t *root = json_loadb((const char *)doc->data, doc->len, 0, NULL);
+	json_t *arr, *d;
+	struct digest cd;
+	bool placed = false;
+	size_t i;
 
-			if ((pass == 0) != (d->kind == BK_MANIFEST))
-				continue;
-			for (size_t r = 0; s && r < s->n; r++) {
-				struct reg_head h;
-				const char *repo = x->repos[s->repos[r]];
-				if (reg_head_manifest(x->main, repo, d->d.str, &h,
-						      e) < 0)
-					return -1;
-				if (h.found) {
-					x->res->manifests_skipped++;
-					emit(x, IMP_EV_MANIFEST, s->repos[r],
-					     d->d.str, d->len, "skipped");
-					continue;
-				}
-				if (x->o->dry_run) {
-					emit(x, IMP_EV_MANIFEST, s->repos[r],
-					     d->d.str, d->len, "would push");
-					continue;
-				}
-				if (reg_put_manifest(x->main, repo, d->d.str,
-						     d->media_type, d->data,
-						     d->len, &d->d, e) < 0)
-					return -1;
-				x->res->manifests_pushed++;
-				atomic_fetch_add(&x->pr->manifests_pushed, 1);
-				emit(x, IMP_EV_MANIFEST, s->repos[r], d->d.str,
-				     d->len, "pushed");
-			}
+	arr = json_object_get(root, doc->kind == BK_INDEX ? "manifests" : "layers");
+	json_array_foreach(arr, i, d)
+	{
+		if (placed)
+			break;
+		placed = digest_parse(&cd, json_string_value(json_object_get(d, "digest")),
+				      NULL) == 0 &&
+			 set_placed(x, &cd, repo);
+	}
+	if (!placed && doc->kind == BK_MANIFEST &&
+	    digest_parse(&cd, json_string_value(json_object_get(json_object_get(root, "config"), "digest")),
+			 NULL) == 0)
+		placed = set_placed(x, &cd, repo);
+	json_decref(root);
+	return placed;
+}
+
+/* Push one manifest or index by digest into one repository. */
+static int push_doc(struct imp *x, struct reg_client *c, size_t i,
+		    struct ferr *e)
+{
+	const struct item *it = &x->items[i];
+	const struct doc *d = it->s->doc;
+	const char *repo = x->repos[it->repo].name;
+	const char *dg = it->s->d.str;
+
+	if (repo_state(x, it->repo) != REPO_FRESH &&
+	    !doc_child_placed(x, d, it->repo)) {
+		struct reg_head h;
+		if (reg_head_manifest(c, repo, dg, &h, e) < 0)
+			return -1;
+		if (h.found) {
+			note(x, IMP_EV_MANIFEST, it->repo, dg, d->len, "skipped",
+			     &x->res->manifests_skipped, NULL);
+			return 0;
 		}
+	}
+	if (x->o->dry_run) {
+		note(x, IMP_EV_MANIFEST, it->repo, dg, d->len, "would push",
+		     NULL, NULL);
+		return 0;
+	}
+	if (reg_put_manifest(c, repo, dg, d->media_type, d->data, d->len,
+			     &it->s->d, e) < 0)
+		return -1;
+	set_mark_placed(x, it->s, it->repo);
+	note(x, IMP_EV_MANIFEST, it->repo, dg, d->len, "pushed",
+	     &x->res->manifests_pushed, &x->pr->manifests_pushed);
+	return 0;
+}
+
+/* The documents of one kind, as (document, repository) items, innermost
+ * first.  *nested: an index names another index of the bundle. */
+static struct item *doc_items(struct imp *x, int kind, size_t *n, bool *nested)
+{
+	struct item *items;
+	size_t cap = 0;
+
+	*n = 0;
+	*nested = false;
+	for (size_t k = 0; k < x->ndocs; k++)
+		if (x->docs[k]->doc->kind == kind)
+			cap += x->docs[k]->n;
+	if (!(items = calloc(cap ? cap : 1, sizeof(*items))))
+		return NULL;
+	for (size_t k = x->ndocs; k-- > 0;) {
+		struct dset *s = x->docs[k];
+		if (s->doc->kind != kind)
+			continue;
+		for (size_t r = 0; r < s->n; r++) {
+			items[*n].s = s;
+			items[(*n)++].repo = s->repos[r];
+		}
+		if (kind == BK_INDEX && !*nested) {
+			json_t *root = json_loadb((const char *)s->doc->data,
+						  s->doc->len, 0, NULL), *d;
+			struct digest cd;
+			size_t i;
+			json_array_foreach(json_object_get(root, "manifests"), i, d)
+			{
+				struct dset *cs;
+				if (digest_parse(&cd, json_string_value(json_object_get(d, "digest")), NULL) == 0 &&
+				    (cs = set_find(x, &cd)) && cs->doc &&
+				    cs->doc->kind == BK_INDEX)
+					*nested = true;
+			}
+			json_decref(root);
+		}
+	}
+	return items;
+}
+
+/* Image manifests in parallel, then indexes (one at a time, innermost
+ * first, when indexes nest). */
+/* ---- a delta: what it leaves out must already be in the target ---- */
+
+/* Blobs searched for in every repository before the rest are counted. */
+#define IMP_DELTA_SEARCH 3
+
+static int omitted_head(struct imp *x, struct reg_client *c, size_t i,
+			struct ferr *e)
+{
+	const struct item *it = &x->items[i];
+	struct reg_head h;
+
+	if (reg_head_blob(c, x->repos[it->repo].name, &it->s->d, &h, e) < 0)
+		return -1;
+	x->omit_have[i] = h.found; /* each worker writes its own items */
+	return 0;
+}
+
+/* The (blob, repository) pairs of every blob the delta leaves out. */
+static struct item *omitted_items(struct imp *x, size_t *n)
+{
+	const struct bundle_header *h = &x->res->hdr;
+	struct item *items = NULL, *ni;
+
+	*n = 0;
+	for (size_t k = 0; k < h->nomitted; k++) {
+		struct dset *s = set_find(x, &h->omitted[k]);
+		for (size_t r = 0; s && r < s->n; r++) {
+			ni = realloc(items, (*n + 1) * sizeof(*ni));
+			if (!ni) {
+				free(items);
+				return NULL;
+			}
+			items = ni;
+			items[(*n)++] = (struct item){s, s->repos[r]};
+		}
+	}
+	return items ? items : calloc(1, sizeof(*items));
+}
+
+/* Mount `d` into repository r from repository from (which has it). */
+static int omitted_mount_from(struct imp *x, const struct item *it,
+			      size_t from, bool *mounted, struct ferr *e)
+{
+	char *u = NULL;
+
+	*mounted = false;
+	if (x->o->dry_run) {
+		*mounted = true;
+		return 0;
+	}
+	if (reg_upload_start(x->main, x->repos[it->repo].name, &it->s->d,
+			     x->repos[from].name, mounted, &u, e) < 0)
+		return -1;
+	if (!*mounted)
+		reg_upload_cancel(x->main, u);
+	free(u);
+	if (*mounted) {
+		set_mark_placed(x, it->s, it->repo);
+		note(x, IMP_EV_BLOB, it->repo, it->s->d.str, 0, "mounted",
+		     &x->res->mounted, &x->pr->blobs_mounted);
 	}
 	return 0;
 }
 
-static struct doc *doc_for(struct imp *x, const struct digest *d)
+/* A pair the repository lacks: mount it from another repository of the
+ * target that has it (one of this bundle's: where the base put it).
+ * 0 placed, 1 nowhere to be had. */
+static int omitted_mount(struct imp *x, const struct item *items, size_t n,
+			 size_t i, struct ferr *e)
 {
-	for (size_t i = 0; i < x->ndocs; i++)
-		if (digest_equal(&x->docs[i].d, d))
-			return &x->docs[i];
-	return NULL;
+	const struct item *it = &items[i];
+	bool mounted;
+
+	for (size_t j = 0; j < n; j++) /* known to have it */
+		if (items[j].s == it->s && x->omit_have[j]) {
+			if (omitted_mount_from(x, it, items[j].repo, &mounted,
+					       e) < 0)
+				return -1;
+			if (mounted)
+				return 0;
+		}
+	for (size_t r = 0; r < x->nrepos; r++) {
+		struct reg_head h;
+		if (r == it->repo)
+			continue;
+		if (reg_head_blob(x->main, x->repos[r].name, &it->s->d, &h, e) < 0)
+			return -1;
+		if (!h.found)
+			continue;
+		if (omitted_mount_from(x, it, r, &mounted, e) < 0)
+			return -1;
+		if (mounted)
+			return 0;
+	}
+	return 1;
 }
 
-static int push_tags(struct imp *x, struct ferr *e)
+static int delta_missing(struct imp *x, size_t missing, const char *first,
+			 const char *repo, struct ferr *e)
 {
-	atomic_store(&x->pr->phase, 2);
-	for (size_t i = 0; i < x->res->nimages; i++) {
-		struct imp_image *im = &x->res->images[i];
-		const char *tag = strrchr(im->target, ':');
-		struct doc *d = doc_for(x, &im->digest);
-		struct reg_head h;
-		size_t rid;
+	const struct bundle_header *h = &x->res->hdr;
+	char ids[600] = "";
+	size_t len = 0;
 
-		if (!tag || strchr(tag, '/') || strchr(im->target, '@'))
-			continue; /* digest reference: nothing to tag */
-		tag++;
-		if (!d)
-			return ferr_set(e, FERR_BUNDLE, 0,
-					"image '%s' has no manifest in the bundle",
-					im->source);
-		rid = repo_id(x, im->repo, e);
-		if (reg_head_manifest(x->main, im->repo, tag, &h, e) < 0)
+	for (size_t i = 0; i < h->nbases && len + 70 < sizeof(ids); i++)
+		len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%s",
+					i ? ", " : "", h->bases[i]);
+	return ferr_set(e, FERR_INPUT, 0,
+			"this delta bundle builds on bundle%s %s: import %s "
+			"into '%s' first (%zu blob%s it leaves out %s not in "
+			"the repositories that need %s; no repository here "
+			"has '%s', which '%s' needs)",
+			h->nbases == 1 ? "" : "s", ids,
+			h->nbases == 1 ? "it" : "them", x->o->host, missing,
+			missing == 1 ? "" : "s", missing == 1 ? "is" : "are",
+			missing == 1 ? "it" : "them", first, repo);
+}
+
+/* Before any manifest or tag: every blob a delta leaves out is in each
+ * repository that needs it, or mountable there from another one. */
+static int check_omitted(struct imp *x, struct ferr *e)
+{
+	struct item *items;
+	size_t n, missing = 0, first = 0;
+	int rc = -1;
+
+	if (!x->res->hdr.nomitted)
+		return 0;
+	if (!(items = omitted_items(x, &n)) ||
+	    !(x->omit_have = calloc(n + 1, sizeof(*x->omit_have)))) {
+		free(items);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	if (n && run_items(x, items, 0, n, omitted_head, x->nclients, e) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		/* searching the other repositories costs requests: once a few
+		 * blobs are nowhere, the rest are only counted */
+		int r = x->omit_have[i]		       ? 0
+			: missing >= IMP_DELTA_SEARCH ? 1
+						       : omitted_mount(x, items, n, i, e);
+		if (r < 0)
+			goto out;
+		if (r > 0 && !missing++)
+			first = i;
+	}
+	rc = missing ? delta_missing(x, missing, items[first].s->d.str,
+				     x->repos[items[first].repo].name, e)
+		     : 0;
+out:
+	free(items);
+	return rc;
+}
+
+static int push_docs(struct imp *x, size_t threads, struct ferr *e)
+{
+	static const int kinds[] = {BK_MANIFEST, BK_INDEX};
+	int rc = 0;
+
+	atomic_store(&x->pr->phase, 1);
+	for (size_t p = 0; p < 2 && !rc; p++) {
+		size_t n;
+		bool nested;
+		struct item *items = doc_items(x, kinds[p], &n, &nested);
+		if (!items)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads, e);
+		free(items);
+	}
+	return rc;
+}
+
+static bool has_tag(const struct imp_image *im)
+{
+	const char *tag = strrchr(im->target, ':');
+
+	return tag && !strchr(tag, '/') && !strchr(im->target, '@');
+}
+
+/* Write one image's tag (digest references have none). */
+static int push_tag(struct imp *x, struct reg_client *c, size_t i,
+		    struct ferr *e)
+{
+	const struct imp_image *im = &x->res->images[i];
+	struct dset *s = set_find(x, &im->digest);
+	size_t rid = x->image_repo[i];
+	const char *tag;
+	bool moved = false;
+
+	if (!has_tag(im))
+		return 0;
+	tag = strrchr(im->target, ':') + 1;
+	if (!s || !s->doc)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"image '%s' has no manifest in the bundle",
+				im->source);
+	/* a manifest this run pushed there had no tag pointing at it */
+	if (repo_state(x, rid) != REPO_FRESH && !set_placed(x, &im->digest, rid)) {
+		struct reg_head h;
+		if (reg_head_manifest(c, im->repo, tag, &h, e) < 0)
 			return -1;
 		if (h.found && h.has_digest && digest_equal(&h.digest, &im->digest)) {
-			emit(x, IMP_EV_TAG, rid, tag, 0, "skipped");
-			continue;
+			note(x, IMP_EV_TAG, rid, tag, 0, "skipped", NULL, NULL);
+			return 0;
 		}
-		if (x->o->dry_run) {
-			emit(x, IMP_EV_TAG, rid, tag, 0,
-			     h.found ? "would move" : "would push");
-			continue;
-		}
-		if (reg_put_manifest(x->main, im->repo, tag, d->media_type,
-				     d->data, d->len, &im->digest, e) < 0)
-			return -1;
-		x->res->tags++;
-		atomic_fetch_add(&x->pr->tags_pushed, 1);
-		emit(x, IMP_EV_TAG, rid, tag, 0, "pushed");
+		moved = h.found;
 	}
+	if (x->o->dry_run) {
+		note(x, IMP_EV_TAG, rid, tag, 0, moved ? "would move" : "would push",
+		     NULL, NULL);
+		return 0;
+	}
+	if (reg_put_manifest(c, im->repo, tag, s->doc->media_type, s->doc->data,
+			     s->doc->len, &im->digest, e) < 0)
+		return -1;
+	note(x, IMP_EV_TAG, rid, tag, 0, "pushed", &x->res->tags,
+	     &x->pr->tags_pushed);
 	return 0;
+}
+
+/* The first tag alone: a registry that refuses tags (permissions, tag
+ * immutability, quota) then refuses it before any other is written; the
+ * rest in parallel. */
+static int push_tags(struct imp *x, size_t threads, struct ferr *e)
+{
+	size_t first = 0, n = x->res->nimages;
+
+	atomic_store(&x->pr->phase, 2);
+	while (first < n && !has_tag(&x->res->images[first]))
+		first++;
+	if (first == n)
+		return 0;
+	if (run_items(x, NULL, first, first + 1, push_tag, 1, e) < 0)
+		return -1;
+	return run_items(x, NULL, first + 1, n, push_tag, threads, e);
 }
 
 void imp_result_release(struct imp_result *r)
@@ -1070,91 +1831,163 @@ void imp_result_release(struct imp_result *r)
 	free(r->images);
 	r->images = NULL;
 	r->nimages = 0;
+	free(r->stale);
+	r->stale = NULL;
 	bundle_header_release(&r->hdr);
+}
+
+/* ---- the run ---- */
+
+/* Small blobs and manifests cost the registry a request or two each, not
+ * bandwidth or memory: twice the connections for them keeps it busy while
+ * each answer is on its way.  Large blobs stream on at most `jobs`. */
+static size_t worker_count(const struct imp_opts *o)
+{
+	size_t n = 2 * upload_jobs(o);
+
+	return n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static int imp_init(struct imp *x, const struct imp_opts *o,
+		    struct imp_result *res, struct ferr *e)
+{
+	char *sd;
+	size_t n;
+
+	memset(x, 0, sizeof(*x));
+	memset(res, 0, sizeof(*res));
+	x->o = o;
+	x->res = res;
+	x->lock_fd = -1;
+	x->pr = o->progress ? o->progress : &x->dummy;
+	x->ropts = *o->reg;
+	pthread_mutex_init(&x->mu, NULL);
+	pthread_cond_init(&x->cv, NULL);
+	sd = o->state_dir ? strdup(o->state_dir) : imp_default_state_dir();
+	if (!sd)
+		return ferr_set(e, FERR_IO, 0,
+				"no state directory: set HOME or use --state-dir");
+	n = strlen(sd) + 32;
+	x->state_path = malloc(n);
+	if (x->state_path)
+		snprintf(x->state_path, n, "%s/import-state.json", sd);
+	free(sd);
+	if (!x->state_path)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (reg_client_init(&x->main, o->host, &x->ropts, e) < 0 ||
+	    reg_ping(x->main, e) < 0)
+		return -1;
+	/* the rollback record is keyed by the registry, not by its spelling */
+	if (imp_target_key(o->host, o->prefix, reg_client_scheme(x->main),
+			   x->target_key, sizeof(x->target_key)) < 0)
+		return ferr_set(e, FERR_USAGE, 0, "target '%s' is too long",
+				o->host);
+	for (x->nclients = 0; x->nclients < worker_count(o); x->nclients++)
+		if (reg_client_init(&x->clients[x->nclients], o->host, &x->ropts,
+				    e) < 0)
+			return -1;
+	return 0;
+}
+
+/* Read and verify the bundle while the workers upload its blobs.  1: the
+ * bundle was imported before and the target still has all its tags. */
+static int imp_read(struct imp *x, const char *bundle, struct ferr *e)
+{
+	struct bundle_ops ops = {on_header, on_blob_begin, on_blob_data,
+				 on_blob_end, on_blob_abort, NULL};
+	struct bundle_stats st;
+	int rr;
+
+	if (start_workers(x, x->wctx, x->nclients, blob_worker, e) < 0)
+		return -1;
+	memset(&st, 0, sizeof(st));
+	rr = bundle_read(bundle, x->o->key, &ops, x, &x->res->hdr, &st, e);
+	x->res->blobs = st.blobs;
+	x->res->blob_bytes = st.blob_bytes;
+	if (rr < 0 && x->already) {
+		ferr_clear(e);
+		return 1;
+	}
+	if (rr < 0) {
+		/* the worker's error is the cause when it set one */
+		pthread_mutex_lock(&x->mu);
+		if (x->failed && (e->cat == FERR_OK || e->cat == x->err.cat ||
+				  !strcmp(e->msg, x->err.msg)))
+			*e = x->err;
+		pthread_mutex_unlock(&x->mu);
+		return -1;
+	}
+	join_workers(x); /* every upload complete */
+	if (x->failed) {
+		*e = x->err;
+		return -1;
+	}
+	return 0;
+}
+
+static void imp_release(struct imp *x, bool failed, const struct ferr *e)
+{
+	pthread_mutex_lock(&x->mu);
+	if (failed && !x->failed) {
+		x->failed = true; /* wake workers waiting for data */
+		x->err = *e;
+	}
+	pthread_mutex_unlock(&x->mu);
+	join_workers(x);
+	pthread_mutex_lock(&x->mu);
+	if (x->cur)
+		job_unref(x, x->cur);
+	mem_put(x, x->cur_chunk, IMP_CHUNK);
+	for (struct job *j = x->queue_head, *n; j; j = n) {
+		n = j->next;
+		job_unref(x, j);
+	}
+	pthread_mutex_unlock(&x->mu);
+	reg_client_release(x->main);
+	for (size_t i = 0; i < x->nclients; i++)
+		reg_client_release(x->clients[i]);
+	for (size_t i = 0; i < x->nrepos; i++)
+		free(x->repos[i].name);
+	free(x->repos);
+	idx_release(&x->repo_idx);
+	free(x->image_repo);
+	for (size_t i = 0; i < x->nsets; i++) {
+		if (x->sets[i]->doc)
+			free(x->sets[i]->doc->data);
+		free(x->sets[i]->doc);
+		free(x->sets[i]->repos);
+		free(x->sets[i]->placed);
+		free(x->sets[i]);
+	}
+	free(x->sets);
+	idx_release(&x->set_idx);
+	free(x->docs);
+	free(x->omit_have);
+	free(x->state_path);
+	if (x->lock_fd >= 0)
+		close(x->lock_fd);
+	pthread_mutex_destroy(&x->mu);
+	pthread_cond_destroy(&x->cv);
 }
 
 int imp_run(const struct imp_opts *o, const char *bundle,
 	    struct imp_result *res, struct ferr *e)
 {
 	struct imp X, *x = &X;
-	struct bundle_ops ops = {on_header, on_blob_begin, on_blob_data,
-				 on_blob_end, on_blob_abort};
-	struct bundle_stats st;
-	char *sd = NULL;
 	int rc = -1, rr;
 
-	memset(x, 0, sizeof(*x));
-	memset(res, 0, sizeof(*res));
-	x->o = o;
-	x->res = res;
-	x->pr = o->progress ? o->progress : &x->dummy;
-	x->ropts = *o->reg;
-	x->cur_buf = -1;
-	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
-	snprintf(x->target_key, sizeof(x->target_key), "%s%s%s", o->host,
-		 o->prefix ? "/" : "", o->prefix ? o->prefix : "");
-	sd = o->state_dir ? strdup(o->state_dir) : imp_default_state_dir();
-	if (!sd) {
-		ferr_set(e, FERR_IO, 0,
-			 "no state directory: set HOME or use --state-dir");
+	if (imp_init(x, o, res, e) < 0)
 		goto out;
-	}
-	x->state_path = malloc(strlen(sd) + 32);
-	if (!x->state_path) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	rr = imp_read(x, bundle, e);
+	if (rr < 0)
 		goto out;
-	}
-	snprintf(x->state_path, strlen(sd) + 32, "%s/import-state.json", sd);
-	if (reg_client_init(&x->main, o->host, &x->ropts, e) < 0 ||
-	    reg_ping(x->main, e) < 0)
-		goto out;
-	for (int i = 0; i < IMP_CHUNKS; i++) {
-		x->bufs[i] = malloc(IMP_CHUNK);
-		if (!x->bufs[i]) {
-			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-			goto out;
-		}
-	}
-	if (!o->dry_run) {
-		size_t n = (size_t)(o->jobs > 0 ? o->jobs : 4);
-		if (n > MAX_WORKERS)
-			n = MAX_WORKERS;
-		for (x->nth = 0; x->nth < n; x->nth++)
-			if (pthread_create(&x->th[x->nth], NULL, worker, x) != 0) {
-				ferr_set(e, FERR_IO, errno, "cannot start a thread");
-				goto out;
-			}
-	}
-	rr = bundle_read(bundle, o->key, &ops, x, &res->hdr, &st, e);
-	res->blobs = st.blobs;
-	res->blob_bytes = st.blob_bytes;
-	if (rr < 0 && x->already) {
+	if (rr == 1) {
 		res->already_imported = true;
-		ferr_clear(e);
 		rc = 0;
 		goto out;
 	}
-	if (rr < 0) {
-		/* the worker's error is the cause when it set one */
-		if (x->failed && (e->cat == FERR_OK || e->cat == x->err.cat ||
-				  !strcmp(e->msg, x->err.msg)))
-			*e = x->err;
-		goto out;
-	}
-	/* wait until every upload is complete */
-	pthread_mutex_lock(&x->mu);
-	x->stop = true;
-	pthread_cond_broadcast(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	for (size_t i = 0; i < x->nth; i++)
-		pthread_join(x->th[i], NULL);
-	x->nth = 0;
-	if (x->failed) {
-		*e = x->err;
-		goto out;
-	}
-	if (push_docs(x, e) < 0 || push_tags(x, e) < 0)
+	if (check_omitted(x, e) < 0 || push_docs(x, x->nclients, e) < 0 ||
+	    push_tags(x, x->nclients, e) < 0)
 		goto out;
 	if (!o->dry_run && state_save(x, &res->hdr, e) < 0)
 		goto out;
@@ -1162,36 +1995,6 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 	atomic_store(&x->pr->phase, 3);
 	rc = 0;
 out:
-	pthread_mutex_lock(&x->mu);
-	x->stop = true;
-	if (rc < 0 && !x->failed) {
-		x->failed = true; /* wake workers waiting for data */
-		x->err = *e;
-	}
-	pthread_cond_broadcast(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	for (size_t i = 0; i < x->nth; i++)
-		pthread_join(x->th[i], NULL);
-	for (struct job *j = x->all, *n; j; j = n) {
-		n = j->all_next;
-		free(j->mounts);
-		free(j);
-	}
-	reg_client_release(x->main);
-	for (int i = 0; i < IMP_CHUNKS; i++)
-		free(x->bufs[i]);
-	for (size_t i = 0; i < x->nrepos; i++)
-		free(x->repos[i]);
-	free(x->repos);
-	for (size_t i = 0; i < x->nsets; i++)
-		free(x->sets[i].repos);
-	free(x->sets);
-	for (size_t i = 0; i < x->ndocs; i++)
-		free(x->docs[i].data);
-	free(x->docs);
-	free(x->state_path);
-	free(sd);
-	pthread_mutex_destroy(&x->mu);
-	pthread_cond_destroy(&x->cv);
+	imp_release(x, rc < 0, e);
 	return rc;
 }

@@ -4,7 +4,9 @@
  * otherwise), skipped when the registry has them, mounted across
  * repositories; manifests and indexes are pushed by digest only after the
  * whole bundle has been read and verified and every blob is in place; tags
- * come last.  Prints nothing. */
+ * come last.  Existence checks, uploads, manifests and tags run on
+ * parallel workers, each with its own registry connection.  Prints
+ * nothing. */
 #ifndef FERRY_IMPORTER_H
 #define FERRY_IMPORTER_H
 
@@ -18,13 +20,22 @@
 #include "reg.h"
 #include "sig.h"
 
-/* Memory for blob data in flight: IMP_CHUNKS buffers of IMP_CHUNK bytes. */
+/* Memory for blob data in flight, IMP_MEM bytes: large blobs take it in
+ * chunks of IMP_CHUNK bytes (at most IMP_CHUNKS queued per blob), small
+ * ones their exact size. */
 #define IMP_CHUNK (4u * 1024u * 1024u)
 #define IMP_CHUNKS 6
-/* Blobs up to this size go in one PUT once verified; larger ones are sent
- * in one streamed PATCH, chunk by chunk as they are read, completed by a
- * PUT once verified. */
+#define IMP_MEM ((uint64_t)IMP_CHUNKS * IMP_CHUNK)
+/* Blobs up to this size go in one request once verified (POST with the
+ * digest, or POST then PUT where the registry wants a session); larger
+ * ones are sent in one streamed PATCH, chunk by chunk as they are read,
+ * completed by a PUT once verified. */
 #define IMP_SMALL (1024u * 1024u)
+/* Blobs read but not yet taken by a worker. */
+#define IMP_MAX_QUEUED 256u
+/* Manifests and indexes are kept in memory until the blobs are in place:
+ * at most this many bytes of them. */
+#define IMP_MAX_DOC_BYTES (256ull * 1024u * 1024u)
 
 struct imp_progress {
 	atomic_ullong bytes_read;   /* blob bytes read from the bundle */
@@ -76,6 +87,7 @@ struct imp_result {
 	struct imp_image *images;
 	size_t nimages;
 	bool already_imported;
+	char *stale; /* recorded as imported, but this target lacked its tag */
 	uint64_t blobs, blob_bytes;
 	unsigned pushed, skipped, mounted;
 	uint64_t bytes_pushed, bytes_to_push;
@@ -94,5 +106,11 @@ int imp_target_repo(const char *ref, const char *prefix, bool keep_registry,
 		    char **repo, char **tag, struct ferr *e);
 
 char *imp_default_state_dir(void);
+
+/* The key of a target in the rollback record: host lowercased, the
+ * scheme's default port dropped (443 for "https", 80 for "http"), the
+ * prefix without leading or trailing '/'.  -1 when it does not fit. */
+int imp_target_key(const char *host, const char *prefix, const char *scheme,
+		   char *out, size_t n);
 
 #endif

@@ -71,6 +71,19 @@ static json_t *header_json(const struct bundle_header *h)
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(o, "images", imgs);
+	if (h->nparts)
+		json_object_set_new(o, "parts", json_integer((json_int_t)h->nparts));
+	if (h->nbases) {
+		json_t *b = json_array(), *om = json_array(),
+		       *d = json_object();
+		for (size_t i = 0; i < h->nbases; i++)
+			json_array_append_new(b, json_string(h->bases[i]));
+		for (size_t i = 0; i < h->nomitted; i++)
+			json_array_append_new(om, json_string(h->omitted[i].str));
+		json_object_set_new(d, "bases", b);
+		json_object_set_new(d, "omitted", om);
+		json_object_set_new(o, "delta", d);
+	}
 	return o;
 }
 
@@ -98,6 +111,17 @@ static void print_header(const struct bundle_header *h)
 			put_line(k ? "," : "", im->platforms[k], "");
 		printf("%s%.1f MiB\n", im->nplatforms ? "  " : "",
 		       mib(im->total_size));
+	}
+	if (h->nparts)
+		printf("parts       %zu, each checked against the signed parts "
+		       "list\n",
+		       h->nparts);
+	if (h->nbases) {
+		printf("delta       leaves out %zu blobs; needs these bundles "
+		       "imported first:\n",
+		       h->nomitted);
+		for (size_t i = 0; i < h->nbases; i++)
+			printf("  %s\n", h->bases[i]); /* checked: hex only */
 	}
 }
 

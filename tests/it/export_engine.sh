@@ -19,6 +19,11 @@ cd "$work" || exit 1
 source "$fixtures/../it/lib.sh"
 
 [ "$feature" = parallel ] && export TREEREG_DELAY_MS=50
+# random trees: FERRY_FUZZ_SEED picks the corpus (default: a new one each run,
+# printed, so a failure can be replayed)
+seed=${FERRY_FUZZ_SEED:-$(( $(date +%s) % 100000 ))}
+nrand=${FERRY_FUZZ_IMAGES:-40}
+[ "$feature" = fuzz ] && export TREEREG_RANDOM="$seed:$nrand"
 python3 "$fixtures/treereg.py" port log &
 pid=$!
 for _ in $(seq 200); do [ -s port ] && break; sleep 0.1; done
@@ -97,6 +102,18 @@ parallel)
 	check "the same bundle content whatever --jobs" \
 		cmp <(tar -xOf p1.tar SHA256SUMS) <(tar -xOf p4.tar SHA256SUMS)
 	;;
+missing)
+	# every reference is tried: each missing image is named in one run
+	x "$host/many-0/app:1" "$host/nope-1/app:1" "$host/many-1/app:1" \
+		"$host/nope-2/app:2" -o m.tar >out.txt 2>&1
+	rc=$?
+	check "missing images fail the export with exit 3 (got $rc)" [ "$rc" = 3 ]
+	check "the first missing image is named" grep -q "nope-1/app:1'.*not found" out.txt
+	check "the second missing image is named too" grep -q "nope-2/app:2'.*not found" out.txt
+	check "the last line says how many more" grep -q "and 1 more image that cannot be exported" out.txt
+	check "every line has the one error prefix" [ "$(grep -vc '^ferry: error: ' out.txt)" = 0 ]
+	check "no bundle is written" [ ! -e m.tar ]
+	;;
 cache_safety)
 	# A link planted in the cache must not make export write through it,
 	# and the cache must be a private directory of ours.
@@ -130,6 +147,43 @@ cache_safety)
 	check "without HOME export still works" [ -s nohome.tar ]
 	check "without HOME no predictable /tmp cache is made" \
 		[ "$(ls -d /tmp/ferry-cache-* 2>/dev/null | wc -l)" = "$before" ]
+	;;
+fuzz)
+	# A hostile registry serving random trees: export must never crash,
+	# hang or fetch without bound; it either writes a bundle that
+	# verifies, or fails with a data, network or verification error.
+	echo "random registry corpus: FERRY_FUZZ_SEED=$seed FERRY_FUZZ_IMAGES=$nrand"
+	crashes=0 slow=0 badcode=0 unverified=0 exported=0
+	for k in $(seq 0 $((nrand - 1))); do
+		rm -f r.tar
+		start=$(date +%s)
+		timeout 60 "$ferry" export -q --key k.key --insecure-registry 127.0.0.1 \
+			--cache cache --compress none "$host/rnd-$k/app:1" -o r.tar >out.txt 2>&1
+		rc=$?
+		[ $(($(date +%s) - start)) -le 45 ] || { slow=$((slow + 1)); echo "    rnd-$k took long"; }
+		case $rc in
+		0)
+			exported=$((exported + 1))
+			"$ferry" verify r.tar --key k.pub -q >/dev/null 2>&1 ||
+				{ unverified=$((unverified + 1)); echo "    rnd-$k: bundle does not verify"; }
+			;;
+		1 | 3 | 5) ;;
+		124 | 1[2-9][0-9] | 2[0-9][0-9])
+			crashes=$((crashes + 1))
+			echo "    rnd-$k: exit $rc"
+			tail -3 out.txt | sed 's/^/      /'
+			;;
+		*)
+			badcode=$((badcode + 1))
+			echo "    rnd-$k: unexpected exit $rc: $(tail -1 out.txt)"
+			;;
+		esac
+	done
+	check "no crash, sanitizer report or hang in $nrand random trees ($crashes)" [ "$crashes" = 0 ]
+	check "every failure is a data, network or verification error ($badcode)" [ "$badcode" = 0 ]
+	check "every export finished in bounded time ($slow)" [ "$slow" = 0 ]
+	check "every bundle written verifies ($exported written, $unverified not)" [ "$unverified" = 0 ]
+	check "some random trees export cleanly ($exported)" [ "$exported" -gt 0 ]
 	;;
 *)
 	echo "unknown feature '$feature'"

@@ -7,7 +7,7 @@ ferry=$1
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-for cmd in keygen export verify inspect import; do
+for cmd in keygen export verify inspect import unpack cache; do
 	expect "help $cmd: its usage line" 0 "^usage: ferry $cmd " help "$cmd"
 	check "help $cmd is what $cmd --help prints" \
 		[ "$("$ferry" help "$cmd" 2>&1)" = "$("$ferry" "$cmd" --help 2>&1)" ]

@@ -221,7 +221,7 @@ int main(int argc, char **argv)
 	const char *authfile = NULL, *expect = NULL;
 	struct ferr e;
 	struct reg_stats st;
-	int i = 1, rc;
+	int i = 1, rc = -1;
 
 	memset(&o, 0, sizeof(o));
 	ferr_clear(&e);
