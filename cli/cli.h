@@ -79,6 +79,10 @@ char *cli_text(char *out, size_t n, const char *s);
  * characters itself), else escaped as above. */
 json_t *cli_json_text(const char *s);
 
+/* "ferry VERSION" and the versions of the libraries it runs with (for
+ * support requests), on stdout. */
+void cli_print_version(void);
+
 /* "ferry: error: MESSAGE" on stderr, the message escaped. */
 void cli_error(const struct ferr *e);
 void cli_usage_error(const char *cmd, const char *fmt, ...)

@@ -8,5 +8,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 #endif

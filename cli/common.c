@@ -9,6 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <zlib.h>
+#include <zstd.h>
+
 #include "bounds.h"
 #include "cli.h"
 
@@ -40,7 +46,7 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg,
 		c->verbose++;
 		return 1;
 	case CLI_OPT_VERSION:
-		printf("ferry %s\n", FERRY_VERSION);
+		cli_print_version();
 		return 2;
 	case CLI_OPT_CA_FILE:
 		c->ca_file = arg;
@@ -59,7 +65,7 @@ int cli_common_opt(struct cli_common *c, int opt, const char *arg,
 		}
 		n = realloc(c->insecure, (c->n_insecure + 1) * sizeof(*n));
 		if (!n) {
-			fprintf(stderr, "ferry: out of memory\n");
+			fprintf(stderr, "ferry: error: out of memory\n");
 			return -1;
 		}
 		c->insecure = n;
@@ -205,11 +211,26 @@ void cli_error(const struct ferr *e)
 	fputc('\n', stderr);
 }
 
+void cli_print_version(void)
+{
+	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+
+	printf("ferry %s\n", FERRY_VERSION);
+	printf("libcurl %s (%s)\n", cv->version,
+	       cv->ssl_version ? cv->ssl_version : "no TLS");
+	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+	printf("%s\n", archive_version_string());
+	printf("zstd %s\n", ZSTD_versionString());
+	printf("jansson %s\n", jansson_version_str());
+	printf("zlib %s\n", zlibVersion());
+}
+
 void cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "ferry%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	/* one prefix for every error, as docs/exit-codes.md says */
+	fputs("ferry: error: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);

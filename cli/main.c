@@ -21,6 +21,7 @@ static const struct command commands[] = {
     {"import", "verify a bundle and push it into a registry", cmd_import},
     {"unpack", "verify a bundle and write it as a plain tar for a loader",
      cmd_unpack},
+    {"cache", "prune or clear the export cache", cmd_cache},
     {NULL, NULL, NULL},
 };
 
@@ -33,10 +34,24 @@ static void usage(FILE *f)
 		fprintf(f, "  %-9s %s\n", c->name, c->summary);
 	if (!commands[0].name)
 		fprintf(f, "  (none yet in this version)\n");
-	fprintf(f, "\nRun 'ferry COMMAND --help' for a command's options.\n"
+	fprintf(f, "\nRun 'ferry help COMMAND' (or 'ferry COMMAND --help') for "
+		   "a command's options.\n"
 		   "Exit codes: 0 ok, 1 failure, 2 usage, 3 network/registry,\n"
 		   "4 authentication, 5 verification, 6 malformed bundle,\n"
 		   "7 local I/O, 130 interrupted.\n");
+}
+
+/* `ferry help CMD` is `ferry CMD --help`. */
+static int help_command(const char *name)
+{
+	for (const struct command *c = commands; c->name; c++) {
+		if (strcmp(name, c->name) == 0) {
+			char *av[] = {(char *)c->name, (char *)"--help", NULL};
+			return c->run(2, av);
+		}
+	}
+	cli_usage_error(NULL, "no command '%s' to show help for", name);
+	return FERRY_EXIT_USAGE;
 }
 
 int main(int argc, char **argv)
@@ -47,13 +62,15 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return FERRY_EXIT_USAGE;
 	}
+	if (!strcmp(argv[1], "help") && argc > 2)
+		return help_command(argv[2]);
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return FERRY_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-		printf("ferry %s\n", FERRY_VERSION);
+		cli_print_version();
 		return FERRY_EXIT_OK;
 	}
 	for (const struct command *c = commands; c->name; c++) {

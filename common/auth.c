@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,20 +60,69 @@ char *auth_normalise_host(const char *key)
 	return h;
 }
 
+/* One host's answer from a credential helper (found or not), kept so
+ * that each helper runs once per host; nodes never move (clients keep
+ * pointers to `cred`). */
+struct lazy_node {
+	struct lazy_node *next;
+	char *host;
+	bool found;
+	bool failed; /* a failure is the answer too: not retried per client */
+	struct ferr err;
+	struct auth_cred cred;
+};
+
+struct auth_lazy {
+	pthread_mutex_t mu;
+	struct lazy_node *head;
+};
+
+static void cred_release(struct auth_cred *c)
+{
+	free(c->host);
+	auth_wipe_free(c->user);
+	auth_wipe_free(c->pass);
+	auth_wipe_free(c->identity_token);
+	c->host = c->user = c->pass = c->identity_token = NULL;
+}
+
+static void lazy_release(struct auth_lazy *l)
+{
+	if (!l)
+		return;
+	while (l->head) {
+		struct lazy_node *n = l->head;
+		l->head = n->next;
+		free(n->host);
+		cred_release(&n->cred);
+		free(n);
+	}
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}
+
 void auth_store_release(struct auth_store *s)
 {
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->n; i++) {
-		free(s->v[i].host);
-		auth_wipe_free(s->v[i].user);
-		auth_wipe_free(s->v[i].pass);
+	for (size_t i = 0; i < s->n; i++)
+		cred_release(&s->v[i]);
+	for (size_t i = 0; i < s->n_helpers; i++) {
+		free(s->helpers[i].host);
+		free(s->helpers[i].name);
 	}
+	lazy_release(s->lazy);
+	free(s->helpers);
 	free(s->v);
 	free(s->path);
+	free(s->creds_store);
 	s->v = NULL;
 	s->n = 0;
 	s->path = NULL;
+	s->creds_store = NULL;
+	s->helpers = NULL;
+	s->n_helpers = 0;
+	s->lazy = NULL;
 }
 
 /* Decode the "auth" field: base64 of "user:password". */
@@ -119,6 +169,60 @@ out:
 	return rc;
 }
 
+/* "credsStore" and "credHelpers": which helper serves which host. */
+static int parse_helpers(struct auth_store *s, json_t *root, const char *name,
+			 struct ferr *e)
+{
+	json_t *store = json_object_get(root, "credsStore");
+	json_t *map = json_object_get(root, "credHelpers");
+	const char *key;
+	json_t *v;
+
+	if (store && !(json_is_string(store) &&
+		       (!*json_string_value(store) ||
+			auth_helper_name_ok(json_string_value(store)))))
+		return ferr_set(e, FERR_INPUT, 0,
+				"credentials file '%s': 'credsStore' is not a "
+				"helper name",
+				name);
+	if (store && *json_string_value(store) &&
+	    !(s->creds_store = strdup(json_string_value(store))))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (map && !json_is_object(map))
+		return ferr_set(e, FERR_INPUT, 0,
+				"credentials file '%s': 'credHelpers' is not an "
+				"object",
+				name);
+	json_object_foreach(map, key, v)
+	{
+		struct auth_helper_entry *nv;
+
+		if (!json_is_string(v) ||
+		    !auth_helper_name_ok(json_string_value(v)))
+			return ferr_set(e, FERR_INPUT, 0,
+					"credentials file '%s': the "
+					"'credHelpers' entry for '%.200s' is "
+					"not a helper name",
+					name, key);
+		nv = realloc(s->helpers, (s->n_helpers + 1) * sizeof(*nv));
+		if (!nv)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		s->helpers = nv;
+		nv[s->n_helpers].host = auth_normalise_host(key);
+		nv[s->n_helpers].name = strdup(json_string_value(v));
+		s->n_helpers++;
+		if (!nv[s->n_helpers - 1].host || !nv[s->n_helpers - 1].name)
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	/* made here, before any thread may look a host up */
+	if ((s->creds_store || s->n_helpers) && !s->lazy) {
+		if (!(s->lazy = calloc(1, sizeof(*s->lazy))))
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		pthread_mutex_init(&s->lazy->mu, NULL);
+	}
+	return 0;
+}
+
 int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 		     const char *name, struct ferr *e)
 {
@@ -138,6 +242,8 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 			 "credentials file '%s' is not a JSON object", name);
 		goto out;
 	}
+	if (parse_helpers(s, root, name, e) < 0)
+		goto out;
 	auths = json_object_get(root, "auths");
 	if (!auths) {
 		rc = 0;
@@ -151,8 +257,8 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 	}
 	json_object_foreach(auths, key, ent)
 	{
-		const char *a, *u, *p;
-		char *user = NULL, *pass = NULL, *host;
+		const char *a, *u, *p, *it;
+		char *user = NULL, *pass = NULL, *host, *tok = NULL;
 		struct auth_cred *nv;
 
 		if (!json_is_object(ent))
@@ -160,8 +266,17 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 		a = json_string_value(json_object_get(ent, "auth"));
 		u = json_string_value(json_object_get(ent, "username"));
 		p = json_string_value(json_object_get(ent, "password"));
-		if (a && *a) {
+		/* as docker stores an OAuth2 login (e.g. `az acr login`) */
+		it = json_string_value(json_object_get(ent, "identitytoken"));
+		if (it && *it && !(tok = strdup(it))) {
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		if (tok && !(a && *a)) {
+			user = strdup(u ? u : "");
+		} else if (a && *a) {
 			if (decode_auth(a, &user, &pass) < 0) {
+				auth_wipe_free(tok);
 				ferr_set(e, FERR_INPUT, 0,
 					 "credentials file '%s': the 'auth' "
 					 "entry for '%.200s' is not "
@@ -173,23 +288,26 @@ int auth_store_parse(struct auth_store *s, const char *json, size_t len,
 			user = strdup(u);
 			pass = strdup(p);
 		} else {
-			continue; /* e.g. only an identity token */
+			continue; /* nothing usable */
 		}
 		host = auth_normalise_host(key);
 		nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
-		if (!host || !user || !pass || !nv) {
+		if (!host || !user || (!pass && !tok) || !nv) {
 			free(host);
 			auth_wipe_free(user);
 			auth_wipe_free(pass);
+			auth_wipe_free(tok);
 			if (nv)
 				s->v = nv;
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 			goto out;
 		}
 		s->v = nv;
+		memset(&s->v[s->n], 0, sizeof(s->v[s->n]));
 		s->v[s->n].host = host;
 		s->v[s->n].user = user;
 		s->v[s->n].pass = pass;
+		s->v[s->n].identity_token = tok;
 		s->n++;
 	}
 	rc = 0;
@@ -247,9 +365,7 @@ int auth_store_load(struct auth_store *s, const char *path, struct ferr *e)
 	struct buf b;
 	int n = 0, rc = -1;
 
-	s->v = NULL;
-	s->n = 0;
-	s->path = NULL;
+	memset(s, 0, sizeof(*s));
 	buf_init(&b, FERRY_MAX_AUTHFILE);
 	if (path) {
 		cand[n] = strdup(path);
@@ -328,6 +444,90 @@ const struct auth_cred *auth_store_find(const struct auth_store *s,
 	}
 	free(h);
 	return hit;
+}
+
+/* The helper for normalised host `h`, or NULL. */
+static const char *helper_for(const struct auth_store *s, const char *h)
+{
+	for (size_t i = 0; i < s->n_helpers; i++)
+		if (strcmp(s->helpers[i].host, h) == 0)
+			return s->helpers[i].name;
+	return s->creds_store;
+}
+
+/* Ask `helper` about `h` once; later calls get the same answer. */
+static int lazy_ask(const struct auth_store *s, const char *helper,
+		    const char *h, const struct auth_cred **out, struct ferr *e)
+{
+	struct auth_lazy *l = s->lazy;
+	/* Docker Hub's entry lives under its legacy key, as docker stores it */
+	const char *url = strcmp(h, "docker.io") == 0
+			      ? "https://index.docker.io/v1/"
+			      : h;
+	struct lazy_node *n;
+	int rc = -1;
+
+	pthread_mutex_lock(&l->mu);
+	for (n = l->head; n; n = n->next)
+		if (strcmp(n->host, h) == 0)
+			break;
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (!n || !(n->host = strdup(h))) {
+			free(n);
+			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+			goto out;
+		}
+		if (auth_helper_get(helper, url, &n->cred, &n->found,
+				    &n->err) < 0) {
+			size_t k = strlen(n->err.msg);
+
+			/* where it was named: the user may not know */
+			if (s->path)
+				snprintf(n->err.msg + k, sizeof(n->err.msg) - k,
+					 " (named in '%s' for '%s')", s->path,
+					 h);
+			cred_release(&n->cred);
+			n->failed = true;
+			n->found = false;
+		}
+		n->cred.host = strdup(h);
+		n->next = l->head;
+		l->head = n;
+	}
+	if (n->failed) {
+		*e = n->err;
+		goto out;
+	}
+	*out = n->found ? &n->cred : NULL;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&l->mu);
+	return rc;
+}
+
+int auth_store_lookup(const struct auth_store *s, const char *host,
+		      const struct auth_cred **out, struct ferr *e)
+{
+	const char *helper;
+	char *h;
+	int rc = -1;
+
+	*out = NULL;
+	if (!s || !host)
+		return 0;
+	h = auth_normalise_host(host);
+	if (!h)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	helper = s->lazy ? helper_for(s, h) : NULL;
+	if (helper && lazy_ask(s, helper, h, out, e) < 0)
+		goto out;
+	if (!*out)
+		*out = auth_store_find(s, h);
+	rc = 0;
+out:
+	free(h);
+	return rc;
 }
 
 void auth_challenge_release(struct auth_challenge *c)

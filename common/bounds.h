@@ -14,6 +14,11 @@
 #define FERRY_MAX_TOKEN_BODY (1u * FERRY_MIB)
 /* A Docker config.json credentials file. */
 #define FERRY_MAX_AUTHFILE (4u * FERRY_MIB)
+/* What a Docker credential helper may print for one `get`, and how long
+ * it may take (seconds) before it is killed: a helper that hangs (a
+ * keychain prompt nobody answers) must not hold a command forever. */
+#define FERRY_MAX_CREDHELPER_OUTPUT (64u * 1024u)
+#define FERRY_CREDHELPER_TIMEOUT_S 30
 /* An images file given with -f. */
 #define FERRY_MAX_IMAGES_FILE (16u * FERRY_MIB)
 /* One HTTP header line we keep (Location, WWW-Authenticate, ...). */

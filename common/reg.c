@@ -241,7 +241,10 @@ int reg_client_init(struct reg_client **out, const char *host,
 		return ferr_set(e, FERR_IO, ENOMEM, "cannot create an HTTP client");
 	}
 	c->insecure = reg_host_insecure(o, host);
-	c->cred = auth_store_find(o->creds, host);
+	if (auth_store_lookup(o->creds, host, &c->cred, e) < 0) {
+		reg_client_release(c);
+		return -1;
+	}
 	c->rng = (unsigned)time(NULL) ^ (unsigned)getpid() ^
 		 (unsigned)(uintptr_t)c;
 	*out = c;
@@ -724,6 +727,29 @@ static bool curl_retryable(CURLcode cc)
 	}
 }
 
+/* What the user can do about a transport failure that retrying will not
+ * fix; "" when there is nothing to add. */
+static const char *transport_hint(const struct reg_client *c, CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return c->insecure ? ""
+				   : "; if the registry's certificate comes from "
+				     "an internal CA, pass --ca-file CA.pem "
+				     "(or --insecure-registry HOST to skip "
+				     "verification)";
+	case CURLE_SSL_CACERT_BADFILE:
+		return "; check the file given with --ca-file (PEM "
+		       "certificates)";
+	case CURLE_SSL_CONNECT_ERROR:
+		return c->insecure ? ""
+				   : "; if the registry speaks plain HTTP, "
+				     "pass --insecure-registry HOST";
+	default:
+		return "";
+	}
+}
+
 static int fetch_token(struct reg_client *c, const char *scope,
 		       struct ferr *e);
 
@@ -827,9 +853,9 @@ static int judge_transport(struct reg_client *c, struct req *rq,
 	if (!curl_retryable(cc) || a->n >= a->max) {
 		ferr_set(e, FERR_NETWORK, 0,
 			 "cannot reach registry '%s': %s (%s, after %u "
-			 "attempt%s)",
+			 "attempt%s)%s",
 			 c->host, curl_easy_strerror(cc), rq->what, a->n,
-			 a->n == 1 ? "" : "s");
+			 a->n == 1 ? "" : "s", transport_hint(c, cc));
 		return STEP_FAIL;
 	}
 	a->why = curl_easy_strerror(cc);
@@ -863,6 +889,14 @@ static enum step answer_challenge(struct reg_client *c, struct req *rq,
 		ferr_set(e, FERR_AUTH, 401,
 			 "registry '%s' requires authentication and no "
 			 "credentials for it were found",
+			 c->host);
+		return STEP_FAIL;
+	}
+	if (!c->cred->pass) {
+		ferr_set(e, FERR_AUTH, 401,
+			 "registry '%s' asks for Basic authentication, but its "
+			 "credential helper gave an identity token, which only "
+			 "a token service takes",
 			 c->host);
 		return STEP_FAIL;
 	}
@@ -1185,6 +1219,86 @@ out:
 	return out;
 }
 
+/* service=S&scope=A&scope=B&grant_type=refresh_token&refresh_token=T
+ * &client_id=ferry: the OAuth2 form of the distribution token spec. */
+static char *refresh_form(const struct auth_challenge *ch, const char *scope,
+			  const char *token)
+{
+	struct buf f;
+	char *out = NULL;
+
+	buf_init(&f, 8192);
+	/* append_param starts with '?' on an empty buffer: a dummy origin */
+	if (buf_append_str(&f, "?") < 0 ||
+	    append_param(&f, "grant_type", "refresh_token") < 0 ||
+	    append_param(&f, "client_id", "ferry") < 0 ||
+	    append_param(&f, "refresh_token", token) < 0 ||
+	    (ch->service && append_param(&f, "service", ch->service) < 0))
+		goto out;
+	for (const char *p = scope ? scope : ""; *p;) {
+		size_t n = strcspn(p, " ");
+		char one[512];
+
+		if (n && n < sizeof(one)) {
+			memcpy(one, p, n);
+			one[n] = '\0';
+			if (append_param(&f, "scope", one) < 0)
+				goto out;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	out = strdup((char *)f.data + 2); /* past "?&" */
+out:
+	if (f.data)
+		OPENSSL_cleanse(f.data, f.len);
+	buf_release(&f);
+	return out;
+}
+
+/* An identity token (from a credential helper) goes to the token service
+ * as a refresh_token grant in a POST body: never in a URL, never as
+ * Basic credentials. */
+static int token_request_refresh(struct reg_client *c, const char *scope,
+				 const char *realm_host, struct buf *body,
+				 struct ferr *e)
+{
+	char *form = refresh_form(&c->chal, scope, c->cred->identity_token);
+	struct req rq;
+	struct xfer x;
+	int rc = -1;
+
+	memset(&rq, 0, sizeof(rq));
+	memset(&x, 0, sizeof(x));
+	rq.url = strdup(c->chal.realm);
+	if (!form || !rq.url) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	rq.method = "POST";
+	rq.what = "a token";
+	rq.send = form;
+	rq.send_len = strlen(form);
+	rq.content_type = "Content-Type: application/x-www-form-urlencoded";
+	rq.mode = BODY_BUFFER;
+	rq.body = body;
+	c->stats.token_fetches++;
+	if (request(c, &rq, &x, e) == 0)
+		rc = 0;
+	else if (e->cat == FERR_AUTH || e->code == 401 || e->code == 403)
+		ferr_set(e, FERR_AUTH, e->code,
+			 "authentication to registry '%s' failed: token service "
+			 "'%s' refused the identity token from the credential "
+			 "helper (log in again to renew it)",
+			 c->host, realm_host);
+out:
+	xfer_release(&x);
+	free(rq.url);
+	auth_wipe_free(form);
+	return rc;
+}
+
 /* Ask the token service, with the registry's credentials only if the realm
  * may have them.  A refusal is told as what it means to the user: wrong
  * credentials, or none found. */
@@ -1205,6 +1319,10 @@ static int token_request(struct reg_client *c, const char *scope,
 		      "not sending credentials for '%s' to token realm "
 		      "host '%s'",
 		      c->host, realm_host);
+	if (send_creds && c->cred->identity_token) {
+		rc = token_request_refresh(c, scope, realm_host, body, e);
+		goto out;
+	}
 	rq.url = token_url(&c->chal, scope);
 	if (!rq.url || (send_creds && !(authline = auth_basic_header(c->cred)))) {
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
@@ -1298,7 +1416,7 @@ static int fetch_token(struct reg_client *c, const char *scope,
  * 1 otherwise (the caller retries or falls back); counts a stalled probe
  * in *stalls. */
 static int ping_with(struct reg_client *c, const char *scheme,
-		     unsigned *stalls, struct ferr *e)
+		     unsigned *stalls, CURLcode *ccp, struct ferr *e)
 {
 	struct req rq;
 	struct xfer x;
@@ -1319,6 +1437,8 @@ static int ping_with(struct reg_client *c, const char *scheme,
 	memset(&x, 0, sizeof(x));
 	xfer_begin(&x, c, &rq);
 	cc = perform(c, &rq, &x);
+	if (ccp)
+		*ccp = cc;
 	rc = 0;
 	if (cc == CURLE_OK && (x.status == 401 || (x.status >= 200 && x.status < 300))) {
 		if (x.status == 401 && x.www_auth) {
@@ -1338,6 +1458,20 @@ static int ping_with(struct reg_client *c, const char *scheme,
 	return rc;
 }
 
+/* The TLS handshake failed: does the host answer plain HTTP instead?  A
+ * registry on the wrong scheme is a setting to change, not a transient
+ * failure worth five retries.  The probe sends no credentials. */
+static bool speaks_plain_http(struct reg_client *c, struct ferr *e)
+{
+	unsigned stalls = 0;
+	bool yes = ping_with(c, "http", &stalls, NULL, e) == 0;
+
+	free(c->scheme);
+	c->scheme = strdup("https");
+	ferr_clear(e);
+	return yes;
+}
+
 int reg_ping(struct reg_client *c, struct ferr *e)
 {
 	const char *fallback = "https";
@@ -1352,11 +1486,11 @@ int reg_ping(struct reg_client *c, struct ferr *e)
 		unsigned http_stalls = 0;
 
 		/* unverified TLS first, plain HTTP if TLS is not spoken */
-		if (ping_with(c, "https", &stalls, e) == 0) {
+		if (ping_with(c, "https", &stalls, NULL, e) == 0) {
 			c->pinged = true;
 			return 0;
 		}
-		if (ping_with(c, "http", &http_stalls, e) == 0) {
+		if (ping_with(c, "http", &http_stalls, NULL, e) == 0) {
 			c->pinged = true;
 			return 0;
 		}
@@ -1364,9 +1498,19 @@ int reg_ping(struct reg_client *c, struct ferr *e)
 		if (http_stalls)
 			fallback = "http";
 		stalls += http_stalls;
-	} else if (ping_with(c, "https", &stalls, e) == 0) {
-		c->pinged = true;
-		return 0;
+	} else {
+		CURLcode cc = CURLE_OK;
+
+		if (ping_with(c, "https", &stalls, &cc, e) == 0) {
+			c->pinged = true;
+			return 0;
+		}
+		if (cc == CURLE_SSL_CONNECT_ERROR && speaks_plain_http(c, e))
+			return ferr_set(e, FERR_NETWORK, 0,
+					"registry '%s' speaks plain HTTP, not "
+					"HTTPS; pass --insecure-registry %s "
+					"to allow plain HTTP for it",
+					c->host, c->host);
 	}
 	free(c->scheme);
 	c->scheme = strdup(fallback);
@@ -2031,7 +2175,7 @@ int reg_api(struct reg_client *c, const char *method, const char *path,
 		return -1;
 	/* Basic, to this host only: request() drops it on a redirect that
 	 * leaves the host */
-	if (c->cred && !(line = auth_basic_header(c->cred)))
+	if (c->cred && c->cred->pass && !(line = auth_basic_header(c->cred)))
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	rq.method = method;
 	rq.url = mkurl(c, "%s", path);

@@ -154,8 +154,9 @@ static int read_images_file(const char *path, struct refs *r, struct ferr *e)
 			continue;
 		ferr_clear(&le);
 		if (add_ref(r, s, &le) < 0) {
-			fprintf(stderr, "ferry export: %s:%lu: %s\n", path, lineno,
-				le.msg);
+			fprintf(stderr, "ferry: error: %s:%lu: ", path, lineno);
+			cli_put_text(stderr, le.msg);
+			fputc('\n', stderr);
 			if (!bad)
 				*e = le;
 			bad++;
@@ -223,6 +224,33 @@ static double since(const struct timespec *t0)
 	       (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* " 1.5 MiB/s ETA 2m05s": the rate in a unit that does not round it to
+ * nothing, and a time left only when there is a rate to divide by and
+ * something left to fetch. */
+static void rate_eta(char *out, size_t n, double rate, unsigned long long left)
+{
+	int k = 0;
+	long s;
+
+	if (rate >= 1048576.0)
+		k = snprintf(out, n, " %.1f MiB/s", rate / 1048576.0);
+	else if (rate >= 1024.0)
+		k = snprintf(out, n, " %.0f KiB/s", rate / 1024.0);
+	else
+		out[0] = '\0';
+	if (k <= 0 || (size_t)k >= n || !left || rate < 1024.0)
+		return;
+	s = (long)((double)left / rate + 0.5);
+	if (s >= 3600)
+		snprintf(out + k, n - (size_t)k, " ETA %ldh%02ldm", s / 3600,
+			 s / 60 % 60);
+	else if (s >= 60)
+		snprintf(out + k, n - (size_t)k, " ETA %ldm%02lds", s / 60,
+			 s % 60);
+	else
+		snprintf(out + k, n - (size_t)k, " ETA %lds", s);
+}
+
 static void draw(void *ctx, bool final)
 {
 	struct ui *u = ctx;
@@ -240,15 +268,17 @@ static void draw(void *ctx, bool final)
 			atomic_load(&u->pr.images_total));
 	} else {
 		int fill = pct * 30 / 100;
-		double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+		char speed[64];
+
 		for (int i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
+		rate_eta(speed, sizeof(speed), rate, total > done ? total - done : 0);
 		fprintf(stderr,
-			"\r\033[K[%s] %3d%% %.1f/%.1f MiB %.1f MiB/s ETA %ds "
-			"blobs %u/%u images %u/%u",
+			"\r\033[K[%s] %3d%% %.1f/%.1f MiB%s "
+			"layers+configs %u/%u images %u/%u",
 			bar, pct, (double)done / 1048576.0,
-			(double)total / 1048576.0, rate / 1048576.0, (int)eta,
+			(double)total / 1048576.0, speed,
 			atomic_load(&u->pr.blobs_done),
 			atomic_load(&u->pr.blobs_total),
 			atomic_load(&u->pr.images_done),
@@ -257,6 +287,20 @@ static void draw(void *ctx, bool final)
 	if (final)
 		fputc('\n', stderr);
 	fflush(stderr);
+}
+
+/* One line per config or layer.  Those fetched while images are still
+ * being resolved come before the total is known: counted without it. */
+static void plain_blob_line(struct ui *u, const struct exp_event *ev)
+{
+	unsigned total = atomic_load(&u->pr.blobs_total);
+
+	fprintf(stderr, "%s %s %.1f MiB ", ev->cached ? "cached " : "fetched",
+		ev->digest, (double)ev->size / 1048576.0);
+	if (total >= ev->count)
+		fprintf(stderr, "[%u/%u]\n", ev->count, total);
+	else
+		fprintf(stderr, "[%u]\n", ev->count);
 }
 
 static void on_event(void *ctx, const struct exp_event *ev)
@@ -287,10 +331,7 @@ static void on_event(void *ctx, const struct exp_event *ev)
 			fprintf(stderr, "done %s (%.1f MiB)\n", ev->ref,
 				(double)ev->size / 1048576.0);
 		else if (ev->type == EXP_EV_BLOB)
-			fprintf(stderr, "%s %s %.1f MiB [%u/%u]\n",
-				ev->cached ? "cached " : "fetched", ev->digest,
-				(double)ev->size / 1048576.0, ev->count,
-				atomic_load(&u->pr.blobs_total));
+			plain_blob_line(u, ev);
 	} else if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_object();
 		char *s;
@@ -601,6 +642,8 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 {
 	/* with -o -, standard output is the bundle */
 	FILE *f = strcmp(a->out, "-") ? stdout : stderr;
+	unsigned data = atomic_load(&u->pr.blobs_total);
+	size_t docs = res->nblobs >= data ? res->nblobs - data : 0;
 
 	if (u->mode == PROGRESS_JSON)
 		fprintf(stderr,
@@ -614,9 +657,10 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 	else
 		fprintf(f, "wrote '%s': ", a->out);
 	fprintf(f,
-		"%zu image%s, %zu blobs, %.1f MiB (fetched %.1f MiB, from "
-		"cache %.1f MiB) in %.1f s\n",
-		res->nimages, res->nimages == 1 ? "" : "s", res->nblobs,
+		"%zu image%s, %zu blobs (%u configs and layers, %zu %s), %.1f "
+		"MiB (fetched %.1f MiB, from cache %.1f MiB) in %.1f s\n",
+		res->nimages, res->nimages == 1 ? "" : "s", res->nblobs, data,
+		docs, docs == 1 ? "manifest or index" : "manifests and indexes",
 		(double)res->bundle_bytes / 1048576.0,
 		(double)res->bytes_fetched / 1048576.0,
 		(double)res->bytes_cached / 1048576.0, secs);
@@ -704,6 +748,11 @@ oom:
 	ferr_set(&e, FERR_IO, ENOMEM, "out of memory");
 fail:
 	cli_error(&e);
+	if (e.cat == FERR_INTERRUPT && a.cache)
+		fprintf(stderr,
+			"ferry: run the same command again to resume: what was "
+			"downloaded is kept in the cache '%s'\n",
+			a.cache);
 	rc = ferr_exit_code(e.cat);
 out:
 	cli_ticker_release(&u.tk);

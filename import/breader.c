@@ -1475,6 +1475,48 @@ static int read_fixed(struct rd *r, const struct entry *en, struct ferr *e)
 	return 0;
 }
 
+/* The signature did not verify: which key does ferry.json (unverified)
+ * say signed it?  Kept in the header's key_id for the report, "" when it
+ * does not say. */
+static const char *claimed_key_id(struct rd *r)
+{
+	json_t *fj = json_loadb((const char *)r->fixed[1].data, r->fixed[1].len,
+				0, NULL);
+	const char *kid =
+	    json_string_value(json_object_get(fj, "signingKeyId"));
+
+	if (kid && strlen(kid) < sizeof(r->h->key_id))
+		snprintf(r->h->key_id, sizeof(r->h->key_id), "%s", kid);
+	json_decref(fj);
+	return r->h->key_id;
+}
+
+/* Both keys, so that a wrong --key is told from a bundle changed after
+ * signing. */
+static int signature_mismatch(struct rd *r, struct ferr *e)
+{
+	const char *kid = claimed_key_id(r);
+
+	if (!*kid)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"the signature in 'SHA256SUMS.sig' does not "
+				"verify 'SHA256SUMS' with key '%s' (given with "
+				"--key); 'ferry.json' names no signing key",
+				r->key->key_id);
+	if (strcmp(kid, r->key->key_id) == 0)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"the signature in 'SHA256SUMS.sig' does not "
+				"verify 'SHA256SUMS' with key '%s' (given with "
+				"--key); the bundle names that key too: it was "
+				"changed after signing",
+				r->key->key_id);
+	return ferr_set(e, FERR_VERIFY, 0,
+			"the signature in 'SHA256SUMS.sig' does not verify "
+			"'SHA256SUMS' with key '%s' (given with --key); the "
+			"bundle says it was signed by key '%s'",
+			r->key->key_id, kid);
+}
+
 /* SHA256SUMS.sig over SHA256SUMS, with the operator's key. */
 static int check_signature(struct rd *r, struct ferr *e)
 {
@@ -1494,10 +1536,7 @@ static int check_signature(struct rd *r, struct ferr *e)
 		       e);
 	free(sig);
 	if (v < 0)
-		return ferr_set(e, FERR_VERIFY, 0,
-				"the signature in 'SHA256SUMS.sig' does not "
-				"verify 'SHA256SUMS' with key '%s'",
-				r->key->key_id);
+		return signature_mismatch(r, e);
 	return 0;
 }
 

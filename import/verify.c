@@ -234,6 +234,9 @@ int cmd_verify(int argc, char **argv)
 	rc = r == 0 ? FERRY_EXIT_OK : ferr_exit_code(e.cat);
 	if (json) {
 		json_t *o = h.bundle_id[0] ? header_json(&h) : json_object();
+		/* on a bad signature: the key the bundle claims (unverified) */
+		if (!h.bundle_id[0] && h.key_id[0])
+			json_object_set_new(o, "signingKeyId", cli_json_text(h.key_id));
 		json_object_set_new(o, "bundle", cli_json_text(bundle));
 		json_object_set_new(o, "trustedKeyId", json_string(key.key_id));
 		json_object_set_new(o, "keyType", json_string(sig_type_name(key.type)));

@@ -9,6 +9,7 @@ pkgs=(
 	python3 curl zstd jq strace time
 	containerd docker.io podman
 	clang-format cppcheck
+	scdoc man-db
 )
 missing=()
 for p in "${pkgs[@]}"; do

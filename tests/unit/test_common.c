@@ -198,7 +198,7 @@ static void test_authfile(void)
 	    {"registry.example.com", NULL, NULL},
 	    {"registry.example.com:5001", NULL, NULL},
 	    {"harbor.example.com", "u2", "p2"},
-	    {"ghcr.io", NULL, NULL},
+	    {"ghcr.io", "", NULL}, /* an identity token only */
 	    {"evil.example.com", NULL, NULL},
 	};
 	struct auth_store s = {0};
@@ -212,6 +212,11 @@ static void test_authfile(void)
 		if (c && cases[i].user) {
 			CHECK_STR(c->user, cases[i].user, cases[i].host);
 			CHECK_STR(c->pass, cases[i].pass, cases[i].host);
+			CHECK(strcmp(cases[i].host, "ghcr.io")
+				  ? c->identity_token == NULL
+				  : c->identity_token &&
+					!strcmp(c->identity_token, "x"),
+			      "identity token of '%s'", cases[i].host);
 		}
 	}
 	auth_store_release(&s);
@@ -236,7 +241,7 @@ static void test_authfile(void)
 		  e.cat == FERR_IO,
 	      "missing --authfile");
 	{
-		struct auth_cred c = {NULL, "user", "pass"};
+		struct auth_cred c = {NULL, "user", "pass", NULL};
 		char *h = auth_basic_header(&c);
 		CHECK_STR(h, "Authorization: Basic dXNlcjpwYXNz", "basic header");
 		auth_wipe_free(h);
@@ -322,6 +327,68 @@ static void test_insecure(void)
 		      "insecure '%s'", cases[i].host);
 }
 
+static void test_credhelpers(void)
+{
+	static const struct {
+		const char *name;
+		bool ok;
+	} names[] = {
+	    {"pass", true},       {"ecr-login", true}, {"osxkeychain", true},
+	    {"gcloud_1.2", true}, {"", false},         {".hidden", false},
+	    {"../bin/sh", false}, {"a/b", false},      {"a b", false},
+	    {"x;rm", false},      {"$(id)", false},
+	};
+	static const char json[] =
+	    "{\"credHelpers\":{\"Reg.Example.com:5000\":\"nope-ferry-test\","
+	    "\"https://index.docker.io/v1/\":\"hub\"},"
+	    "\"auths\":{\"other.example.com\":{\"auth\":\"dXNlcjpwYXNz\"}}}";
+	static const char *bad[] = {
+	    "{\"credsStore\":\"../../bin/sh\"}", "{\"credsStore\":1}",
+	    "{\"credHelpers\":[]}", "{\"credHelpers\":{\"h\":\"a/b\"}}",
+	    "{\"credHelpers\":{\"h\":2}}"};
+	struct auth_store s = {0};
+	const struct auth_cred *c = NULL;
+	struct ferr e;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		CHECK(auth_helper_name_ok(names[i].name) == names[i].ok,
+		      "helper name '%s'", names[i].name);
+	ferr_clear(&e);
+	CHECK(auth_store_parse(&s, json, strlen(json), "t", &e) == 0,
+	      "parse credHelpers: %s", e.msg);
+	CHECK(s.n_helpers == 2, "two helpers, got %zu", s.n_helpers);
+	for (size_t i = 0; i < s.n_helpers; i++)
+		if (!strcmp(s.helpers[i].name, "hub"))
+			CHECK_STR(s.helpers[i].host, "docker.io", "hub key");
+		else
+			CHECK_STR(s.helpers[i].host, "reg.example.com:5000",
+				  "helper key normalised");
+	/* a host without a helper: the auths entry */
+	CHECK(auth_store_lookup(&s, "other.example.com", &c, &e) == 0 && c &&
+		  !strcmp(c->user, "user"),
+	      "auths entry without a helper");
+	/* a helper that is not on PATH: an authentication error, each time */
+	for (int k = 0; k < 2; k++) {
+		ferr_clear(&e);
+		CHECK(auth_store_lookup(&s, "reg.example.com:5000", &c, &e) ==
+				  -1 &&
+			  e.cat == FERR_AUTH &&
+			  strstr(e.msg, "'docker-credential-nope-ferry-test' "
+					"is not on PATH"),
+		      "missing helper (%d): %s", k, e.msg);
+	}
+	auth_store_release(&s);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct auth_store t = {0};
+		ferr_clear(&e);
+		CHECK(auth_store_parse(&t, bad[i], strlen(bad[i]), "cfg.json",
+				       &e) == -1 &&
+			  e.cat == FERR_INPUT && strstr(e.msg, "'cfg.json'"),
+		      "bad helper config %zu accepted: %s", i, e.msg);
+		auth_store_release(&t);
+	}
+}
+
 int main(void)
 {
 	test_err();
@@ -331,5 +398,6 @@ int main(void)
 	test_authfile();
 	test_manifest_kind();
 	test_insecure();
+	test_credhelpers();
 	return check_done();
 }
