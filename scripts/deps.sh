@@ -8,7 +8,7 @@ pkgs=(
 	docker-registry skopeo apache2-utils openssl ca-certificates
 	python3 curl zstd jq strace time
 	containerd docker.io podman
-	clang-format cppcheck
+	clang-format cppcheck clang libclang-rt-14-dev
 	scdoc man-db
 )
 missing=()

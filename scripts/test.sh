@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install dependencies, lint (scripts/lint.sh), build, and run the whole
 # test suite twice: once in a normal build and once with AddressSanitizer +
-# UBSan. The suite starts its own registries on 127.0.0.1 and stops them
+# UBSan; then the threaded features once more under ThreadSanitizer. The suite starts its own registries on 127.0.0.1 and stops them
 # afterwards. A lint failure fails the run, after the tests.
 # Ends with one line per build: ctest's verdict and the build's wall time.
 set -uo pipefail
@@ -37,7 +37,8 @@ build_and_test() {
 	echo "== tests ($name)"
 	log=$dir/Testing/test-sh.log
 	mkdir -p "$dir/Testing"
-	(cd "$dir" && ctest --output-on-failure -j 1) | tee "$log"
+	# shellcheck disable=SC2086 # CTEST_ARGS is a list of words
+	(cd "$dir" && ctest --output-on-failure -j 1 ${CTEST_ARGS:-}) | tee "$log"
 	[ "${PIPESTATUS[0]}" = 0 ] || status=1
 	verdict=$(grep -E '^[0-9]+% tests passed' "$log" | tail -1)
 	summary+=("$name: ${verdict:-no ctest verdict}; wall $(($(date +%s) - start)) s")
@@ -47,6 +48,12 @@ build_and_test normal build
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	build_and_test "AddressSanitizer + UBSan" build-asan -DFERRY_SANITIZE=ON
+# ThreadSanitizer (clang) on the features that run threads: export's
+# prefetch and workers, import's workers, split volumes' read-ahead, the
+# pipe. A race report fails the test (TSan's exit code).
+CC=clang TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+	CTEST_ARGS="-R ^(export\.(tree_parallel|tree_wide|tree_fanout|resume|interrupt)|import\.(parallel|roundtrip|shared_layers|state_truth)|weekly\.(split_parts|split_import|delta_import)|pipe\.(mirror|broken))$" \
+	build_and_test "ThreadSanitizer, threaded features" build-tsan -DFERRY_TSAN=ON
 
 echo "== summary"
 echo "lint: $lint"
