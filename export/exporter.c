@@ -462,6 +462,8 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 	rc = 0;
 	goto out;
 cached:
+	/* "last used" for ferry cache prune, even where atime is not kept */
+	utimensat(AT_FDCWD, final, NULL, 0);
 	it->cached = true;
 	atomic_fetch_add(&x->pr->bytes_done, (unsigned long long)it->size);
 	atomic_fetch_add(&x->pr->bytes_cached, (unsigned long long)it->size);
