@@ -440,9 +440,8 @@ int cmd_import(int argc, char **argv)
 fail:
 	cli_error(&e);
 	if (e.cat == FERR_INTERRUPT)
-		fprintf(stderr, "ferry: no tag was moved; run the same command "
-				"again to resume: blobs already pushed are "
-				"skipped\n");
+		fprintf(stderr, "ferry: run the same command again to resume: "
+				"blobs already pushed are skipped\n");
 	rc = ferr_exit_code(e.cat);
 out:
 	imp_result_release(&res);
