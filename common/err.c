@@ -14,6 +14,9 @@ void ferr_clear(struct ferr *e)
 }
 
 static void vset(struct ferr *e, enum ferr_cat cat, int code, const char *fmt,
+		 va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void vset(struct ferr *e, enum ferr_cat cat, int code, const char *fmt,
 		 va_list ap)
 {
 	e->cat = cat;
