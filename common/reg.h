@@ -169,4 +169,9 @@ void reg_client_stats(const struct reg_client *c, struct reg_stats *out);
 const char *reg_manifest_kind(const unsigned char *data, size_t len,
 			      const char *content_type, struct ferr *e);
 
+/* Does a 206 answer's Content-Range value `cr` ("bytes START-END/TOTAL")
+ * cover exactly [start, total) of a blob of `total` bytes?  Used by
+ * reg_get_blob; declared here only so that tests/fuzz can reach it. */
+bool reg_content_range_ok(const char *cr, uint64_t start, uint64_t total);
+
 #endif
