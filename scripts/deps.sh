@@ -7,6 +7,7 @@ pkgs=(
 	libcurl4-openssl-dev libarchive-dev libjansson-dev libssl-dev libzstd-dev zlib1g-dev
 	docker-registry skopeo apache2-utils openssl ca-certificates
 	python3 curl zstd jq strace time
+	clang libclang-rt-14-dev # scripts/fuzz.sh: libFuzzer and the sanitizers
 )
 missing=()
 for p in "${pkgs[@]}"; do
