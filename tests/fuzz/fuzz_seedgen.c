@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "arc.h"
+#include "bundle.h"
 #include "fuzz_util.h"
 #include "reg.h"
 
@@ -245,6 +246,42 @@ static void real_writer(const struct fuzz_tar *t, enum arc_compress c,
 	free(out);
 }
 
+#define FERRY_JSON(mt)                                                         \
+	"{\"formatVersion\":1,\"tool\":\"ferry 0.1.0\",\"bundleId\":\"@B\","    \
+	"\"created\":\"2026-11-29T14:00:00Z\",\"channel\":\"default\","        \
+	"\"sequence\":7,\"signingKeyId\":\"@K\",\"images\":[{\"reference\":"   \
+	"\"docker.io/library/doc:latest\",\"digest\":\"@0\",\"mediaType\":\""   \
+	mt "\",\"platforms\":[\"linux/amd64\"],\"size\":4096}]}"
+#define INDEX_JSON(mt)                                                         \
+	"{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX                     \
+	"\",\"manifests\":[{\"mediaType\":\"" mt "\",\"digest\":\"@0\","        \
+	"\"size\":#0,\"annotations\":{\"io.containerd.image.name\":\"docker."     \
+	"io/library/doc:latest\",\"org.opencontainers.image.ref.name\":"         \
+	"\"docker.io/library/doc:latest\"}}]}"
+#define MANIFEST(mt, cfg, layer)                                                    \
+	"{\"schemaVersion\":2,\"mediaType\":\"" mt "\",\"config\":{"             \
+	"\"mediaType\":\"application/vnd.oci.image.config.v1+json\","             \
+	"\"digest\":\"@" cfg "\",\"size\":#" cfg "},\"layers\":[{"                \
+	"\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","               \
+	"\"digest\":\"@" layer "\",\"size\":#" layer "}]}"
+
+static void documents_seeds(void)
+{
+	PUTL("fuzz_bundle", "documents_manifest",
+	     "\4\0" FERRY_JSON(MT_OCI_MANIFEST) F INDEX_JSON(
+		 MT_OCI_MANIFEST) F "[{\"Config\":\"@1\",\"RepoTags\":[\"docker."
+				    "io/library/doc:latest\"],\"Layers\":[\"@2\"]}]" F F
+		 MANIFEST(MT_OCI_MANIFEST, "1", "2") F CONFIG F "layer");
+	PUTL("fuzz_bundle", "documents_index_zstd",
+	     "\4\2" FERRY_JSON(MT_OCI_INDEX) F INDEX_JSON(MT_OCI_INDEX) F "[]" F
+		 BUNDLE_OCI_LAYOUT_CONTENT F
+	     "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX
+	     "\",\"manifests\":[{\"mediaType\":\"" MT_OCI_MANIFEST
+	     "\",\"digest\":\"@1\",\"size\":#1,\"platform\":{\"os\":\"linux\","
+	     "\"architecture\":\"arm64\"}}]}" F MANIFEST(MT_OCI_MANIFEST, "2", "3") F
+		 CONFIG F "layer");
+}
+
 static void bundle_seeds(void)
 {
 	static const char *const comp[3] = {"tar", "gzip", "zstd"};
@@ -303,5 +340,6 @@ int main(int argc, char **argv)
 	http_seeds();
 	sums_seeds();
 	bundle_seeds();
+	documents_seeds();
 	return 0;
 }

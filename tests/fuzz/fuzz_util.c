@@ -302,28 +302,30 @@ static void add_blob(struct blob *v, size_t *nv, const void *p, size_t n)
 	(*nv)++;
 }
 
-/* SHA256SUMS over the fixed documents and the blobs, and its signature. */
-static void sums_and_sig(const char *const doc[4], const struct blob *b,
-			 size_t nb, char **sums, char **sig)
+/* SHA256SUMS over the fixed documents and the blobs, and its signature
+ * (base64, one line). */
+static void sums_and_sig(const void *const doc[4], const size_t docn[4],
+			 const struct digest *bd, size_t nb, char **sums,
+			 char **sig)
 {
 	static const char *const names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
 					     BUNDLE_INDEX_JSON,
 					     BUNDLE_MANIFEST_JSON};
-	struct bundle_sum s[4 + 10];
-	char paths[10][96];
+	struct bundle_sum s[4 + FUZZ_MAX_FIELDS];
+	char paths[FUZZ_MAX_FIELDS][96];
 	unsigned char *raw = NULL;
 	size_t rawn = 0;
 	char *b64;
 
 	for (size_t i = 0; i < 4; i++) {
 		s[i].path = names[i];
-		digest_of(doc[i], strlen(doc[i]), &s[i].digest, NULL);
+		digest_of(doc[i], docn[i], &s[i].digest, NULL);
 	}
 	for (size_t i = 0; i < nb; i++) {
 		snprintf(paths[i], sizeof(paths[i]), BUNDLE_BLOB_PREFIX "%s",
-			 digest_hex(&b[i].d));
+			 digest_hex(&bd[i]));
 		s[4 + i].path = paths[i];
-		s[4 + i].digest = b[i].d;
+		s[4 + i].digest = bd[i];
 	}
 	*sums = bundle_sums_text(s, 4 + nb);
 	if (!*sums || sig_sign(fuzz_test_private(), *sums, strlen(*sums), &raw,
@@ -338,6 +340,38 @@ static void sums_and_sig(const char *const doc[4], const struct blob *b,
 	free(b64);
 }
 
+void fuzz_docs_bundle(struct fuzz_tar *t, const void *const doc[4],
+		      const size_t docn[4], const void *const *blob,
+		      const size_t *blobn, size_t nblobs)
+{
+	static const char *const names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+					     BUNDLE_INDEX_JSON,
+					     BUNDLE_MANIFEST_JSON};
+	struct digest d[FUZZ_MAX_FIELDS];
+	char *sums, *sig;
+
+	if (nblobs > FUZZ_MAX_FIELDS)
+		abort();
+	memset(t, 0, sizeof(*t));
+	for (size_t i = 0; i < nblobs; i++)
+		digest_of(blob[i], blobn[i], &d[i], NULL);
+	sums_and_sig(doc, docn, d, nblobs, &sums, &sig);
+	for (int i = 0; i < 4; i++)
+		fuzz_tar_add(t, names[i], doc[i], docn[i]);
+	fuzz_tar_add(t, BUNDLE_SUMS, sums, strlen(sums));
+	fuzz_tar_add(t, BUNDLE_SUMS_SIG, sig, strlen(sig));
+	for (size_t i = 0; i < nblobs; i++) {
+		char path[96];
+
+		snprintf(path, sizeof(path), BUNDLE_BLOB_PREFIX "%s",
+			 digest_hex(&d[i]));
+		fuzz_tar_add(t, path, blob[i], blobn[i]);
+	}
+	fuzz_tar_end(t);
+	free(sums);
+	free(sig);
+}
+
 int fuzz_bundle_build(struct fuzz_tar *t, const struct fuzz_image *im,
 		      time_t created, const char *channel, uint64_t sequence)
 {
@@ -346,7 +380,7 @@ int fuzz_bundle_build(struct fuzz_tar *t, const struct fuzz_image *im,
 	struct blob b[10];
 	struct bundle_image bi;
 	struct bundle_meta m;
-	char *man, *doc[4] = {NULL, NULL, NULL, NULL}, *sums = NULL, *sig = NULL;
+	char *man, *doc[4] = {NULL, NULL, NULL, NULL};
 	char *platform = "linux/amd64";
 	struct digest all[10];
 	int rc = -1;
@@ -394,29 +428,24 @@ int fuzz_bundle_build(struct fuzz_tar *t, const struct fuzz_image *im,
 	doc[1] = bundle_ferry_json(&m, &bi, 1);
 	if (!doc[1])
 		goto out;
-	sums_and_sig((const char *const *)doc, b, nb, &sums, &sig);
+	{
+		const void *dp[4] = {doc[0], doc[1], doc[2], doc[3]};
+		size_t dn[4] = {strlen(doc[0]), strlen(doc[1]), strlen(doc[2]),
+				strlen(doc[3])};
+		const void *bp[10];
+		size_t bn[10];
 
-	fuzz_tar_add(t, BUNDLE_OCI_LAYOUT, doc[0], strlen(doc[0]));
-	fuzz_tar_add(t, BUNDLE_FERRY_JSON, doc[1], strlen(doc[1]));
-	fuzz_tar_add(t, BUNDLE_INDEX_JSON, doc[2], strlen(doc[2]));
-	fuzz_tar_add(t, BUNDLE_MANIFEST_JSON, doc[3], strlen(doc[3]));
-	fuzz_tar_add(t, BUNDLE_SUMS, sums, strlen(sums));
-	fuzz_tar_add(t, BUNDLE_SUMS_SIG, sig, strlen(sig));
-	for (size_t i = 0; i < nb; i++) {
-		char path[96];
-
-		snprintf(path, sizeof(path), BUNDLE_BLOB_PREFIX "%s",
-			 digest_hex(&b[i].d));
-		fuzz_tar_add(t, path, b[i].p, b[i].n);
+		for (size_t i = 0; i < nb; i++) {
+			bp[i] = b[i].p;
+			bn[i] = b[i].n;
+		}
+		fuzz_docs_bundle(t, dp, dn, bp, bn, nb);
 	}
-	fuzz_tar_end(t);
 	rc = 0;
 out:
 	for (int i = 0; i < 4; i++)
 		free(doc[i]);
 	free(man);
-	free(sums);
-	free(sig);
 	return rc;
 }
 

@@ -63,6 +63,13 @@ struct fuzz_image {
 	size_t nlayers;
 };
 
+/* A signed bundle of these documents (oci-layout, ferry.json, index.json,
+ * manifest.json) and blobs, in this order, named by their digests, with
+ * SHA256SUMS and its signature made here; uncompressed. */
+void fuzz_docs_bundle(struct fuzz_tar *t, const void *const doc[4],
+		      const size_t docn[4], const void *const *blob,
+		      const size_t *blobn, size_t nblobs);
+
 /* A whole signed bundle for one image (uncompressed; see
  * fuzz_tar_compress).  Returns 0, or -1 when the library refused a part
  * (an invalid reference, say), with t left empty. */
