@@ -37,6 +37,7 @@ struct consumer {
 	bool in_blob;
 	struct digest_ctx c;
 	uint64_t got;
+	uint64_t ended; /* blob_end calls */
 };
 
 static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
@@ -83,6 +84,7 @@ static int on_end(void *ctx, const struct bundle_blob *b, struct ferr *e)
 	digest_ctx_final(&k->c, &d);
 	digest_ctx_release(&k->c);
 	k->in_blob = false;
+	k->ended++;
 	if (!digest_equal(&d, &b->digest) || k->got != b->size) {
 		fprintf(stderr, "blob_end for '%s' after other content\n",
 			b->path);
@@ -120,6 +122,11 @@ static void read_bundle(const void *p, size_t n, bool verify)
 			rc < 0 ? e.msg : "ok");
 	if (k.in_blob || (rc < 0 && !e.msg[0]))
 		abort(); /* a blob left open, or a failure without a reason */
+	/* a verified bundle had every blob SHA256SUMS lists, each handed out
+	 * once */
+	if (rc == 0 && verify &&
+	    (st.blobs != h.nblobs || k.ended != h.nblobs || !h.verified))
+		abort();
 	bundle_header_release(&h);
 }
 
