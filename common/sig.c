@@ -722,22 +722,23 @@ static int private_from_pem(const unsigned char *buf, size_t n,
 	if (pem_first(buf, n, &b))
 		return ferr_set(e, FERR_INPUT, 0,
 				"'%s' is not a PEM private key", path);
-	if (strstr(b.name, "PUBLIC KEY"))
+	if (strstr(b.name, "PUBLIC KEY")) {
 		ferr_set(e, FERR_INPUT, 0,
 			 "'%s' is a public key; the private key is needed here",
 			 path);
-	else if (!strcmp(b.name, "ENCRYPTED PRIVATE KEY"))
+	} else if (!strcmp(b.name, "ENCRYPTED PRIVATE KEY")) {
 		rc = load_encrypted_p8(&b, path, pass, passlen, pkey, e);
-	else if (!strcmp(b.name, "PRIVATE KEY")) {
+	} else if (!strcmp(b.name, "PRIVATE KEY")) {
 		*pkey = load_plain_p8(&b);
 		rc = 0;
 	} else if (!strcmp(b.name, "EC PRIVATE KEY") ||
-		 !strcmp(b.name, "RSA PRIVATE KEY"))
+		   !strcmp(b.name, "RSA PRIVATE KEY")) {
 		rc = load_traditional(buf, n, &b, path, pass, passlen, pkey, e);
-	else
+	} else {
 		ferr_set(e, FERR_INPUT, 0,
 			 "'%s' holds a PEM '%s', not a private key", path,
 			 b.name);
+	}
 	pem_block_release(&b);
 	return rc;
 }
