@@ -266,180 +266,196 @@ static char *concat(const char *a, size_t an, const char *b, size_t bn)
 	return s;
 }
 
-int ref_parse(struct ref *r, const char *s, struct ferr *e)
-{
-	const char *dom = DEFAULT_DOMAIN, *rest, *slash, *p, *end;
-	const char *tag = NULL, *dig = NULL;
-	size_t domn = strlen(DEFAULT_DOMAIN), pathn, tagn = 0, namen;
-	bool hub, official;
+/* What ref_parse finds in the text, pointing into it; nothing is copied
+ * until every check has passed. */
+struct ref_parts {
+	const char *dom;
+	size_t domn;
+	const char *path; /* what follows the domain: path, tag, digest */
+	size_t pathn;
+	bool official; /* a docker.io name of one component: "library/" */
+	const char *tag;
+	size_t tagn;
+	const char *dig; /* after '@', or NULL */
 	struct digest dg;
-	char *domain = NULL, *path = NULL, *tagcopy = NULL, *digcopy = NULL;
-	int rc = -1;
+};
 
-	memset(r, 0, sizeof(*r));
-	if (!s || !*s) {
-		bad(e, "", "reference is empty");
-		goto out;
-	}
-	for (p = s; *p; p++) {
+/* Refuse what can never be a reference: empty text, spaces, control or
+ * non-ASCII characters, and a bare image ID. */
+static int check_text(const char *s, struct ferr *e)
+{
+	if (!s || !*s)
+		return bad(e, "", "reference is empty");
+	for (const char *p = s; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 
-		if (c <= 0x20 || c == 0x7f) {
-			bad(e, s, "contains a space or control character");
-			goto out;
-		}
-		if (c >= 0x80) {
-			bad(e, s, "contains a non-ASCII character");
-			goto out;
-		}
+		if (c <= 0x20 || c == 0x7f)
+			return bad(e, s, "contains a space or control character");
+		if (c >= 0x80)
+			return bad(e, s, "contains a non-ASCII character");
 	}
-	if (digest_hex_valid(s, strlen(s))) {
-		bad(e, s,
-		    "cannot specify 64-byte hexadecimal strings (an image ID "
-		    "is not a reference)");
-		goto out;
-	}
+	if (digest_hex_valid(s, strlen(s)))
+		return bad(e, s,
+			   "cannot specify 64-byte hexadecimal strings (an image "
+			   "ID is not a reference)");
+	return 0;
+}
 
-	/* Domain. */
-	rest = s;
-	slash = strchr(s, '/');
+/* The registry domain, when the text before the first '/' is one;
+ * otherwise docker.io.  pt->path is set to what follows it. */
+static int split_domain(const char *s, struct ref_parts *pt, struct ferr *e)
+{
+	const char *slash = strchr(s, '/');
+
+	pt->dom = DEFAULT_DOMAIN;
+	pt->domn = strlen(DEFAULT_DOMAIN);
+	pt->path = s;
 	if (slash && looks_like_domain(s, (size_t)(slash - s))) {
 		size_t n = (size_t)(slash - s);
 
-		if (!valid_domain(s, n)) {
-			bad(e, s, "invalid registry domain '%.*s'",
-			    (int)(n < 100 ? n : 100), s);
-			goto out;
-		}
+		if (!valid_domain(s, n))
+			return bad(e, s, "invalid registry domain '%.*s'",
+				   (int)(n < 100 ? n : 100), s);
 		if (!mem_is(s, n, LEGACY_DOMAIN)) {
-			dom = s;
-			domn = n;
+			pt->dom = s;
+			pt->domn = n;
 		}
-		rest = slash + 1;
+		pt->path = slash + 1;
 	}
-	hub = mem_is(dom, domn, DEFAULT_DOMAIN);
+	return 0;
+}
 
-	/* Path: up to the tag or digest. */
-	pathn = strcspn(rest, ":@");
-	if (pathn == 0) {
-		bad(e, s, "repository name is missing");
-		goto out;
-	}
-	if (has_upper(rest, pathn)) {
-		bad(e, s, "repository name must be lowercase");
-		goto out;
-	}
-	for (p = rest; p <= rest + pathn;) {
-		const char *q = memchr(p, '/', (size_t)(rest + pathn - p));
+/* The path, up to the tag or digest: lowercase components between
+ * single slashes. */
+static int check_path(const char *s, struct ref_parts *pt, struct ferr *e)
+{
+	const char *rest = pt->path, *p, *end;
+
+	pt->pathn = strcspn(rest, ":@");
+	if (pt->pathn == 0)
+		return bad(e, s, "repository name is missing");
+	if (has_upper(rest, pt->pathn))
+		return bad(e, s, "repository name must be lowercase");
+	for (p = rest; p <= rest + pt->pathn;) {
+		const char *q = memchr(p, '/', (size_t)(rest + pt->pathn - p));
 		size_t n;
 
-		end = q ? q : rest + pathn;
+		end = q ? q : rest + pt->pathn;
 		n = (size_t)(end - p);
-		if (n == 0) {
-			bad(e, s,
-			    "empty path component (leading, trailing or "
-			    "double '/')");
-			goto out;
-		}
-		if (!valid_component(p, n)) {
-			bad(e, s,
-			    "invalid path component '%.*s': expected lowercase "
-			    "letters and digits separated by '.', '_', '__' "
-			    "or '-'",
-			    (int)(n < 100 ? n : 100), p);
-			goto out;
-		}
+		if (n == 0)
+			return bad(e, s,
+				   "empty path component (leading, trailing or "
+				   "double '/')");
+		if (!valid_component(p, n))
+			return bad(e, s,
+				   "invalid path component '%.*s': expected "
+				   "lowercase letters and digits separated by "
+				   "'.', '_', '__' or '-'",
+				   (int)(n < 100 ? n : 100), p);
 		p = end + 1;
 	}
-	official = hub && !memchr(rest, '/', pathn);
+	pt->official = mem_is(pt->dom, pt->domn, DEFAULT_DOMAIN) &&
+		       !memchr(rest, '/', pt->pathn);
+	return 0;
+}
 
-	/* Tag and digest. */
-	p = rest + pathn;
+/* ":" tag and "@" digest after the path, each optional. */
+static int parse_tag_digest(const char *s, struct ref_parts *pt,
+			    struct ferr *e)
+{
+	const char *p = pt->path + pt->pathn;
+
 	if (*p == ':') {
-		tag = p + 1;
-		tagn = strcspn(tag, "@");
-		if (tagn == 0) {
-			bad(e, s, "tag is empty after ':'");
-			goto out;
-		}
-		if (tagn > REF_MAX_TAG) {
-			bad(e, s, "tag is longer than %d characters",
-			    REF_MAX_TAG);
-			goto out;
-		}
-		if (!valid_tag(tag, tagn)) {
-			bad(e, s,
-			    "invalid tag '%.*s': expected letters, digits, "
-			    "'_', '.' and '-', not starting with '.' or '-'",
-			    (int)tagn, tag);
-			goto out;
-		}
-		p = tag + tagn;
+		pt->tag = p + 1;
+		pt->tagn = strcspn(pt->tag, "@");
+		if (pt->tagn == 0)
+			return bad(e, s, "tag is empty after ':'");
+		if (pt->tagn > REF_MAX_TAG)
+			return bad(e, s, "tag is longer than %d characters",
+				   REF_MAX_TAG);
+		if (!valid_tag(pt->tag, pt->tagn))
+			return bad(e, s,
+				   "invalid tag '%.*s': expected letters, "
+				   "digits, '_', '.' and '-', not starting "
+				   "with '.' or '-'",
+				   (int)pt->tagn, pt->tag);
+		p = pt->tag + pt->tagn;
 	}
 	if (*p == '@') {
 		const char *colon;
 		size_t algn;
 
-		dig = p + 1;
-		if (!*dig) {
-			bad(e, s, "digest is empty after '@'");
-			goto out;
-		}
-		colon = strchr(dig, ':');
-		algn = colon ? (size_t)(colon - dig) : 0;
-		if (colon && valid_algorithm(dig, algn) &&
-		    !mem_is(dig, algn, "sha256")) {
-			bad(e, s,
-			    "unsupported digest algorithm '%.*s': ferry only "
-			    "accepts sha256",
-			    (int)(algn < 40 ? algn : 40), dig);
-			goto out;
-		}
-		if (digest_parse(&dg, dig, e) < 0) {
+		pt->dig = p + 1;
+		if (!*pt->dig)
+			return bad(e, s, "digest is empty after '@'");
+		colon = strchr(pt->dig, ':');
+		algn = colon ? (size_t)(colon - pt->dig) : 0;
+		if (colon && valid_algorithm(pt->dig, algn) &&
+		    !mem_is(pt->dig, algn, "sha256"))
+			return bad(e, s,
+				   "unsupported digest algorithm '%.*s': ferry "
+				   "only accepts sha256",
+				   (int)(algn < 40 ? algn : 40), pt->dig);
+		if (digest_parse(&pt->dg, pt->dig, e) < 0) {
 			char q[QUOTE_MAX + 4];
 
 			quote_input(q, sizeof(q), s);
-			ferr_prefix(e, "invalid reference '%s'", q);
-			goto out;
+			return ferr_prefix(e, "invalid reference '%s'", q);
 		}
 	}
+	return 0;
+}
 
-	namen = domn + 1 + (official ? strlen(OFFICIAL_PREFIX) : 0) + pathn;
-	if (namen > REF_MAX_NAME) {
-		bad(e, s,
-		    "repository name is longer than %d characters once "
-		    "normalised (%zu)",
-		    REF_MAX_NAME, namen);
-		goto out;
-	}
+/* Copy the checked parts into r, normalised: "library/" for official
+ * images, "latest" when neither tag nor digest was given. */
+static int build_ref(struct ref *r, const struct ref_parts *pt,
+		     struct ferr *e)
+{
+	char *domain, *path, *tagcopy = NULL, *digcopy = NULL;
 
-	domain = concat(dom, domn, "", 0);
-	path = official ? concat(OFFICIAL_PREFIX, strlen(OFFICIAL_PREFIX), rest,
-				 pathn)
-			: concat(rest, pathn, "", 0);
-	if (tag)
-		tagcopy = concat(tag, tagn, "", 0);
-	else if (!dig)
+	domain = concat(pt->dom, pt->domn, "", 0);
+	path = pt->official ? concat(OFFICIAL_PREFIX, strlen(OFFICIAL_PREFIX),
+				     pt->path, pt->pathn)
+			    : concat(pt->path, pt->pathn, "", 0);
+	if (pt->tag)
+		tagcopy = concat(pt->tag, pt->tagn, "", 0);
+	else if (!pt->dig)
 		tagcopy = concat(DEFAULT_TAG, strlen(DEFAULT_TAG), "", 0);
-	if (dig)
-		digcopy = concat(dg.str, strlen(dg.str), "", 0);
-	if (!domain || !path || (!tagcopy && (tag || !dig)) ||
-	    (!digcopy && dig)) {
-		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		goto out;
+	if (pt->dig)
+		digcopy = concat(pt->dg.str, strlen(pt->dg.str), "", 0);
+	if (!domain || !path || (!tagcopy && (pt->tag || !pt->dig)) ||
+	    (!digcopy && pt->dig)) {
+		free(domain);
+		free(path);
+		free(tagcopy);
+		free(digcopy);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	}
 	r->domain = domain;
 	r->path = path;
 	r->tag = tagcopy;
 	r->digest = digcopy;
-	domain = path = tagcopy = digcopy = NULL;
-	rc = 0;
-out:
-	free(domain);
-	free(path);
-	free(tagcopy);
-	free(digcopy);
-	return rc;
+	return 0;
+}
+
+int ref_parse(struct ref *r, const char *s, struct ferr *e)
+{
+	struct ref_parts pt;
+	size_t namen;
+
+	memset(r, 0, sizeof(*r));
+	memset(&pt, 0, sizeof(pt));
+	if (check_text(s, e) < 0 || split_domain(s, &pt, e) < 0 ||
+	    check_path(s, &pt, e) < 0 || parse_tag_digest(s, &pt, e) < 0)
+		return -1;
+	namen = pt.domn + 1 + (pt.official ? strlen(OFFICIAL_PREFIX) : 0) +
+		pt.pathn;
+	if (namen > REF_MAX_NAME)
+		return bad(e, s,
+			   "repository name is longer than %d characters once "
+			   "normalised (%zu)",
+			   REF_MAX_NAME, namen);
+	return build_ref(r, &pt, e);
 }
 
 void ref_release(struct ref *r)

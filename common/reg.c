@@ -365,7 +365,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 }
 
 /* Check "bytes START-END/TOTAL" against what we asked for. */
-static bool content_range_ok(const char *cr, uint64_t start, uint64_t total)
+bool reg_content_range_ok(const char *cr, uint64_t start, uint64_t total)
 {
 	unsigned long long a, b, t;
 	char tail;
@@ -388,8 +388,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 		if (x->to_caller && rq->mode == BODY_BLOB) {
 			const struct reg_blob_req *b = rq->blob;
 			if (x->status == 206) {
-				if (!content_range_ok(x->content_range,
-						      rq->received, b->size)) {
+				if (!reg_content_range_ok(x->content_range,
+							  rq->received, b->size)) {
 					x->abort_cat = FERR_NETWORK;
 					ferr_set(&x->abort_err, FERR_NETWORK, 206,
 						 "registry '%s' answered a "

@@ -191,4 +191,9 @@ int reg_upload_blob(struct reg_client *c, const char *repo,
 int reg_repo_has_tags(struct reg_client *c, const char *repo, bool *has,
 		      struct ferr *e);
 
+/* Does a 206 answer's Content-Range value `cr` ("bytes START-END/TOTAL")
+ * cover exactly [start, total) of a blob of `total` bytes?  Used by
+ * reg_get_blob; declared here only so that tests/fuzz can reach it. */
+bool reg_content_range_ok(const char *cr, uint64_t start, uint64_t total);
+
 #endif

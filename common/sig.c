@@ -631,13 +631,124 @@ static EVP_PKEY *from_p8(const PKCS8_PRIV_KEY_INFO *p8)
 	return p8 ? EVP_PKCS82PKEY_ex(p8, NULL, NULL) : NULL;
 }
 
+/* "ENCRYPTED PRIVATE KEY": PKCS#8 decrypted with the passphrase.  *pkey
+ * stays NULL when the decrypted content is no usable key. */
+static int load_encrypted_p8(const struct pem_block *b, const char *path,
+			     const char *pass, size_t passlen, EVP_PKEY **pkey,
+			     struct ferr *e)
+{
+	const unsigned char *p = b->der;
+	X509_SIG *p8e;
+	PKCS8_PRIV_KEY_INFO *p8;
+
+	if (!pass)
+		return ferr_set(e, FERR_INPUT, 0,
+				"private key '%s' is encrypted and no "
+				"passphrase was given",
+				path);
+	p8e = d2i_X509_SIG(NULL, &p, b->derlen);
+	if (!p8e || p != b->der + b->derlen) {
+		X509_SIG_free(p8e);
+		return ferr_set(e, FERR_INPUT, 0,
+				"'%s' is not a valid encrypted private key",
+				path);
+	}
+	p8 = PKCS8_decrypt_ex(p8e, pass, (int)passlen, NULL, NULL);
+	X509_SIG_free(p8e);
+	if (!p8)
+		return ferr_set(e, FERR_INPUT, 0,
+				"cannot decrypt private key '%s': wrong "
+				"passphrase",
+				path);
+	*pkey = from_p8(p8);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return 0;
+}
+
+/* "PRIVATE KEY": plain PKCS#8; NULL unless the DER is exactly one. */
+static EVP_PKEY *load_plain_p8(const struct pem_block *b)
+{
+	const unsigned char *p = b->der;
+	PKCS8_PRIV_KEY_INFO *p8;
+	EVP_PKEY *pkey = NULL;
+
+	p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, b->derlen);
+	if (p8 && p == b->der + b->derlen)
+		pkey = from_p8(p8);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return pkey;
+}
+
+/* "EC PRIVATE KEY" or "RSA PRIVATE KEY": the traditional format, as
+ * `openssl ecparam -genkey` writes, encrypted when its headers say so. */
+static int load_traditional(const unsigned char *buf, size_t n,
+			    const struct pem_block *b, const char *path,
+			    const char *pass, size_t passlen, EVP_PKEY **pkey,
+			    struct ferr *e)
+{
+	bool enc = b->header && strstr(b->header, "ENCRYPTED");
+	struct pw pw = {pass, passlen};
+	BIO *bio;
+
+	if (enc && !pass)
+		return ferr_set(e, FERR_INPUT, 0,
+				"private key '%s' is encrypted and no "
+				"passphrase was given",
+				path);
+	bio = BIO_new_mem_buf(buf, (int)n);
+	if (bio)
+		*pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, pw_cb, &pw, NULL,
+						   NULL);
+	BIO_free(bio);
+	if (!*pkey && enc)
+		return ferr_set(e, FERR_INPUT, 0,
+				"cannot decrypt private key '%s': wrong "
+				"passphrase",
+				path);
+	return 0;
+}
+
+/* The private key in the first PEM block of buf, by the block's type.
+ * 0 with *pkey NULL when the block is of a private key type but holds
+ * no usable key. */
+static int private_from_pem(const unsigned char *buf, size_t n,
+			    const char *path, const char *pass, size_t passlen,
+			    EVP_PKEY **pkey, struct ferr *e)
+{
+	struct pem_block b = {0};
+	int rc = -1;
+
+	*pkey = NULL;
+	if (pem_first(buf, n, &b))
+		return ferr_set(e, FERR_INPUT, 0,
+				"'%s' is not a PEM private key", path);
+	if (strstr(b.name, "PUBLIC KEY")) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "'%s' is a public key; the private key is needed here",
+			 path);
+	} else if (!strcmp(b.name, "ENCRYPTED PRIVATE KEY")) {
+		rc = load_encrypted_p8(&b, path, pass, passlen, pkey, e);
+	} else if (!strcmp(b.name, "PRIVATE KEY")) {
+		*pkey = load_plain_p8(&b);
+		rc = 0;
+	} else if (!strcmp(b.name, "EC PRIVATE KEY") ||
+		   !strcmp(b.name, "RSA PRIVATE KEY")) {
+		rc = load_traditional(buf, n, &b, path, pass, passlen, pkey, e);
+	} else {
+		ferr_set(e, FERR_INPUT, 0,
+			 "'%s' holds a PEM '%s', not a private key", path,
+			 b.name);
+	}
+	pem_block_release(&b);
+	return rc;
+}
+
 int sig_load_private(struct sig_key *k, const char *path, const char *pass,
 		     size_t passlen, struct ferr *e)
 {
 	unsigned char *buf = NULL;
 	size_t n = 0;
 	bool over = false;
-	struct pem_block b = {0};
 	EVP_PKEY *pkey = NULL;
 	int rc = -1;
 
@@ -653,88 +764,8 @@ int sig_load_private(struct sig_key *k, const char *path, const char *pass,
 			 path, SIG_MAX_KEY_FILE);
 		goto out;
 	}
-	if (pem_first(buf, n, &b)) {
-		ferr_set(e, FERR_INPUT, 0, "'%s' is not a PEM private key",
-			 path);
+	if (private_from_pem(buf, n, path, pass, passlen, &pkey, e) < 0)
 		goto out;
-	}
-	if (strstr(b.name, "PUBLIC KEY")) {
-		ferr_set(e, FERR_INPUT, 0,
-			 "'%s' is a public key; the private key is needed here",
-			 path);
-		goto out;
-	}
-	if (!strcmp(b.name, "ENCRYPTED PRIVATE KEY")) {
-		const unsigned char *p = b.der;
-		X509_SIG *p8e;
-		PKCS8_PRIV_KEY_INFO *p8;
-
-		if (!pass) {
-			ferr_set(e, FERR_INPUT, 0,
-				 "private key '%s' is encrypted and no "
-				 "passphrase was given",
-				 path);
-			goto out;
-		}
-		p8e = d2i_X509_SIG(NULL, &p, b.derlen);
-		if (!p8e || p != b.der + b.derlen) {
-			X509_SIG_free(p8e);
-			ferr_set(e, FERR_INPUT, 0,
-				 "'%s' is not a valid encrypted private key",
-				 path);
-			goto out;
-		}
-		p8 = PKCS8_decrypt_ex(p8e, pass, (int)passlen, NULL, NULL);
-		X509_SIG_free(p8e);
-		if (!p8) {
-			ferr_set(e, FERR_INPUT, 0,
-				 "cannot decrypt private key '%s': wrong "
-				 "passphrase",
-				 path);
-			goto out;
-		}
-		pkey = from_p8(p8);
-		PKCS8_PRIV_KEY_INFO_free(p8);
-	} else if (!strcmp(b.name, "PRIVATE KEY")) {
-		const unsigned char *p = b.der;
-		PKCS8_PRIV_KEY_INFO *p8;
-
-		p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, b.derlen);
-		if (p8 && p == b.der + b.derlen)
-			pkey = from_p8(p8);
-		PKCS8_PRIV_KEY_INFO_free(p8);
-	} else if (!strcmp(b.name, "EC PRIVATE KEY") ||
-		   !strcmp(b.name, "RSA PRIVATE KEY")) {
-		/* Traditional format, as `openssl ecparam -genkey` writes. */
-		bool enc = b.header && strstr(b.header, "ENCRYPTED");
-		struct pw pw = {pass, passlen};
-		BIO *bio;
-
-		if (enc && !pass) {
-			ferr_set(e, FERR_INPUT, 0,
-				 "private key '%s' is encrypted and no "
-				 "passphrase was given",
-				 path);
-			goto out;
-		}
-		bio = BIO_new_mem_buf(buf, (int)n);
-		if (bio)
-			pkey = PEM_read_bio_PrivateKey_ex(bio, NULL, pw_cb, &pw,
-							  NULL, NULL);
-		BIO_free(bio);
-		if (!pkey && enc) {
-			ferr_set(e, FERR_INPUT, 0,
-				 "cannot decrypt private key '%s': wrong "
-				 "passphrase",
-				 path);
-			goto out;
-		}
-	} else {
-		ferr_set(e, FERR_INPUT, 0,
-			 "'%s' holds a PEM '%s', not a private key", path,
-			 b.name);
-		goto out;
-	}
 	if (!pkey) {
 		ferr_set(e, FERR_INPUT, 0,
 			 "'%s' is not a valid private key or of an unsupported "
@@ -744,7 +775,6 @@ int sig_load_private(struct sig_key *k, const char *path, const char *pass,
 	}
 	rc = adopt(k, pkey, true, path, e);
 out:
-	pem_block_release(&b);
 	sig_wipe_free(buf, SIG_MAX_KEY_FILE + 1);
 	ERR_clear_error();
 	return rc;
