@@ -3,7 +3,9 @@
 # for SECONDS (default 60) over its committed seed corpus.  What a run finds
 # new is kept in build-fuzz/tests/fuzz/corpus/<target>/, crash inputs as
 # build-fuzz/tests/fuzz/<target>-crash-* (reproduce: run the target on the
-# file).  Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+# file).  Then the registry fuzzer (target "registry"): ferry export under
+# ASan against random registry trees.  Usage: scripts/fuzz.sh [SECONDS]
+# [TARGET...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -23,6 +25,7 @@ CC=clang cmake -S . -B build-fuzz -DFERRY_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebI
 dir=build-fuzz/tests/fuzz
 passed=0 failed=0
 for t in "${targets[@]}"; do
+	[ "$t" = registry ] && continue
 	mkdir -p "$dir/corpus/$t"
 	log="$dir/$t.log"
 	"$dir/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
@@ -39,5 +42,31 @@ for t in "${targets[@]}"; do
 		grep -E '^(==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -3 | sed 's/^/       /'
 	fi
 done
+
+# The registry fuzzer: ferry export (ASan + UBSan build) against a registry
+# serving random trees (tests/fixtures/treereg.py), new corpora for SECONDS.
+if [ ${#targets[@]} -eq 5 ] || [[ " ${targets[*]} " == *" registry "* ]]; then
+	cmake -S . -B build-asan -DFERRY_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+		cmake --build build-asan -j 2 --target ferry >/dev/null ||
+		{ echo "build-asan: build failed" >&2; exit 1; }
+	end=$(($(date +%s) + secs)) runs=0 bad=0
+	while [ "$(date +%s)" -lt "$end" ]; do
+		seed=$((RANDOM * 32768 + RANDOM))
+		out=$(FERRY_FUZZ_SEED=$seed FERRY_FUZZ_IMAGES=40 \
+			tests/it/export_engine.sh "$PWD/build-asan/cli/ferry" fuzz 2>&1)
+		runs=$((runs + 1))
+		grep -q '^0 failed\|, 0 failed$' <<<"$out" || {
+			bad=$((bad + 1))
+			echo "FAILED registry: FERRY_FUZZ_SEED=$seed"
+			grep -E 'FAIL|rnd-' <<<"$out" | head -5 | sed 's/^/       /'
+		}
+	done
+	if [ $bad -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "ok     registry: $runs corpora of 40 random trees in ${secs}s"
+	else
+		failed=$((failed + 1))
+	fi
+fi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install dependencies, lint (scripts/lint.sh), build, and run the whole
 # test suite twice: once in a normal build and once with AddressSanitizer +
-# UBSan; then the threaded features once more under ThreadSanitizer. The suite starts its own registries on 127.0.0.1 and stops them
+# UBSan; then the threaded features once more under ThreadSanitizer, and
+# each libFuzzer target for 10 s. The suite starts its own registries on 127.0.0.1 and stops them
 # afterwards. A lint failure fails the run, after the tests.
 # Ends with one line per build: ctest's verdict and the build's wall time.
 set -uo pipefail
@@ -45,8 +46,10 @@ build_and_test() {
 }
 
 build_and_test normal build
+# (the 30 s stall-window test measures time only: once, above, is enough)
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	CTEST_ARGS="-E ^client\.trickle_real$" \
 	build_and_test "AddressSanitizer + UBSan" build-asan -DFERRY_SANITIZE=ON
 # ThreadSanitizer (clang) on the features that run threads: export's
 # prefetch and workers, import's workers, split volumes' read-ahead, the
@@ -54,6 +57,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 CC=clang TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
 	CTEST_ARGS="-R ^(export\.(tree_parallel|tree_wide|tree_fanout|resume|interrupt)|import\.(parallel|roundtrip|shared_layers|state_truth)|weekly\.(split_parts|split_import|delta_import)|pipe\.(mirror|broken))$" \
 	build_and_test "ThreadSanitizer, threaded features" build-tsan -DFERRY_TSAN=ON
+# Every libFuzzer target for a short bounded time over its seed corpus
+# (scripts/fuzz.sh runs them longer).
+CC=clang CTEST_ARGS="-L fuzz" \
+	build_and_test "libFuzzer targets, 10 s each" build-fuzz -DFERRY_FUZZ=ON -DFERRY_FUZZ_SECONDS=10
 
 echo "== summary"
 echo "lint: $lint"

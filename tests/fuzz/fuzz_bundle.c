@@ -105,7 +105,7 @@ static void on_abort(void *ctx)
 }
 
 static const struct bundle_ops ops = {on_header, on_begin, on_data, on_end,
-				      on_abort};
+				      on_abort, NULL};
 
 /* Read p[0..n); returns bundle_read's result, its message in e. */
 static int read_bundle(const void *p, size_t n, bool verify, struct ferr *out)
