@@ -20,6 +20,31 @@
 
 /* ---- naming ---- */
 
+/* --keep-registry: the source registry as one repository path component
+ * (lowercase, ':' as '-', an IPv6 address's brackets dropped, and no
+ * separator at either end, which the reference grammar forbids):
+ * "Reg.io:5000" -> "reg.io-5000", "[::1]:5000" -> "1-5000". */
+static void keep_name(const char *domain, char *out, size_t n)
+{
+	size_t len = 0, start = 0;
+
+	for (const char *p = domain; *p && len + 1 < n; p++) {
+		if (*p == '[' || *p == ']')
+			continue;
+		out[len++] = *p == ':'		     ? '-'
+			     : *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a')
+						     : *p;
+	}
+	while (len && !((out[len - 1] >= 'a' && out[len - 1] <= 'z') ||
+			(out[len - 1] >= '0' && out[len - 1] <= '9')))
+		len--;
+	out[len] = '\0';
+	while (out[start] && !((out[start] >= 'a' && out[start] <= 'z') ||
+			       (out[start] >= '0' && out[start] <= '9')))
+		start++;
+	memmove(out, out + start, len - start + 1);
+}
+
 int imp_target_repo(const char *refstr, const char *prefix, bool keep_registry,
 		    char **repo, char **tag, struct ferr *e)
 {
@@ -31,15 +56,7 @@ int imp_target_repo(const char *refstr, const char *prefix, bool keep_registry,
 	*repo = *tag = NULL;
 	if (ref_parse(&r, refstr, e) < 0)
 		return -1;
-	snprintf(dom, sizeof(dom), "%s", r.domain);
-	for (char *p = dom; *p; p++) {
-		if (*p == ':')
-			*p = '-';
-		else if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-		else if (*p == '[' || *p == ']')
-			*p = '-';
-	}
+	keep_name(r.domain, dom, sizeof(dom));
 	n = (prefix ? strlen(prefix) + 1 : 0) +
 	    (keep_registry ? strlen(dom) + 1 : 0) + strlen(r.path) + 1;
 	*repo = malloc(n);

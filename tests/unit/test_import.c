@@ -1,5 +1,6 @@
 /* The import engine's pure parts: the rollback record's target key. */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "check.h"
 #include "importer.h"
@@ -34,9 +35,33 @@ static const struct kcase keys[] = {
     {"reg.example:443", NULL, NULL, "reg.example"},
 };
 
+/* --keep-registry: where an image lands */
+struct rcase {
+	const char *ref, *prefix, *want;
+};
+static const struct rcase repos[] = {
+    {"reg.io/lib/app:1", NULL, "reg.io/lib/app"},
+    {"Reg.IO:5000/lib/app:1", "mirror", "mirror/reg.io-5000/lib/app"},
+    {"[::1]:5000/app:1", "mirror", "mirror/1-5000/app"},
+    {"[fe80::1]/app:1", NULL, "fe80--1/app"},
+    {"[2001:db8::2]:443/a/b:1", NULL, "2001-db8--2-443/a/b"},
+    {"nginx", NULL, "docker.io/library/nginx"},
+};
+
 int main(void)
 {
 	char out[600], small[8];
+
+	for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++) {
+		char *repo = NULL, *tag = NULL;
+		struct ferr e;
+		CHECK(imp_target_repo(repos[i].ref, repos[i].prefix, true, &repo,
+				      &tag, &e) == 0,
+		      "'%s'", repos[i].ref);
+		CHECK_STR(repo, repos[i].want, repos[i].ref);
+		free(repo);
+		free(tag);
+	}
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		const struct kcase *k = &keys[i];
