@@ -15,7 +15,12 @@
 #include "err.h"
 #include "reg.h"
 
-enum progress_mode { PROGRESS_AUTO, PROGRESS_PLAIN, PROGRESS_JSON, PROGRESS_NONE };
+enum progress_mode {
+	PROGRESS_AUTO,
+	PROGRESS_PLAIN,
+	PROGRESS_JSON,
+	PROGRESS_NONE
+};
 
 /* Options every command takes. */
 struct cli_common {

@@ -135,8 +135,8 @@ static size_t utf8_seq(const unsigned char *p, uint32_t *cp)
 static bool unsafe_char(uint32_t cp)
 {
 	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
-	       (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
-	       cp == 0x2028 || cp == 0x2029;
+	       (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029;
 }
 
 /* The next piece of s as shown: into out, its length in *len.  Returns how
@@ -155,7 +155,9 @@ static size_t escape_next(const char *s, char out[16], size_t *len)
 	}
 	if (n && (cp == '\n' || cp == '\r' || cp == '\t'))
 		w = snprintf(out, 16, "\\%c",
-			     cp == '\n' ? 'n' : cp == '\r' ? 'r' : 't');
+			     cp == '\n'	  ? 'n'
+			     : cp == '\r' ? 'r'
+					  : 't');
 	else if (n && cp >= 0x80)
 		w = snprintf(out, 16, "\\u%04x", (unsigned)cp);
 	else
@@ -304,8 +306,8 @@ int cli_write_json(const char *path, json_t *root, struct ferr *e)
 	snprintf(tmp, n, "%s.tmp-XXXXXX", path);
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   path);
+		ferr_errno(e, FERR_IO, errno,
+			   "cannot create a file next to '%s'", path);
 		free(tmp);
 		return -1;
 	}
@@ -315,8 +317,8 @@ int cli_write_json(const char *path, json_t *root, struct ferr *e)
 		fchmod(fd, 0644 & ~um);
 	}
 	errno = 0;
-	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0 || rename(tmp, path) < 0) {
+	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 ||
+	    write(fd, "\n", 1) != 1 || fsync(fd) < 0 || rename(tmp, path) < 0) {
 		ferr_errno(e, FERR_IO, errno ? errno : EIO, "cannot write '%s'",
 			   path);
 		unlink(tmp);

@@ -32,9 +32,9 @@ struct arc_writer {
 	struct arc_sink sink;
 	enum arc_compress comp;
 	ZSTD_CCtx *zc;
-	bool in_frame;    /* a compressed frame is open */
+	bool in_frame;	  /* a compressed frame is open */
 	bool entry_start; /* next data is an entry's first */
-	bool raw;         /* current entry's data is stored as is */
+	bool raw;	  /* current entry's data is stored as is */
 	unsigned char *out;
 	size_t outlen;
 	unsigned char *zout;
@@ -103,15 +103,16 @@ static int zstd_end_frame(struct arc_writer *w)
 static int zstd_raw_frame(struct arc_writer *w, const unsigned char *p,
 			  size_t n)
 {
-	static const unsigned char hdr[6] = {0x28, 0xb5, 0x2f, 0xfd, 0x00,
-					     (17 - 10) << 3};
+	static const unsigned char hdr[6] = {0x28, 0xb5, 0x2f,
+					     0xfd, 0x00, (17 - 10) << 3};
 
 	if (out_put(w, hdr, sizeof(hdr)) < 0)
 		return -1;
 	while (n) {
 		size_t b = n > ZSTD_BLOCK_MAX ? ZSTD_BLOCK_MAX : n;
 		unsigned v = (unsigned)(b << 3) | (b == n ? 1u : 0u);
-		unsigned char bh[3] = {(unsigned char)v, (unsigned char)(v >> 8),
+		unsigned char bh[3] = {(unsigned char)v,
+				       (unsigned char)(v >> 8),
 				       (unsigned char)(v >> 16)};
 		if (out_put(w, bh, 3) < 0 || out_put(w, p, b) < 0)
 			return -1;
@@ -121,8 +122,7 @@ static int zstd_raw_frame(struct arc_writer *w, const unsigned char *p,
 	return 0;
 }
 
-static la_ssize_t on_write(struct archive *a, void *ud, const void *p,
-			   size_t n)
+static la_ssize_t on_write(struct archive *a, void *ud, const void *p, size_t n)
 {
 	struct arc_writer *w = ud;
 
@@ -215,13 +215,12 @@ static int arc_fail(struct arc_writer *w, struct ferr *e, const char *what)
 	int en = w->err ? w->err : archive_errno(w->a);
 	const char *m = w->err ? strerror(w->err) : archive_error_string(w->a);
 
-	return ferr_set(e, FERR_IO, en > 0 ? en : 0, "cannot %s '%s': %s",
-			what, w->name, m ? m : "archive error");
+	return ferr_set(e, FERR_IO, en > 0 ? en : 0, "cannot %s '%s': %s", what,
+			w->name, m ? m : "archive error");
 }
 
 int arc_writer_open(struct arc_writer **out, int fd, enum arc_compress c,
-		    int threads, time_t mtime, const char *name,
-		    struct ferr *e)
+		    int threads, time_t mtime, const char *name, struct ferr *e)
 {
 	struct arc_sink s = {fd_write, (void *)(intptr_t)fd};
 

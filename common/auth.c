@@ -478,8 +478,8 @@ static int lazy_ask(const struct auth_store *s, const char *helper,
 			ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 			goto out;
 		}
-		if (auth_helper_get(helper, url, &n->cred, &n->found,
-				    &n->err) < 0) {
+		if (auth_helper_get(helper, url, &n->cred, &n->found, &n->err) <
+		    0) {
 			size_t k = strlen(n->err.msg);
 
 			/* where it was named: the user may not know */

@@ -36,7 +36,7 @@ struct auth_lazy; /* answers of credential helpers, asked once per host */
 struct auth_store {
 	struct auth_cred *v;
 	size_t n;
-	char *path; /* file the credentials came from, or NULL */
+	char *path;	   /* file the credentials came from, or NULL */
 	char *creds_store; /* "credsStore": helper for every host, or NULL */
 	struct auth_helper_entry *helpers; /* "credHelpers" */
 	size_t n_helpers;

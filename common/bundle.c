@@ -47,7 +47,8 @@ int bundle_compute_id(struct bundle_meta *m, const char *index_json,
 	{
 		char when[32];
 		bundle_time_format(m->created, when);
-		snprintf(line, sizeof(line), "ferry-bundle-v1\ncreated %s\n", when);
+		snprintf(line, sizeof(line), "ferry-bundle-v1\ncreated %s\n",
+			 when);
 		digest_ctx_update(&c, line, strlen(line));
 	}
 	digest_ctx_update(&c, "channel ", 8);
@@ -94,16 +95,19 @@ char *bundle_index_json(const struct bundle_image *im, size_t n)
 
 	json_object_set_new(root, "schemaVersion", json_integer(2));
 	json_object_set_new(root, "mediaType",
-			    json_string("application/vnd.oci.image.index.v1+json"));
+			    json_string(
+				"application/vnd.oci.image.index.v1+json"));
 	for (size_t i = 0; i < n; i++) {
 		json_t *d = json_object(), *a = json_object();
-		json_object_set_new(d, "mediaType", json_string(im[i].media_type));
+		json_object_set_new(d, "mediaType",
+				    json_string(im[i].media_type));
 		json_object_set_new(d, "digest", json_string(im[i].digest.str));
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im[i].doc_size));
 		json_object_set_new(a, BUNDLE_ANNOT_CONTAINERD,
 				    json_string(im[i].ref));
-		json_object_set_new(a, BUNDLE_ANNOT_REF, json_string(im[i].ref));
+		json_object_set_new(a, BUNDLE_ANNOT_REF,
+				    json_string(im[i].ref));
 		json_object_set_new(d, "annotations", a);
 		json_array_append_new(mans, d);
 	}
@@ -162,9 +166,11 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 		json_t *d = json_object(), *pl = json_array();
 		json_object_set_new(d, "reference", json_string(im[i].ref));
 		json_object_set_new(d, "digest", json_string(im[i].digest.str));
-		json_object_set_new(d, "mediaType", json_string(im[i].media_type));
+		json_object_set_new(d, "mediaType",
+				    json_string(im[i].media_type));
 		for (size_t k = 0; k < im[i].nplatforms; k++)
-			json_array_append_new(pl, json_string(im[i].platforms[k]));
+			json_array_append_new(pl,
+					      json_string(im[i].platforms[k]));
 		json_object_set_new(d, "platforms", pl);
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im[i].total_size));
@@ -177,7 +183,8 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 		for (size_t i = 0; i < m->nbases; i++)
 			json_array_append_new(b, json_string(m->bases[i]));
 		for (size_t i = 0; i < m->nomitted; i++)
-			json_array_append_new(om, json_string(m->omitted[i].str));
+			json_array_append_new(om,
+					      json_string(m->omitted[i].str));
 		json_object_set_new(delta, "bases", b);
 		json_object_set_new(delta, "omitted", om);
 		json_object_set_new(root, "delta", delta);
@@ -202,9 +209,11 @@ char *bundle_sums_text(const struct bundle_sum *in, size_t n)
 	buf_init(&b, (size_t)-1 / 2);
 	qsort(sums, n, sizeof(*sums), cmp_sum);
 	for (size_t i = 0; i < n; i++) {
-		if (buf_append(&b, digest_hex(&sums[i].digest), DIGEST_HEX_LEN) ||
+		if (buf_append(&b, digest_hex(&sums[i].digest),
+			       DIGEST_HEX_LEN) ||
 		    buf_append_str(&b, "  ") ||
-		    buf_append_str(&b, sums[i].path) || buf_append_str(&b, "\n")) {
+		    buf_append_str(&b, sums[i].path) ||
+		    buf_append_str(&b, "\n")) {
 			buf_release(&b);
 			free(sums);
 			return NULL;

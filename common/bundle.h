@@ -25,7 +25,7 @@
 
 /* One exported tag (or digest reference). */
 struct bundle_image {
-	char *ref;            /* full normalised reference */
+	char *ref;	      /* full normalised reference */
 	struct digest digest; /* what the reference points to in the bundle */
 	const char *media_type;
 	uint64_t doc_size; /* size of that manifest or index */

@@ -100,7 +100,8 @@ static int talk(const char *prog, int *in_fdp, int out_fd, const char *input,
 	deadline.tv_sec += FERRY_CREDHELPER_TIMEOUT_S;
 	fcntl(in_fd, F_SETFL, O_NONBLOCK);
 	for (;;) {
-		struct pollfd pf[2] = {{out_fd, POLLIN, 0}, {in_fd, POLLOUT, 0}};
+		struct pollfd pf[2] = {{out_fd, POLLIN, 0},
+				       {in_fd, POLLOUT, 0}};
 		long left = ms_left(&deadline);
 		int np = in_fd >= 0 ? 2 : 1, r;
 		ssize_t n;
@@ -233,7 +234,8 @@ int auth_helper_get(const char *name, const char *server_url,
 		goto out;
 	if (status != 0) {
 		char msg[200];
-		size_t n = out.len < sizeof(msg) - 1 ? out.len : sizeof(msg) - 1;
+		size_t n = out.len < sizeof(msg) - 1 ? out.len
+						     : sizeof(msg) - 1;
 
 		memcpy(msg, out.data ? (char *)out.data : "", n);
 		msg[n] = '\0';

@@ -35,7 +35,8 @@ int ferr_set(struct ferr *e, enum ferr_cat cat, int code, const char *fmt, ...)
 	return -1;
 }
 
-int ferr_errno(struct ferr *e, enum ferr_cat cat, int code, const char *fmt, ...)
+int ferr_errno(struct ferr *e, enum ferr_cat cat, int code, const char *fmt,
+	       ...)
 {
 	va_list ap;
 	size_t n;
@@ -47,7 +48,8 @@ int ferr_errno(struct ferr *e, enum ferr_cat cat, int code, const char *fmt, ...
 	va_end(ap);
 	n = strlen(e->msg);
 	if (n < sizeof(e->msg))
-		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(code));
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s",
+			 strerror(code));
 	return -1;
 }
 

@@ -13,13 +13,13 @@
 
 enum ferr_cat {
 	FERR_OK = 0,
-	FERR_INPUT,    /* bad input data or unsupported content (exit 1) */
-	FERR_USAGE,    /* bad command line (exit 2) */
-	FERR_NETWORK,  /* network or registry failure (exit 3) */
-	FERR_AUTH,     /* authentication or authorisation failure (exit 4) */
-	FERR_VERIFY,   /* signature, checksum, digest or size mismatch (exit 5) */
-	FERR_BUNDLE,   /* malformed bundle (exit 6) */
-	FERR_IO,       /* local I/O failure (exit 7) */
+	FERR_INPUT,   /* bad input data or unsupported content (exit 1) */
+	FERR_USAGE,   /* bad command line (exit 2) */
+	FERR_NETWORK, /* network or registry failure (exit 3) */
+	FERR_AUTH,    /* authentication or authorisation failure (exit 4) */
+	FERR_VERIFY, /* signature, checksum, digest or size mismatch (exit 5) */
+	FERR_BUNDLE, /* malformed bundle (exit 6) */
+	FERR_IO,     /* local I/O failure (exit 7) */
 	FERR_INTERRUPT /* interrupted by a signal (exit 130) */
 };
 
@@ -39,8 +39,8 @@ int ferr_set(struct ferr *e, enum ferr_cat cat, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Like ferr_set, appending ": <strerror(code)>". */
-int ferr_errno(struct ferr *e, enum ferr_cat cat, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+int ferr_errno(struct ferr *e, enum ferr_cat cat, int code, const char *fmt,
+	       ...) __attribute__((format(printf, 4, 5)));
 
 /* Put "<context>: " in front of the existing message; keeps cat and code. */
 int ferr_prefix(struct ferr *e, const char *fmt, ...)

@@ -21,7 +21,7 @@
 #define PARTS_MIN_SIZE 4096u
 
 struct parts_list {
-	char **names;	/* base names: "b.tar.zst.001" */
+	char **names; /* base names: "b.tar.zst.001" */
 	struct digest *sums;
 	size_t n;
 };

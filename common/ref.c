@@ -290,14 +290,16 @@ static int check_text(const char *s, struct ferr *e)
 		unsigned char c = (unsigned char)*p;
 
 		if (c <= 0x20 || c == 0x7f)
-			return bad(e, s, "contains a space or control character");
+			return bad(e, s,
+				   "contains a space or control character");
 		if (c >= 0x80)
 			return bad(e, s, "contains a non-ASCII character");
 	}
 	if (digest_hex_valid(s, strlen(s)))
-		return bad(e, s,
-			   "cannot specify 64-byte hexadecimal strings (an image "
-			   "ID is not a reference)");
+		return bad(
+		    e, s,
+		    "cannot specify 64-byte hexadecimal strings (an image "
+		    "ID is not a reference)");
 	return 0;
 }
 
@@ -360,8 +362,7 @@ static int check_path(const char *s, struct ref_parts *pt, struct ferr *e)
 }
 
 /* ":" tag and "@" digest after the path, each optional. */
-static int parse_tag_digest(const char *s, struct ref_parts *pt,
-			    struct ferr *e)
+static int parse_tag_digest(const char *s, struct ref_parts *pt, struct ferr *e)
 {
 	const char *p = pt->path + pt->pathn;
 
@@ -408,8 +409,7 @@ static int parse_tag_digest(const char *s, struct ref_parts *pt,
 
 /* Copy the checked parts into r, normalised: "library/" for official
  * images, "latest" when neither tag nor digest was given. */
-static int build_ref(struct ref *r, const struct ref_parts *pt,
-		     struct ferr *e)
+static int build_ref(struct ref *r, const struct ref_parts *pt, struct ferr *e)
 {
 	char *domain, *path, *tagcopy = NULL, *digcopy = NULL;
 

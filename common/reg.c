@@ -23,9 +23,9 @@
 /* Renew a token this long before the server says it expires. */
 #define TOKEN_MARGIN_S 10
 
-static const char ACCEPT_MANIFESTS[] =
-    "Accept: " MT_OCI_INDEX ", " MT_OCI_MANIFEST ", " MT_DOCKER_LIST
-    ", " MT_DOCKER_MANIFEST;
+static const char ACCEPT_MANIFESTS[] = "Accept: " MT_OCI_INDEX
+				       ", " MT_OCI_MANIFEST ", " MT_DOCKER_LIST
+				       ", " MT_DOCKER_MANIFEST;
 
 struct token {
 	char *scope;
@@ -42,7 +42,7 @@ struct reg_client {
 	const struct reg_opts *o;
 	const struct auth_cred *cred;
 	struct auth_challenge chal; /* last challenge seen from the registry */
-	char *basic;                /* Basic header line, once asked for */
+	char *basic;		    /* Basic header line, once asked for */
 	struct token tokens[MAX_TOKENS];
 	size_t ntokens;
 	unsigned rng;
@@ -55,19 +55,19 @@ enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_BLOB };
 
 struct req {
 	const char *method; /* "GET" or "HEAD" */
-	char *url;          /* current URL (changes on redirects) */
+	char *url;	    /* current URL (changes on redirects) */
 	const char *what;   /* subject for messages: "manifest 'repo:tag'" */
 	const char *scope;  /* token scope(s), space separated; NULL: none */
 	const char *accept; /* full "Accept: ..." header line or NULL */
 	bool registry_auth; /* attach registry credentials, answer 401s */
 	const char *fixed_auth; /* "Authorization: ..." for token requests */
-	unsigned stalls;        /* times it stalled (a stalled probe counts) */
+	unsigned stalls;	/* times it stalled (a stalled probe counts) */
 	enum body_mode mode;
 	/* request body (POST, PUT, PATCH) */
 	const void *send;
 	size_t send_len;
 	const char *content_type; /* full "Content-Type: ..." line */
-	unsigned attempts; /* 0: the client's default */
+	unsigned attempts;	  /* 0: the client's default */
 	/* streamed request body (PATCH of a whole blob) */
 	size_t (*readfn)(char *, size_t, size_t, void *);
 	void *readctx;
@@ -228,7 +228,8 @@ int reg_client_init(struct reg_client **out, const char *host,
 
 	*out = NULL;
 	if (!host || !*host || strlen(host) > 255 || strpbrk(host, "/@ \t\r\n"))
-		return ferr_set(e, FERR_INPUT, 0, "invalid registry host '%.200s'",
+		return ferr_set(e, FERR_INPUT, 0,
+				"invalid registry host '%.200s'",
 				host ? host : "");
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -238,7 +239,8 @@ int reg_client_init(struct reg_client **out, const char *host,
 	c->curl = curl_easy_init();
 	if (!c->host || !c->curl) {
 		reg_client_release(c);
-		return ferr_set(e, FERR_IO, ENOMEM, "cannot create an HTTP client");
+		return ferr_set(e, FERR_IO, ENOMEM,
+				"cannot create an HTTP client");
 	}
 	c->insecure = reg_host_insecure(o, host);
 	if (auth_store_lookup(o->creds, host, &c->cred, e) < 0) {
@@ -383,15 +385,18 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 
 	if (!x->body_started) {
 		x->body_started = true;
-		curl_easy_getinfo(x->c->curl, CURLINFO_RESPONSE_CODE, &x->status);
+		curl_easy_getinfo(x->c->curl, CURLINFO_RESPONSE_CODE,
+				  &x->status);
 		x->to_caller = x->status >= 200 && x->status < 300;
 		if (x->to_caller && rq->mode == BODY_BLOB) {
 			const struct reg_blob_req *b = rq->blob;
 			if (x->status == 206) {
 				if (!reg_content_range_ok(x->content_range,
-							  rq->received, b->size)) {
+							  rq->received,
+							  b->size)) {
 					x->abort_cat = FERR_NETWORK;
-					ferr_set(&x->abort_err, FERR_NETWORK, 206,
+					ferr_set(&x->abort_err, FERR_NETWORK,
+						 206,
 						 "registry '%s' answered a "
 						 "range request for '%s' with "
 						 "'Content-Range: %.100s'",
@@ -502,7 +507,8 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
 	     (now.tv_nsec - x->win_start.tv_nsec) / 1000000;
 	if (ms < (long long)window * 1000)
 		return 0;
-	if (moved - x->win_bytes < (uint64_t)FERRY_STALL_RATE * (uint64_t)window) {
+	if (moved - x->win_bytes <
+	    (uint64_t)FERRY_STALL_RATE * (uint64_t)window) {
 		x->stalled = true;
 		return 1;
 	}
@@ -529,7 +535,8 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 	char *target = url_hostport(rq->url);
 	char *scheme = url_scheme(rq->url);
 	bool to_registry = target && same_hostport(target, c->host) &&
-			   (!c->scheme || (scheme && !strcmp(scheme, c->scheme)));
+			   (!c->scheme ||
+			    (scheme && !strcmp(scheme, c->scheme)));
 	bool insecure_target = target && reg_host_insecure(c->o, target);
 	char range[48];
 	CURLcode cc;
@@ -567,8 +574,10 @@ static CURLcode perform(struct reg_client *c, struct req *rq, struct xfer *x)
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, rq->method);
 		if (rq->readfn) {
 			curl_easy_setopt(c->curl, CURLOPT_UPLOAD, 1L);
-			curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, rq->readfn);
-			curl_easy_setopt(c->curl, CURLOPT_READDATA, rq->readctx);
+			curl_easy_setopt(c->curl, CURLOPT_READFUNCTION,
+					 rq->readfn);
+			curl_easy_setopt(c->curl, CURLOPT_READDATA,
+					 rq->readctx);
 			curl_easy_setopt(c->curl, CURLOPT_INFILESIZE_LARGE,
 					 (curl_off_t)rq->read_size);
 			curl_easy_setopt(c->curl, CURLOPT_UPLOAD_BUFFERSIZE,
@@ -631,7 +640,8 @@ static void describe_body(const struct buf *b, char *out, size_t n)
 	errs = root ? json_object_get(root, "errors") : NULL;
 	if (json_is_array(errs) && json_array_size(errs) > 0) {
 		json_t *e0 = json_array_get(errs, 0);
-		const char *code = json_string_value(json_object_get(e0, "code"));
+		const char *code =
+		    json_string_value(json_object_get(e0, "code"));
 		const char *msg =
 		    json_string_value(json_object_get(e0, "message"));
 		snprintf(out, n, "%s%s%s", code ? code : "",
@@ -661,7 +671,8 @@ static unsigned rand_below(struct reg_client *c, unsigned n)
 static unsigned retry_delay_ms(struct reg_client *c, unsigned attempt,
 			       const char *retry_after)
 {
-	unsigned base = c->o->backoff_ms ? c->o->backoff_ms : DEFAULT_BACKOFF_MS;
+	unsigned base = c->o->backoff_ms ? c->o->backoff_ms
+					 : DEFAULT_BACKOFF_MS;
 	unsigned cap = c->o->backoff_max_ms ? c->o->backoff_max_ms
 					    : DEFAULT_BACKOFF_MAX_MS;
 	unsigned long long d = base;
@@ -733,11 +744,12 @@ static const char *transport_hint(const struct reg_client *c, CURLcode cc)
 {
 	switch (cc) {
 	case CURLE_PEER_FAILED_VERIFICATION:
-		return c->insecure ? ""
-				   : "; if the registry's certificate comes from "
-				     "an internal CA, pass --ca-file CA.pem "
-				     "(or --insecure-registry HOST to skip "
-				     "verification)";
+		return c->insecure
+			   ? ""
+			   : "; if the registry's certificate comes from "
+			     "an internal CA, pass --ca-file CA.pem "
+			     "(or --insecure-registry HOST to skip "
+			     "verification)";
 	case CURLE_SSL_CACERT_BADFILE:
 		return "; check the file given with --ca-file (PEM "
 		       "certificates)";
@@ -750,8 +762,7 @@ static const char *transport_hint(const struct reg_client *c, CURLcode cc)
 	}
 }
 
-static int fetch_token(struct reg_client *c, const char *scope,
-		       struct ferr *e);
+static int fetch_token(struct reg_client *c, const char *scope, struct ferr *e);
 
 /* Resolve a Location header against the current URL. */
 static char *resolve_location(const char *base, const char *loc)
@@ -788,7 +799,7 @@ enum step {
 struct attempts {
 	unsigned n, max; /* exchanges counted as attempts, and their cap */
 	unsigned redirects;
-	bool authed;    /* the one authentication round is spent */
+	bool authed;	 /* the one authentication round is spent */
 	const char *why; /* what the next retry is for (logged, last error) */
 	char detail[300];
 };
@@ -830,9 +841,8 @@ static enum step judge_stall(struct reg_client *c, struct req *rq,
 /* The exchange ended without an answer to judge: interrupted, stopped by
  * a callback, stalled or a transport error.  Returns -1 when it did end
  * with an answer (the status decides). */
-static int judge_transport(struct reg_client *c, struct req *rq,
-			   struct xfer *x, CURLcode cc, struct attempts *a,
-			   struct ferr *e)
+static int judge_transport(struct reg_client *c, struct req *rq, struct xfer *x,
+			   CURLcode cc, struct attempts *a, struct ferr *e)
 {
 	if (c->o->cancel && *c->o->cancel) {
 		ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
@@ -974,8 +984,7 @@ out:
 
 /* 429 or 5xx: retried, until the attempts are spent. */
 static enum step server_busy(struct reg_client *c, struct req *rq,
-			     struct xfer *x, struct attempts *a,
-			     struct ferr *e)
+			     struct xfer *x, struct attempts *a, struct ferr *e)
 {
 	char body[256];
 
@@ -986,8 +995,7 @@ static enum step server_busy(struct reg_client *c, struct req *rq,
 	describe_body(&x->errbody, body, sizeof(body));
 	ferr_set(e, FERR_NETWORK, (int)x->status,
 		 "registry '%s' answered %ld for %s after %u attempts%s%s",
-		 c->host, x->status, rq->what, a->n, body[0] ? ": " : "",
-		 body);
+		 c->host, x->status, rq->what, a->n, body[0] ? ": " : "", body);
 	return STEP_FAIL;
 }
 
@@ -1029,8 +1037,8 @@ static enum step judge(struct reg_client *c, struct req *rq, struct xfer *x,
 }
 
 /* Back off before the next attempt (e still holds the last error). */
-static int wait_to_retry(struct reg_client *c, struct req *rq,
-			 struct xfer *x, struct attempts *a, struct ferr *e)
+static int wait_to_retry(struct reg_client *c, struct req *rq, struct xfer *x,
+			 struct attempts *a, struct ferr *e)
 {
 	unsigned d;
 
@@ -1042,8 +1050,8 @@ static int wait_to_retry(struct reg_client *c, struct req *rq,
 	}
 	d = retry_delay_ms(c, a->n, x->retry_after);
 	c->stats.retries++;
-	logf_(c, "retrying %s on '%s' in %u ms after: %s", rq->what, c->host,
-	      d, a->why ? a->why : "error");
+	logf_(c, "retrying %s on '%s' in %u ms after: %s", rq->what, c->host, d,
+	      a->why ? a->why : "error");
 	if (sleep_ms(c, d) < 0)
 		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
 	ferr_clear(e);
@@ -1111,8 +1119,8 @@ static char *mkurl(struct reg_client *c, const char *fmt, ...)
 
 /* ---- tokens ---- */
 
-static int store_token(struct reg_client *c, const char *scope,
-		       const char *tok, long long expires_in, struct ferr *e)
+static int store_token(struct reg_client *c, const char *scope, const char *tok,
+		       long long expires_in, struct ferr *e)
 {
 	struct token *t = NULL;
 	size_t n = strlen(tok) + sizeof("Authorization: Bearer ");
@@ -1324,7 +1332,8 @@ static int token_request(struct reg_client *c, const char *scope,
 		goto out;
 	}
 	rq.url = token_url(&c->chal, scope);
-	if (!rq.url || (send_creds && !(authline = auth_basic_header(c->cred)))) {
+	if (!rq.url ||
+	    (send_creds && !(authline = auth_basic_header(c->cred)))) {
 		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -1386,13 +1395,13 @@ static int token_keep(struct reg_client *c, const char *scope,
 		goto out;
 	rc = 0;
 out:
-	json_decref(root); /* jansson does not wipe; the token was short-lived */
+	json_decref(
+	    root); /* jansson does not wipe; the token was short-lived */
 	return rc;
 }
 
 /* Get a Bearer token for `scope` from the realm of the last challenge. */
-static int fetch_token(struct reg_client *c, const char *scope,
-		       struct ferr *e)
+static int fetch_token(struct reg_client *c, const char *scope, struct ferr *e)
 {
 	char *realm_host = token_realm_host(c, e);
 	struct buf body;
@@ -1415,8 +1424,8 @@ static int fetch_token(struct reg_client *c, const char *scope,
  * registry answered as one should (2xx, or 401 with how to authenticate),
  * 1 otherwise (the caller retries or falls back); counts a stalled probe
  * in *stalls. */
-static int ping_with(struct reg_client *c, const char *scheme,
-		     unsigned *stalls, CURLcode *ccp, struct ferr *e)
+static int ping_with(struct reg_client *c, const char *scheme, unsigned *stalls,
+		     CURLcode *ccp, struct ferr *e)
 {
 	struct req rq;
 	struct xfer x;
@@ -1440,7 +1449,8 @@ static int ping_with(struct reg_client *c, const char *scheme,
 	if (ccp)
 		*ccp = cc;
 	rc = 0;
-	if (cc == CURLE_OK && (x.status == 401 || (x.status >= 200 && x.status < 300))) {
+	if (cc == CURLE_OK &&
+	    (x.status == 401 || (x.status >= 200 && x.status < 300))) {
 		if (x.status == 401 && x.www_auth) {
 			struct auth_challenge ch;
 			if (auth_challenge_parse(&ch, x.www_auth, e) == 0) {
@@ -1617,7 +1627,8 @@ const char *reg_manifest_kind(const unsigned char *data, size_t len,
 	}
 	if (is_schema1(ct))
 		goto schema1;
-	root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES,
+			  &jerr);
 	if (!root || !json_is_object(root)) {
 		ferr_set(e, FERR_INPUT, 0, "not a JSON object: %s",
 			 root ? "wrong type" : jerr.text);
@@ -1659,22 +1670,23 @@ const char *reg_manifest_kind(const unsigned char *data, size_t len,
 	} else if (layers && config) {
 		out = MT_OCI_MANIFEST;
 	} else {
-		ferr_set(e, FERR_INPUT, 0, "neither an image manifest nor an "
-					   "index");
+		ferr_set(e, FERR_INPUT, 0,
+			 "neither an image manifest nor an "
+			 "index");
 		goto out;
 	}
 	if (ct && known_type(ct) && strcmp(ct, out) != 0) {
-		ferr_set(e, FERR_INPUT, 0,
-			 "served as '%s' but declares '%s'", ct, out);
+		ferr_set(e, FERR_INPUT, 0, "served as '%s' but declares '%s'",
+			 ct, out);
 		out = NULL;
 		goto out;
 	}
 	{
 		bool is_index = !strcmp(out, MT_OCI_INDEX) ||
 				!strcmp(out, MT_DOCKER_LIST);
-		if (is_index ? !json_is_array(mans)
-			     : (!json_is_array(layers) ||
-				!json_is_object(config))) {
+		if (is_index
+			? !json_is_array(mans)
+			: (!json_is_array(layers) || !json_is_object(config))) {
 			ferr_set(e, FERR_INPUT, 0,
 				 "'%s' document without its %s", out,
 				 is_index ? "'manifests' array"
@@ -1697,9 +1709,8 @@ static int ensure_ping(struct reg_client *c, struct ferr *e)
 	return c->pinged ? 0 : reg_ping(c, e);
 }
 
-int reg_get_manifest(struct reg_client *c, const char *repo,
-		     const char *object, struct reg_manifest *out,
-		     struct ferr *e)
+int reg_get_manifest(struct reg_client *c, const char *repo, const char *object,
+		     struct reg_manifest *out, struct ferr *e)
 {
 	char what[600], scope[300];
 	struct buf body;
@@ -1928,8 +1939,8 @@ out:
 /* Resolve an upload Location and check where it points: https (or an
  * --insecure-registry host).  Credentials follow only to the registry's
  * own host (perform() decides per request). */
-static char *upload_url(struct reg_client *c, const char *base,
-			const char *loc, struct ferr *e)
+static char *upload_url(struct reg_client *c, const char *base, const char *loc,
+			struct ferr *e)
 {
 	char *u = resolve_location(base, loc);
 	char *sch = u ? url_scheme(u) : NULL;
@@ -1957,8 +1968,8 @@ static char *add_query(const char *url, const char *k, const char *v)
 	char *s = malloc(n);
 
 	if (s)
-		snprintf(s, n, "%s%s%s=%s", url, strchr(url, '?') ? "&" : "?", k,
-			 v);
+		snprintf(s, n, "%s%s%s=%s", url, strchr(url, '?') ? "&" : "?",
+			 k, v);
 	return s;
 }
 
@@ -1985,8 +1996,8 @@ int reg_upload_start(struct reg_client *c, const char *repo,
 		snprintf(scope, sizeof(scope),
 			 "repository:%s:pull,push repository:%s:pull", repo,
 			 from_repo);
-		rq.url = mkurl(c, "/v2/%s/blobs/uploads/?mount=%s&from=%s", repo,
-			       mount->str, from_repo);
+		rq.url = mkurl(c, "/v2/%s/blobs/uploads/?mount=%s&from=%s",
+			       repo, mount->str, from_repo);
 	} else {
 		snprintf(what, sizeof(what), "upload to '%s'", repo);
 		snprintf(scope, sizeof(scope), "repository:%s:pull,push", repo);

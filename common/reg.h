@@ -27,20 +27,21 @@
 #define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 #define MT_DOCKER_LIST                                                         \
 	"application/vnd.docker.distribution.manifest.list.v2+json"
-#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_MANIFEST                                                     \
+	"application/vnd.docker.distribution.manifest.v2+json"
 #define MT_DOCKER_SCHEMA1 "application/vnd.docker.distribution.manifest.v1+json"
 #define MT_DOCKER_SCHEMA1_SIGNED                                               \
 	"application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 struct reg_opts {
-	const char *ca_file;         /* extra trusted CAs (PEM) or NULL */
+	const char *ca_file;	     /* extra trusted CAs (PEM) or NULL */
 	const char *const *insecure; /* "HOST" or "HOST:PORT" entries */
 	size_t n_insecure;
 	const struct auth_store *creds; /* may be NULL: anonymous */
-	unsigned max_attempts;          /* per request; 0: default (5) */
-	unsigned backoff_ms;            /* first retry delay; 0: default */
-	unsigned backoff_max_ms;        /* cap on one delay; 0: default */
-	long connect_timeout_s;         /* 0: default (15) */
+	unsigned max_attempts;		/* per request; 0: default (5) */
+	unsigned backoff_ms;		/* first retry delay; 0: default */
+	unsigned backoff_max_ms;	/* cap on one delay; 0: default */
+	long connect_timeout_s;		/* 0: default (15) */
 	/* Stall window: a transfer moving less than FERRY_STALL_RATE bytes a
 	 * second over this many seconds has stalled; 0: FERRY_STALL_SECONDS.
 	 * Only tests set it (to keep them short). */
@@ -79,9 +80,8 @@ void reg_manifest_release(struct reg_manifest *m);
 /* Fetch a manifest or index by tag or digest.  The Accept list covers OCI
  * index/manifest and Docker v2 manifest/list; schema1 is refused.  When
  * `object` is a digest the content must hash to it (FERR_VERIFY). */
-int reg_get_manifest(struct reg_client *c, const char *repo,
-		     const char *object, struct reg_manifest *out,
-		     struct ferr *e);
+int reg_get_manifest(struct reg_client *c, const char *repo, const char *object,
+		     struct reg_manifest *out, struct ferr *e);
 
 /* HEAD a manifest: what the registry claims (digest from its header, which
  * must be verified by a later GET), size and media type.  *found is false

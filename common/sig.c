@@ -72,8 +72,7 @@ void sig_key_release(struct sig_key *k)
 }
 
 /* Which of our types `pkey` is; -1 with a description of what it is. */
-static int classify(EVP_PKEY *pkey, enum sig_type *t, char *what,
-		    size_t whatsz)
+static int classify(EVP_PKEY *pkey, enum sig_type *t, char *what, size_t whatsz)
 {
 	const char *name;
 
@@ -134,17 +133,18 @@ static int set_key_id(struct sig_key *k, struct ferr *e)
 }
 
 /* Take ownership of `pkey` into `k` once it is known to be one of ours. */
-static int adopt(struct sig_key *k, EVP_PKEY *pkey, bool priv,
-		 const char *name, struct ferr *e)
+static int adopt(struct sig_key *k, EVP_PKEY *pkey, bool priv, const char *name,
+		 struct ferr *e)
 {
 	char what[128];
 	enum sig_type t;
 
 	if (classify(pkey, &t, what, sizeof(what))) {
 		EVP_PKEY_free(pkey);
-		return ferr_set(e, FERR_INPUT, 0,
-				"unsupported key type %s in '%s': " ACCEPTED_TYPES,
-				what, name);
+		return ferr_set(
+		    e, FERR_INPUT, 0,
+		    "unsupported key type %s in '%s': " ACCEPTED_TYPES, what,
+		    name);
 	}
 	k->pkey = pkey;
 	k->type = t;
@@ -356,8 +356,8 @@ static int write_tmp(const char *final, mode_t mode, const void *p, size_t n,
 			name[fn + 5 + 2 * i + 1] = hex[r[i] & 15];
 		}
 		name[fn + 5 + 2 * sizeof(r)] = '\0';
-		fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-				    O_NOFOLLOW,
+		fd = open(name,
+			  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 			  mode);
 		if (fd < 0 && errno != EEXIST) {
 			err = errno;
@@ -480,8 +480,8 @@ static int pem_of(const struct sig_key *k, bool priv, const char *pass,
 	return 0;
 }
 
-int sig_key_write(const struct sig_key *k, const char *prefix,
-		  const char *pass, size_t passlen, struct ferr *e)
+int sig_key_write(const struct sig_key *k, const char *prefix, const char *pass,
+		  size_t passlen, struct ferr *e)
 {
 	static const char *const ext[2] = {".key", ".pub"};
 	static const mode_t mode[2] = {0600, 0644};
@@ -499,10 +499,11 @@ int sig_key_write(const struct sig_key *k, const char *prefix,
 	if (pass && passlen == 0)
 		return ferr_set(e, FERR_INPUT, 0, "empty passphrase");
 	if (pass && passlen > SIG_MAX_PASSPHRASE)
-		return ferr_set(e, FERR_INPUT, 0,
-				"the passphrase is too long (%zu bytes): openssl "
-				"reads at most %u",
-				passlen, SIG_MAX_PASSPHRASE);
+		return ferr_set(
+		    e, FERR_INPUT, 0,
+		    "the passphrase is too long (%zu bytes): openssl "
+		    "reads at most %u",
+		    passlen, SIG_MAX_PASSPHRASE);
 	if (pass && memchr(pass, '\0', passlen))
 		return ferr_set(e, FERR_INPUT, 0,
 				"the passphrase contains a NUL byte");
@@ -797,7 +798,8 @@ int sig_load_public_mem(struct sig_key *k, const void *pem, size_t len,
 				"bytes)",
 				name, SIG_MAX_KEY_FILE);
 	if (!pem || pem_first(pem, len, &b)) {
-		ferr_set(e, FERR_INPUT, 0, "'%s' is not a PEM public key", name);
+		ferr_set(e, FERR_INPUT, 0, "'%s' is not a PEM public key",
+			 name);
 		goto out;
 	}
 	if (strstr(b.name, "PRIVATE KEY")) {
@@ -866,8 +868,8 @@ static EVP_MD_CTX *sig_ctx(const struct sig_key *k, bool sign)
 	if (!ctx)
 		return NULL;
 	if (sign)
-		ok = EVP_DigestSignInit_ex(ctx, &pctx, md, NULL, NULL,
-					   k->pkey, NULL);
+		ok = EVP_DigestSignInit_ex(ctx, &pctx, md, NULL, NULL, k->pkey,
+					   NULL);
 	else
 		ok = EVP_DigestVerifyInit_ex(ctx, &pctx, md, NULL, NULL,
 					     k->pkey, NULL);
@@ -936,10 +938,11 @@ int sig_verify(const struct sig_key *k, const void *data, size_t len,
 		return ferr_set(e, FERR_VERIFY, 0, "the signature is empty");
 	size = EVP_PKEY_get_size(k->pkey);
 	if (siglen > SIG_MAX_SIG || size <= 0 || siglen > (size_t)size)
-		return ferr_set(e, FERR_VERIFY, 0,
-				"the signature is too long (%zu bytes) for %s key "
-				"'%s'",
-				siglen, sig_type_name(k->type), k->key_id);
+		return ferr_set(
+		    e, FERR_VERIFY, 0,
+		    "the signature is too long (%zu bytes) for %s key "
+		    "'%s'",
+		    siglen, sig_type_name(k->type), k->key_id);
 	ctx = sig_ctx(k, false);
 	if (!ctx) {
 		ERR_clear_error();
@@ -1055,7 +1058,8 @@ int sig_base64_decode(const char *s, size_t n, unsigned char **out,
 		if (++q < 4)
 			continue;
 		/* the bits under the padding must be zero (canonical) */
-		if ((pad == 1 && (acc & 0xff)) || (pad == 2 && (acc & 0xffff))) {
+		if ((pad == 1 && (acc & 0xff)) ||
+		    (pad == 2 && (acc & 0xffff))) {
 			ferr_set(e, FERR_INPUT, 0,
 				 "invalid base64: non-zero bits before the "
 				 "padding");

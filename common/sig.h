@@ -62,8 +62,8 @@ int sig_keygen(struct sig_key *k, enum sig_type t, struct ferr *e);
  * then linked into place without replacing anything; on failure whatever
  * this call created is removed, and nothing that was there before is
  * touched. */
-int sig_key_write(const struct sig_key *k, const char *prefix,
-		  const char *pass, size_t passlen, struct ferr *e);
+int sig_key_write(const struct sig_key *k, const char *prefix, const char *pass,
+		  size_t passlen, struct ferr *e);
 
 /* Load a private key (PKCS#8 PEM, encrypted or not, or a traditional EC /
  * RSA PEM).  pass may be NULL; it is needed when the key is encrypted.

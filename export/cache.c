@@ -70,8 +70,8 @@ static time_t last_use(const struct stat *st)
 static int sweep_dir(int cache_fd, const char *cache, const char *sub,
 		     struct sweep *sw, struct tally *removed)
 {
-	int fd = openat(cache_fd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-					   O_CLOEXEC);
+	int fd = openat(cache_fd, sub,
+			O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct dirent *de;
 	DIR *d;
 
@@ -170,9 +170,9 @@ static int parse_days(const char *s, long *days)
 	if (end != s && *end == 'd')
 		end++;
 	return errno || end == s || *end || *s == '-' || *s == '+' ||
-			   *days < 0 || *days > MAX_PRUNE_DAYS
-		       ? -1
-		       : 0;
+		       *days < 0 || *days > MAX_PRUNE_DAYS
+		   ? -1
+		   : 0;
 }
 
 /* Options after the action; returns 1 for --help, -1 on a usage error. */
@@ -210,7 +210,8 @@ static int cache_parse(int argc, char **argv, struct cli_common *com,
 						optarg);
 				return -1;
 			}
-		} else if ((r = cli_common_opt(com, opt, optarg, "cache")) != 1) {
+		} else if ((r = cli_common_opt(com, opt, optarg, "cache")) !=
+			   1) {
 			if (r == 0)
 				cli_usage_error("cache",
 						"unknown or incomplete option "
@@ -254,8 +255,9 @@ int cmd_cache(int argc, char **argv)
 	if ((r = cache_parse(argc - 1, argv + 1, &com, &cache, &days, prune)))
 		return r > 0 ? FERRY_EXIT_OK : FERRY_EXIT_USAGE;
 	if (!cache && !(cache = default_cache = exp_default_cache_dir())) {
-		ferr_set(&sw.e, FERR_IO, 0,
-			 "no cache directory: HOME is not set; give --cache DIR");
+		ferr_set(
+		    &sw.e, FERR_IO, 0,
+		    "no cache directory: HOME is not set; give --cache DIR");
 		goto fail;
 	}
 	if ((fd = open_cache(cache, &sw.e)) < 0)

@@ -124,8 +124,8 @@ static int read_images_file(const char *path, struct refs *r, struct ferr *e)
 			break;
 		if (buf_append(&b, chunk, (size_t)n) < 0) {
 			ferr_set(e, FERR_INPUT, 0,
-				 "images file '%s' is larger than %u bytes", path,
-				 FERRY_MAX_IMAGES_FILE);
+				 "images file '%s' is larger than %u bytes",
+				 path, FERRY_MAX_IMAGES_FILE);
 			goto fail;
 		}
 	}
@@ -148,7 +148,8 @@ static int read_images_file(const char *path, struct refs *r, struct ferr *e)
 		for (s = p; *s == ' ' || *s == '\t' || *s == '\r'; s++)
 			;
 		t = s + strlen(s);
-		while (t > s && (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
+		while (t > s &&
+		       (t[-1] == ' ' || t[-1] == '\t' || t[-1] == '\r'))
 			*--t = '\0';
 		if (!*s)
 			continue;
@@ -199,7 +200,8 @@ static bool valid_channel(const char *s)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == '-'))
 			return false;
 	}
 	return true;
@@ -257,7 +259,8 @@ static void draw(void *ctx, bool final)
 	unsigned long long done = atomic_load(&u->pr.bytes_done);
 	unsigned long long total = atomic_load(&u->pr.bytes_total);
 	double t = since(&u->t0);
-	double rate = t > 0.2 ? (double)(done - atomic_load(&u->pr.bytes_cached)) / t : 0;
+	double rate =
+	    t > 0.2 ? (double)(done - atomic_load(&u->pr.bytes_cached)) / t : 0;
 	int phase = atomic_load(&u->pr.phase);
 	char bar[31];
 	int pct = total ? (int)(done * 100 / total) : 0;
@@ -273,7 +276,8 @@ static void draw(void *ctx, bool final)
 		for (int i = 0; i < 30; i++)
 			bar[i] = i < fill ? '#' : '.';
 		bar[30] = '\0';
-		rate_eta(speed, sizeof(speed), rate, total > done ? total - done : 0);
+		rate_eta(speed, sizeof(speed), rate,
+			 total > done ? total - done : 0);
 		fprintf(stderr,
 			"\r\033[K[%s] %3d%% %.1f/%.1f MiB%s "
 			"layers+configs %u/%u images %u/%u",
@@ -337,23 +341,37 @@ static void on_event(void *ctx, const struct exp_event *ev)
 		char *s;
 		if (ev->type == EXP_EV_IMAGE_DONE) {
 			json_object_set_new(o, "event", json_string("image"));
-			json_object_set_new(o, "reference", json_string(ev->ref));
-			json_object_set_new(o, "digest", json_string(ev->digest));
-			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
+			json_object_set_new(o, "reference",
+					    json_string(ev->ref));
+			json_object_set_new(o, "digest",
+					    json_string(ev->digest));
+			json_object_set_new(o, "bytes",
+					    json_integer((json_int_t)ev->size));
 		} else if (ev->type == EXP_EV_RESOLVED) {
-			json_object_set_new(o, "event", json_string("resolved"));
-			json_object_set_new(o, "reference", json_string(ev->ref));
-			json_object_set_new(o, "digest", json_string(ev->digest));
-			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
+			json_object_set_new(o, "event",
+					    json_string("resolved"));
+			json_object_set_new(o, "reference",
+					    json_string(ev->ref));
+			json_object_set_new(o, "digest",
+					    json_string(ev->digest));
+			json_object_set_new(o, "bytes",
+					    json_integer((json_int_t)ev->size));
 		} else {
 			json_object_set_new(o, "event", json_string("blob"));
-			json_object_set_new(o, "digest", json_string(ev->digest));
-			json_object_set_new(o, "bytes", json_integer((json_int_t)ev->size));
-			json_object_set_new(o, "cached", json_boolean(ev->cached));
+			json_object_set_new(o, "digest",
+					    json_string(ev->digest));
+			json_object_set_new(o, "bytes",
+					    json_integer((json_int_t)ev->size));
+			json_object_set_new(o, "cached",
+					    json_boolean(ev->cached));
 			json_object_set_new(o, "bytesDone",
-					    json_integer((json_int_t)atomic_load(&u->pr.bytes_done)));
+					    json_integer(
+						(json_int_t)atomic_load(
+						    &u->pr.bytes_done)));
 			json_object_set_new(o, "bytesTotal",
-					    json_integer((json_int_t)atomic_load(&u->pr.bytes_total)));
+					    json_integer(
+						(json_int_t)atomic_load(
+						    &u->pr.bytes_total)));
 		}
 		s = json_dumps(o, JSON_COMPACT);
 		if (s)
@@ -369,7 +387,8 @@ static int write_report(const char *path, const char *bundle,
 			const struct exp_result *r, enum arc_compress c,
 			double secs, struct ferr *e)
 {
-	json_t *root = json_object(), *imgs = json_array(), *tot = json_object();
+	json_t *root = json_object(), *imgs = json_array(),
+	       *tot = json_object();
 	char when[32];
 	int rc;
 
@@ -378,28 +397,38 @@ static int write_report(const char *path, const char *bundle,
 	json_object_set_new(root, "bundleId", json_string(r->meta.bundle_id));
 	json_object_set_new(root, "created", json_string(when));
 	json_object_set_new(root, "channel", json_string(r->meta.channel));
-	json_object_set_new(root, "sequence", json_integer((json_int_t)r->meta.sequence));
+	json_object_set_new(root, "sequence",
+			    json_integer((json_int_t)r->meta.sequence));
 	json_object_set_new(root, "signingKeyId", json_string(r->meta.key_id));
-	json_object_set_new(root, "compress", json_string(arc_compress_name(c)));
+	json_object_set_new(root, "compress",
+			    json_string(arc_compress_name(c)));
 	for (size_t i = 0; i < r->nimages; i++) {
 		const struct bundle_image *im = &r->images[i];
 		json_t *o = json_object(), *pl = json_array();
 		json_object_set_new(o, "reference", json_string(im->ref));
 		json_object_set_new(o, "digest", json_string(im->digest.str));
-		json_object_set_new(o, "mediaType", json_string(im->media_type));
+		json_object_set_new(o, "mediaType",
+				    json_string(im->media_type));
 		for (size_t k = 0; k < im->nplatforms; k++)
-			json_array_append_new(pl, json_string(im->platforms[k]));
+			json_array_append_new(pl,
+					      json_string(im->platforms[k]));
 		json_object_set_new(o, "platforms", pl);
-		json_object_set_new(o, "bytes", json_integer((json_int_t)im->total_size));
+		json_object_set_new(o, "bytes",
+				    json_integer((json_int_t)im->total_size));
 		json_array_append_new(imgs, o);
 	}
 	json_object_set_new(root, "images", imgs);
-	json_object_set_new(tot, "images", json_integer((json_int_t)r->nimages));
+	json_object_set_new(tot, "images",
+			    json_integer((json_int_t)r->nimages));
 	json_object_set_new(tot, "blobs", json_integer((json_int_t)r->nblobs));
-	json_object_set_new(tot, "blobBytes", json_integer((json_int_t)r->blob_bytes));
-	json_object_set_new(tot, "bytesFetched", json_integer((json_int_t)r->bytes_fetched));
-	json_object_set_new(tot, "bytesFromCache", json_integer((json_int_t)r->bytes_cached));
-	json_object_set_new(tot, "bundleBytes", json_integer((json_int_t)r->bundle_bytes));
+	json_object_set_new(tot, "blobBytes",
+			    json_integer((json_int_t)r->blob_bytes));
+	json_object_set_new(tot, "bytesFetched",
+			    json_integer((json_int_t)r->bytes_fetched));
+	json_object_set_new(tot, "bytesFromCache",
+			    json_integer((json_int_t)r->bytes_cached));
+	json_object_set_new(tot, "bundleBytes",
+			    json_integer((json_int_t)r->bundle_bytes));
 	json_object_set_new(root, "totals", tot);
 	json_object_set_new(root, "durationSeconds", json_real(secs));
 	rc = cli_write_json(path, root, e);
@@ -452,7 +481,8 @@ static int export_opt(struct export_args *a, int c, const char *arg,
 	case OPT_JOBS:
 		if (parse_u64(arg, &a->jobs) < 0 || a->jobs < 1 || a->jobs > 64)
 			return bad_opt("--jobs takes a number from 1 to "
-					       "64", arg);
+				       "64",
+				       arg);
 		return 0;
 	case OPT_CACHE:
 		a->cache = arg;
@@ -460,7 +490,8 @@ static int export_opt(struct export_args *a, int c, const char *arg,
 	case OPT_COMPRESS:
 		if (arc_compress_parse(arg, &a->compress) < 0)
 			return bad_opt("--compress takes zstd, gzip or "
-					       "none", arg);
+				       "none",
+				       arg);
 		return 0;
 	case OPT_REPORT:
 		a->report = arg;
@@ -468,21 +499,24 @@ static int export_opt(struct export_args *a, int c, const char *arg,
 	case OPT_CHANNEL:
 		if (!valid_channel(arg))
 			return bad_opt("--channel takes 1 to 128 of "
-					       "[A-Za-z0-9._-]", arg);
+				       "[A-Za-z0-9._-]",
+				       arg);
 		a->channel = arg;
 		return 0;
 	case OPT_SEQUENCE:
 		if (parse_u64(arg, &a->sequence) < 0 ||
 		    a->sequence > (1ull << 53))
 			return bad_opt("--sequence takes a non-negative "
-					       "integer", arg);
+				       "integer",
+				       arg);
 		a->has_sequence = true;
 		return 0;
 	case OPT_BASE:
 		if (a->nbases == EXP_MAX_BASES)
-			return bad_opt("--base may be given at most "
-				       EXP_MAX_BASES_STR " times",
-				       arg);
+			return bad_opt(
+			    "--base may be given at most " EXP_MAX_BASES_STR
+			    " times",
+			    arg);
 		a->bases[a->nbases++] = arg;
 		return 0;
 	case OPT_SPLIT:
@@ -533,7 +567,8 @@ static int export_parse(struct export_args *a, int argc, char **argv)
 		return -1;
 	}
 	if (optind == argc && !a->images_file) {
-		cli_usage_error("export", "no images: give references or -f FILE");
+		cli_usage_error("export",
+				"no images: give references or -f FILE");
 		return -1;
 	}
 	return 0;
@@ -646,14 +681,16 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 	size_t docs = res->nblobs >= data ? res->nblobs - data : 0;
 
 	if (u->mode == PROGRESS_JSON)
-		fprintf(stderr,
-			"{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
-			a->out, res->meta.bundle_id);
+		fprintf(
+		    stderr,
+		    "{\"event\":\"done\",\"bundle\":\"%s\",\"bundleId\":\"%s\"}\n",
+		    a->out, res->meta.bundle_id);
 	if (a->com.quiet)
 		return;
 	if (res->nparts)
-		fprintf(f, "wrote '%s.001' to '%s.%03zu' and '%s.parts': ",
-			a->out, a->out, res->nparts, a->out);
+		fprintf(f,
+			"wrote '%s.001' to '%s.%03zu' and '%s.parts': ", a->out,
+			a->out, res->nparts, a->out);
 	else
 		fprintf(f, "wrote '%s': ", a->out);
 	fprintf(f,
@@ -738,8 +775,9 @@ int cmd_export(int argc, char **argv)
 	ui_start(&u, &a.com);
 	r = exp_run(&eo, refs.v, refs.n, a.out, &res, &e);
 	cli_ticker_stop(&u.tk, r == 0);
-	if (r < 0 || (a.report && write_report(a.report, a.out, &res, a.compress,
-					      since(&u.t0), &e) < 0))
+	if (r < 0 ||
+	    (a.report && write_report(a.report, a.out, &res, a.compress,
+				      since(&u.t0), &e) < 0))
 		goto fail;
 	print_summary(&a, &u, &res, &key, since(&u.t0));
 	rc = FERRY_EXIT_OK;

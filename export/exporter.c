@@ -99,7 +99,8 @@ static int cache_dir_check(const char *dir, struct ferr *e)
 	struct stat st;
 
 	if (lstat(dir, &st) < 0)
-		return ferr_errno(e, FERR_IO, errno, "cannot use cache '%s'", dir);
+		return ferr_errno(e, FERR_IO, errno, "cannot use cache '%s'",
+				  dir);
 	if (!S_ISDIR(st.st_mode))
 		return ferr_set(e, FERR_IO, ENOTDIR,
 				"cache '%s' is not a directory (a link?)", dir);
@@ -123,7 +124,8 @@ static size_t hash_digest(const struct digest *d)
 	const char *p = digest_hex(d);
 
 	for (int i = 0; i < 16; i++)
-		h = h * 16 + (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
+		h = h * 16 +
+		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
 	return h;
 }
 
@@ -161,8 +163,8 @@ static int rehash(struct exporter *x, struct ferr *e)
 
 /* Add (or find) the blob `d`.  Sizes must agree wherever it appears. */
 struct item *exp_add_item(struct exporter *x, const struct digest *d,
-			     uint64_t size, enum item_kind kind,
-			     const char *host, const char *repo, struct ferr *e)
+			  uint64_t size, enum item_kind kind, const char *host,
+			  const char *repo, struct ferr *e)
 {
 	struct item *it = exp_find_item(x, d);
 
@@ -231,14 +233,14 @@ struct item *exp_add_item(struct exporter *x, const struct digest *d,
 /* ---- registry clients ---- */
 
 struct reg_client *exp_client_for(struct exporter *x, struct clients *cs,
-				     const char *host, struct ferr *e)
+				  const char *host, struct ferr *e)
 {
 	for (size_t i = 0; i < cs->n; i++)
 		if (!strcmp(cs->v[i].host, host))
 			return cs->v[i].c;
 	if (cs->n == MAX_CLIENTS) {
-		ferr_set(e, FERR_INPUT, 0, "more than %d registries in one export",
-			 MAX_CLIENTS);
+		ferr_set(e, FERR_INPUT, 0,
+			 "more than %d registries in one export", MAX_CLIENTS);
 		return NULL;
 	}
 	if (reg_client_init(&cs->v[cs->n].c, host, &x->ropts, e) < 0)
@@ -279,8 +281,8 @@ static int fs_write(void *ctx, const void *p, size_t n, struct ferr *e)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
-					  s->path);
+			return ferr_errno(e, FERR_IO, errno,
+					  "cannot write '%s'", s->path);
 		}
 		q += w;
 		n -= (size_t)w;
@@ -298,7 +300,8 @@ static int fs_restart(void *ctx, struct ferr *e)
 		return ferr_errno(e, FERR_IO, errno, "cannot truncate '%s'",
 				  s->path);
 	if (had > 0)
-		atomic_fetch_sub(&s->x->pr->bytes_done, (unsigned long long)had);
+		atomic_fetch_sub(&s->x->pr->bytes_done,
+				 (unsigned long long)had);
 	return 0;
 }
 
@@ -315,7 +318,8 @@ static int hash_fd(int fd, uint64_t n, struct digest_ctx *c, const char *path,
 	if (lseek(fd, 0, SEEK_SET) < 0)
 		goto fail;
 	while (left) {
-		ssize_t r = read(fd, buf, left < COPY_CHUNK ? (size_t)left : COPY_CHUNK);
+		ssize_t r = read(fd, buf,
+				 left < COPY_CHUNK ? (size_t)left : COPY_CHUNK);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -347,10 +351,10 @@ static int cache_check(struct exporter *x, struct item *it, const char *path,
 		if (errno == ENOENT)
 			return 0;
 		if (errno == ELOOP) /* planted link: not ours, refetch */
-			return unlink(path) == 0 ? 0
-						 : ferr_errno(e, FERR_IO, errno,
-							      "cannot remove '%s'",
-							      path);
+			return unlink(path) == 0
+				   ? 0
+				   : ferr_errno(e, FERR_IO, errno,
+						"cannot remove '%s'", path);
 		return ferr_errno(e, FERR_IO, errno, "cannot open '%s'", path);
 	}
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != it->size) {
@@ -378,7 +382,7 @@ out:
 }
 
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
-		      struct ferr *e)
+		   struct ferr *e)
 {
 	char *final = exp_asprintf("%s/%s", x->blobdir, digest_hex(&it->d));
 	char *part = exp_asprintf("%s/%s", x->partdir, digest_hex(&it->d));
@@ -400,7 +404,8 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		goto cached;
 	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 && errno == ELOOP && unlink(part) == 0) /* planted link */
-		fd = open(part, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		fd = open(part,
+			  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 			  0600);
 	if (fd < 0) {
 		ferr_errno(e, FERR_IO, errno, "cannot open '%s'", part);
@@ -422,7 +427,8 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 	memset(&rq, 0, sizeof(rq));
 	if ((uint64_t)st.st_size > it->size) {
 		if (ftruncate(fd, 0) < 0) {
-			ferr_errno(e, FERR_IO, errno, "cannot truncate '%s'", part);
+			ferr_errno(e, FERR_IO, errno, "cannot truncate '%s'",
+				   part);
 			goto out;
 		}
 	} else if (st.st_size > 0) {
@@ -434,7 +440,8 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 			goto out;
 		rq.offset = (uint64_t)st.st_size;
 		rq.prefix = &prefix;
-		atomic_fetch_add(&x->pr->bytes_done, (unsigned long long)st.st_size);
+		atomic_fetch_add(&x->pr->bytes_done,
+				 (unsigned long long)st.st_size);
 	}
 	if (lseek(fd, (off_t)rq.offset, SEEK_SET) < 0) {
 		ferr_errno(e, FERR_IO, errno, "cannot seek '%s'", part);
@@ -583,8 +590,8 @@ static void *worker(void *arg)
 /* ---- resolution: every reference, in order ---- */
 
 /* The images to export: one per distinct normalised reference. */
-static int list_images(struct exporter *x, const struct ref *refs,
-		       size_t nrefs, struct ferr *e)
+static int list_images(struct exporter *x, const struct ref *refs, size_t nrefs,
+		       struct ferr *e)
 {
 	x->images = calloc(nrefs + 1, sizeof(*x->images));
 	x->refs = calloc(nrefs + 1, sizeof(*x->refs));
@@ -643,8 +650,8 @@ static void report_failures(struct exporter *x)
 
 /* Fetch every manifest in parallel, then resolve in order (the bundle's
  * order follows the references', whatever the network did). */
-static int resolve_all(struct exporter *x, const struct ref *refs,
-		       size_t nrefs, struct ferr *e)
+static int resolve_all(struct exporter *x, const struct ref *refs, size_t nrefs,
+		       struct ferr *e)
 {
 	int rc = -1;
 
@@ -743,7 +750,8 @@ static int copy_blob(struct exporter *x, struct arc_writer *w, struct item *it,
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	while (left) {
-		ssize_t r = read(fd, buf, left < COPY_CHUNK ? (size_t)left : COPY_CHUNK);
+		ssize_t r = read(fd, buf,
+				 left < COPY_CHUNK ? (size_t)left : COPY_CHUNK);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -867,8 +875,8 @@ static int plan_documents(struct exporter *x, struct plan *p,
 	res->meta.nbases = x->nbases;
 	res->meta.omitted = p->omitted;
 	res->meta.nomitted = p->nomitted;
-	if (bundle_compute_id(&res->meta, p->index_json,
-			      strlen(p->index_json), alld, p->n, e) < 0)
+	if (bundle_compute_id(&res->meta, p->index_json, strlen(p->index_json),
+			      alld, p->n, e) < 0)
 		goto out;
 	p->ferry_json = bundle_ferry_json(&res->meta, x->images, x->nimages);
 	if (!p->ferry_json) {
@@ -938,8 +946,7 @@ static void image_done_event(struct exporter *x, size_t i)
 
 /* Queue every config and layer not fetched yet, in bundle order, and
  * count what each image still waits for. */
-static int plan_queue(struct exporter *x, const struct plan *p,
-		      struct ferr *e)
+static int plan_queue(struct exporter *x, const struct plan *p, struct ferr *e)
 {
 	x->queue = calloc(x->nitems + 1, sizeof(*x->queue));
 	x->img_left = calloc(x->nimages + 1, sizeof(*x->img_left));
@@ -951,16 +958,16 @@ static int plan_queue(struct exporter *x, const struct plan *p,
 			atomic_fetch_add(&x->pr->blobs_total, 1);
 			atomic_fetch_add(&x->pr->bytes_total,
 					 (unsigned long long)it->size);
-			if (it->state != S_DONE) /* else fetched while resolving */
+			if (it->state !=
+			    S_DONE) /* else fetched while resolving */
 				x->queue[x->nqueue++] = p->order[i];
 		} else {
 			it->state = S_DONE;
 		}
 	}
 	for (size_t i = 0; i < x->nitems; i++)
-		for (size_t k = 0; !x->items[i]->omitted &&
-				   k < x->items[i]->nimages;
-		     k++)
+		for (size_t k = 0;
+		     !x->items[i]->omitted && k < x->items[i]->nimages; k++)
 			x->img_left[x->items[i]->images[k]]++;
 	for (size_t i = 0; i < x->nimages; i++)
 		if (!x->img_left[i]) /* nothing left to fetch */
@@ -980,9 +987,11 @@ static int start_workers(struct exporter *x, pthread_t **threads,
 	if (!*threads)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	for (*nthreads = 0; *nthreads < n; (*nthreads)++) {
-		if (pthread_create(&(*threads)[*nthreads], NULL, worker, x) != 0) {
+		if (pthread_create(&(*threads)[*nthreads], NULL, worker, x) !=
+		    0) {
 			x->abort = 1;
-			return ferr_set(e, FERR_IO, errno, "cannot start a thread");
+			return ferr_set(e, FERR_IO, errno,
+					"cannot start a thread");
 		}
 	}
 	return 0;
@@ -991,12 +1000,12 @@ static int start_workers(struct exporter *x, pthread_t **threads,
 static int write_documents(struct arc_writer *w, const struct plan *p,
 			   struct ferr *e)
 {
-	const char *names[6] = {BUNDLE_OCI_LAYOUT,    BUNDLE_FERRY_JSON,
-				BUNDLE_INDEX_JSON,    BUNDLE_MANIFEST_JSON,
-				BUNDLE_SUMS,	      BUNDLE_SUMS_SIG};
-	const char *docs[6] = {BUNDLE_OCI_LAYOUT_CONTENT, p->ferry_json,
-			       p->index_json,		  p->manifest_json,
-			       p->sums_text,		  p->sig_b64};
+	const char *names[6] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+				BUNDLE_INDEX_JSON, BUNDLE_MANIFEST_JSON,
+				BUNDLE_SUMS,	   BUNDLE_SUMS_SIG};
+	const char *docs[6] = {
+	    BUNDLE_OCI_LAYOUT_CONTENT, p->ferry_json, p->index_json,
+	    p->manifest_json,	       p->sums_text,  p->sig_b64};
 
 	for (int i = 0; i < 6; i++)
 		if (arc_entry_mem(w, names[i], docs[i], strlen(docs[i]), e) < 0)
@@ -1131,8 +1140,8 @@ int exp_run(const struct exp_opts *o, const struct ref *refs, size_t nrefs,
 		goto out;
 	x->ropts.cancel = &x->abort;
 	/* 2. bundle order and documents, signed */
-	if (plan_order(x, &plan, e) < 0 || plan_documents(x, &plan, res, e) < 0 ||
-	    plan_sign(x, &plan, e) < 0)
+	if (plan_order(x, &plan, e) < 0 ||
+	    plan_documents(x, &plan, res, e) < 0 || plan_sign(x, &plan, e) < 0)
 		goto out;
 	/* 3. fetch configs and layers in parallel, in bundle order */
 	if (plan_queue(x, &plan, e) < 0 ||

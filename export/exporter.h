@@ -29,9 +29,9 @@ struct exp_progress {
 	atomic_int phase;
 	atomic_uint images_total, images_resolved, images_done;
 	atomic_uint blobs_total, blobs_done;
-	atomic_ullong bytes_total;  /* configs + layers */
-	atomic_ullong bytes_done;   /* fetched or found in the cache */
-	atomic_ullong bytes_cached; /* of which from the cache */
+	atomic_ullong bytes_total;   /* configs + layers */
+	atomic_ullong bytes_done;    /* fetched or found in the cache */
+	atomic_ullong bytes_cached;  /* of which from the cache */
 	atomic_ullong bytes_written; /* uncompressed bytes in the bundle */
 };
 
@@ -47,7 +47,7 @@ struct exp_event {
 	const char *ref;    /* EXP_EV_RESOLVED, EXP_EV_IMAGE_DONE */
 	const char *digest; /* EXP_EV_RESOLVED: top digest; EXP_EV_BLOB */
 	uint64_t size;
-	bool cached; /* EXP_EV_BLOB: taken from the cache */
+	bool cached;	/* EXP_EV_BLOB: taken from the cache */
 	unsigned count; /* EXP_EV_BLOB: blobs done so far, this one included */
 	const struct ferr *err; /* EXP_EV_FAILED: why */
 };
@@ -57,7 +57,7 @@ struct exp_opts {
 	const char *cache_dir;
 	int jobs;
 	enum arc_compress compress;
-	int threads; /* compression threads */
+	int threads;		      /* compression threads */
 	const char *const *platforms; /* NULL: all */
 	size_t nplatforms;
 	const struct sig_key *key;
@@ -78,12 +78,12 @@ struct exp_result {
 	struct bundle_meta meta;
 	struct bundle_image *images;
 	size_t nimages;
-	size_t nblobs;          /* every blob entry, manifests included */
-	uint64_t blob_bytes;    /* sum of blob entry sizes */
+	size_t nblobs;		/* every blob entry, manifests included */
+	uint64_t blob_bytes;	/* sum of blob entry sizes */
 	uint64_t bytes_fetched; /* configs and layers downloaded */
-	uint64_t bytes_cached;  /* configs and layers taken from the cache */
-	uint64_t bundle_bytes;  /* size of the bundle (all parts) */
-	size_t nparts;          /* split volumes written; 0: one file */
+	uint64_t bytes_cached;	/* configs and layers taken from the cache */
+	uint64_t bundle_bytes;	/* size of the bundle (all parts) */
+	size_t nparts;		/* split volumes written; 0: one file */
 };
 
 /* Export `refs` into `out_path` ("-": standard output; with split_size,

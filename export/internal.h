@@ -24,9 +24,9 @@ struct item {
 	uint64_t size;
 	enum item_kind kind;
 	const char *media_type; /* manifests and indexes */
-	unsigned char *data;    /* manifests and indexes live in memory */
-	char *host, *repo;      /* where configs and layers are fetched */
-	size_t seq;             /* order of first appearance */
+	unsigned char *data;	/* manifests and indexes live in memory */
+	char *host, *repo;	/* where configs and layers are fetched */
+	size_t seq;		/* order of first appearance */
 	int state;
 	bool cached;
 	bool omitted; /* a delta's bases carry it */

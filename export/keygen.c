@@ -75,10 +75,11 @@ static int keygen_parse(int argc, char **argv, struct cli_common *common,
 			continue;
 		case OPT_TYPE:
 			if (sig_type_parse(optarg, type)) {
-				cli_usage_error("keygen",
-						"--type takes ecdsa-p256, ed25519 "
-						"or rsa-3072, not '%s'",
-						optarg);
+				cli_usage_error(
+				    "keygen",
+				    "--type takes ecdsa-p256, ed25519 "
+				    "or rsa-3072, not '%s'",
+				    optarg);
 				return -1;
 			}
 			continue;
@@ -128,8 +129,8 @@ static int check_prefix(int argc, char **argv, const char *prefix)
 	return 0;
 }
 
-static int read_passphrase(const char *passfile, char **pass,
-			   size_t *passlen, struct ferr *e)
+static int read_passphrase(const char *passfile, char **pass, size_t *passlen,
+			   struct ferr *e)
 {
 	if (!passfile)
 		return 0;
@@ -174,7 +175,8 @@ int cmd_keygen(int argc, char **argv)
 		printf("key id:      %s\n", key.key_id);
 		printf("type:        %s\n", sig_type_name(key.type));
 		printf("private key: %s.key (%s)\n", prefix,
-		       pass ? "encrypted with the passphrase" : "not encrypted");
+		       pass ? "encrypted with the passphrase"
+			    : "not encrypted");
 		printf("public key:  %s.pub\n", prefix);
 	}
 	rc = FERRY_EXIT_OK;

@@ -56,8 +56,8 @@ static int open_tmp(struct exp_out *o, const char *final, struct ferr *e)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	o->fd = mkstemp(o->tmp);
 	if (o->fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   final);
+		ferr_errno(e, FERR_IO, errno,
+			   "cannot create a file next to '%s'", final);
 		free(o->tmp);
 		o->tmp = NULL;
 		return -1;
@@ -71,7 +71,7 @@ static int open_tmp(struct exp_out *o, const char *final, struct ferr *e)
 static int fsync_dir(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = !slash ? strdup(".")
+	char *dir = !slash	    ? strdup(".")
 		    : slash == path ? strdup("/")
 				    : strndup(path, (size_t)(slash - path));
 	int fd, rc = -1;
@@ -115,9 +115,9 @@ static int check_free(struct exp_out *o, struct ferr *e)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		taken = exists(n);
 		if (taken)
-			ferr_set(e, FERR_IO, EEXIST,
-				 "'%s' already exists; refusing to overwrite it",
-				 n);
+			ferr_set(
+			    e, FERR_IO, EEXIST,
+			    "'%s' already exists; refusing to overwrite it", n);
 		free(n);
 		if (taken)
 			return -1;
@@ -156,7 +156,8 @@ static int part_end(struct exp_out *o, struct ferr *e)
 	const char *slash = strrchr(o->path, '/');
 
 	if (fsync(o->fd) < 0)
-		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'", o->tmp);
+		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
+				  o->tmp);
 	close(o->fd);
 	o->fd = -1;
 	digest_ctx_final(&o->h, &d);
@@ -274,8 +275,8 @@ static int link_all(struct exp_out *o, char **tmps, char **finals, size_t n,
 }
 
 /* The parts list and its signature, as two more temporary files. */
-static int write_list(struct exp_out *o, const struct sig_key *key,
-		      char **tmps, struct ferr *e)
+static int write_list(struct exp_out *o, const struct sig_key *key, char **tmps,
+		      struct ferr *e)
 {
 	char *text = parts_list_text(&o->list), *b64 = NULL, *sigline = NULL;
 	unsigned char *sig = NULL;
@@ -379,8 +380,8 @@ int exp_out_publish(struct exp_out *o, const struct sig_key *key,
 	} else {
 		char *finals[1] = {(char *)o->path};
 		if (fsync(o->fd) < 0)
-			return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
-					  o->path);
+			return ferr_errno(e, FERR_IO, errno,
+					  "cannot write '%s'", o->path);
 		if (link_all(o, &o->tmp, finals, 1, e) < 0)
 			return -1;
 		o->linked[0] = NULL; /* not ours to free: the caller's */

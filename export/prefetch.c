@@ -26,7 +26,8 @@ static size_t hash_of(const struct digest *d)
 	const char *p = digest_hex(d);
 
 	for (int i = 0; i < 16; i++)
-		h = h * 16 + (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
+		h = h * 16 +
+		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
 	return h;
 }
 
@@ -200,7 +201,8 @@ static int pf_index(struct pf *p, const unsigned char *data, size_t len,
 		ferr_set(e, FERR_INPUT, 0,
 			 "%s: an index lists %zu manifests, more than the "
 			 "limit of %u",
-			 p->what, json_array_size(mans), FERRY_MAX_INDEX_ENTRIES);
+			 p->what, json_array_size(mans),
+			 FERRY_MAX_INDEX_ENTRIES);
 		goto out;
 	}
 	json_array_foreach(mans, i, d)
@@ -261,7 +263,9 @@ static int pf_ref(struct exporter *x, struct clients *cs, size_t i,
 	const struct ref *r = x->refs[i];
 	struct reg_manifest m;
 	struct mdoc *doc;
-	struct pf p = {.x = x, .host = ref_api_host(r), .repo = r->path,
+	struct pf p = {.x = x,
+		       .host = ref_api_host(r),
+		       .repo = r->path,
 		       .budget = FERRY_MAX_IMAGE_MANIFESTS};
 	char what[600];
 	int rc;

@@ -39,7 +39,8 @@ int exp_platform_parse(const char *s, struct platform *p)
 void exp_platform_of_json(json_t *o, struct platform *p)
 {
 	const char *os = json_string_value(json_object_get(o, "os"));
-	const char *arch = json_string_value(json_object_get(o, "architecture"));
+	const char *arch =
+	    json_string_value(json_object_get(o, "architecture"));
 	const char *v = json_string_value(json_object_get(o, "variant"));
 
 	memset(p, 0, sizeof(*p));
@@ -50,12 +51,12 @@ void exp_platform_of_json(json_t *o, struct platform *p)
 
 char *exp_platform_str(const struct platform *p)
 {
-	return exp_asprintf("%s/%s%s%s", p->os, p->arch, p->variant[0] ? "/" : "",
-			 p->variant);
+	return exp_asprintf("%s/%s%s%s", p->os, p->arch,
+			    p->variant[0] ? "/" : "", p->variant);
 }
 
 bool exp_platform_match(const struct platform *want,
-			   const struct platform *have)
+			const struct platform *have)
 {
 	if (strcmp(want->os, have->os) || strcmp(want->arch, have->arch))
 		return false;
@@ -73,7 +74,7 @@ bool exp_is_index_type(const char *mt)
 
 /* Parse a descriptor: digest, size, media type. */
 int exp_parse_desc(json_t *d, struct digest *dg, uint64_t *size,
-		      const char **mt, const char *where, struct ferr *e)
+		   const char **mt, const char *where, struct ferr *e)
 {
 	json_t *sz = json_object_get(d, "size");
 	const char *ds = json_string_value(json_object_get(d, "digest"));
@@ -174,8 +175,8 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 							  MT_DOCKER_MANIFEST)
 				     ? MT_DOCKER_MANIFEST
 				     : MT_OCI_MANIFEST;
-		if (exp_parse_desc(json_object_get(root, "config"), &it->cfg, &size,
-			       NULL, what, e) < 0)
+		if (exp_parse_desc(json_object_get(root, "config"), &it->cfg,
+				   &size, NULL, what, e) < 0)
 			goto out;
 		layers = json_object_get(root, "layers");
 		it->layers = calloc(json_array_size(layers) + 1,
@@ -186,7 +187,8 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 		}
 		json_array_foreach(layers, i, l)
 		{
-			if (exp_parse_desc(l, &it->layers[i], &size, NULL, what, e) < 0)
+			if (exp_parse_desc(l, &it->layers[i], &size, NULL, what,
+					   e) < 0)
 				goto out;
 			it->nlayers++;
 		}
@@ -208,7 +210,8 @@ static struct item *add_manifest_doc(struct exporter *x, const char *host,
 		json_array_foreach(layers, i, l)
 		{
 			if (exp_parse_desc(l, &dg, &size, NULL, what, e) < 0 ||
-			    !exp_add_item(x, &dg, size, K_LAYER, host, repo, e) ||
+			    !exp_add_item(x, &dg, size, K_LAYER, host, repo,
+					  e) ||
 			    walk_count(w, &dg, size, e) < 0)
 				goto out;
 		}
@@ -300,10 +303,11 @@ int exp_fetch_child(struct reg_client *cl, const char *repo,
 		    struct reg_manifest *m, struct ferr *e)
 {
 	if (size > FERRY_MAX_JSON)
-		return ferr_set(e, FERR_VERIFY, 0,
-				"manifest '%s' claims %llu bytes, more than the "
-				"%u-byte limit",
-				d->str, (unsigned long long)size, FERRY_MAX_JSON);
+		return ferr_set(
+		    e, FERR_VERIFY, 0,
+		    "manifest '%s' claims %llu bytes, more than the "
+		    "%u-byte limit",
+		    d->str, (unsigned long long)size, FERRY_MAX_JSON);
 	if (reg_get_manifest(cl, repo, d->str, m, e) < 0)
 		return -1;
 	if (check_child(d, size, dmt, m->len, m->media_type, e) < 0) {
@@ -443,8 +447,9 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 					      !(*docker_pick)->platform))
 				*docker_pick = mi;
 			if (!strcmp(p.os, "linux") && !strcmp(p.arch, "amd64"))
-				mi->platform = mi->platform ? mi->platform
-							    : strdup("linux/amd64");
+				mi->platform = mi->platform
+						   ? mi->platform
+						   : strdup("linux/amd64");
 		}
 	}
 	rc = 0;
@@ -621,8 +626,8 @@ static int resolve_single(struct res *rs, struct reg_manifest *m,
 			  struct ferr *e)
 {
 	const struct exp_opts *o = rs->x->o;
-	struct item *mi = add_manifest_doc(rs->x, rs->host, rs->repo, m,
-					   &rs->w, rs->what, e);
+	struct item *mi = add_manifest_doc(rs->x, rs->host, rs->repo, m, &rs->w,
+					   rs->what, e);
 	struct platform p, want;
 	char *plat = NULL;
 	int rc = -1;
@@ -689,8 +694,8 @@ static int record_needs(struct exporter *x, struct bundle_image *im,
 int exp_resolve_one(struct exporter *x, const struct ref *r,
 		    struct bundle_image *im, struct ferr *e)
 {
-	struct res rs = {.x = x, .host = ref_api_host(r), .repo = r->path,
-			 .im = im};
+	struct res rs = {
+	    .x = x, .host = ref_api_host(r), .repo = r->path, .im = im};
 	struct reg_manifest m;
 	int rc = -1;
 

@@ -40,7 +40,7 @@ struct src {
 	ZSTD_DCtx *dz;
 	z_stream gz;
 	bool gz_init, gz_end; /* gz_end: at the end of a gzip member */
-	uint64_t total_out; /* bytes handed to libarchive */
+	uint64_t total_out;   /* bytes handed to libarchive */
 	const unsigned char *last;
 	size_t last_len;
 	size_t zret; /* last ZSTD_decompressStream result: 0 = frame done */
@@ -157,11 +157,12 @@ static la_ssize_t src_read_raw(struct archive *a, void *ud, const void **buf)
 					 "'%s': a zstd frame asks for a window "
 					 "larger than the %u MiB limit",
 					 s->name,
-					 (1u << BREADER_ZSTD_WINDOW_LOG_MAX) >> 20);
+					 (1u << BREADER_ZSTD_WINDOW_LOG_MAX) >>
+					     20);
 			else
 				ferr_set(&s->err, FERR_BUNDLE, 0,
-					 "'%s': corrupt zstd stream: %s", s->name,
-					 ZSTD_getErrorName(s->zret));
+					 "'%s': corrupt zstd stream: %s",
+					 s->name, ZSTD_getErrorName(s->zret));
 			return -1;
 		}
 		if (o.pos) {
@@ -316,8 +317,8 @@ corrupt:
 	return -1;
 }
 
-static int src_open(struct src *s, const char *path,
-		    const struct sig_key *key, struct ferr *e)
+static int src_open(struct src *s, const char *path, const struct sig_key *key,
+		    struct ferr *e)
 {
 	ssize_t r;
 	size_t got = 0;
@@ -468,7 +469,8 @@ static size_t hdig(const struct digest *d)
 	const char *p = digest_hex(d);
 
 	for (int i = 0; i < 16; i++)
-		h = h * 16 + (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
+		h = h * 16 +
+		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
 	return h;
 }
 
@@ -530,11 +532,11 @@ static struct bref *tadd(struct table *t, const struct digest *d)
 /* ---- the reader ---- */
 
 static const char *const fixed_names[6] = {
-    BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON, BUNDLE_INDEX_JSON,
-    BUNDLE_MANIFEST_JSON, BUNDLE_SUMS, BUNDLE_SUMS_SIG};
+    BUNDLE_OCI_LAYOUT,	  BUNDLE_FERRY_JSON, BUNDLE_INDEX_JSON,
+    BUNDLE_MANIFEST_JSON, BUNDLE_SUMS,	     BUNDLE_SUMS_SIG};
 static const size_t fixed_caps[6] = {BREADER_MAX_OCI_LAYOUT, FERRY_MAX_JSON,
-				     FERRY_MAX_JSON, FERRY_MAX_JSON,
-				     BREADER_MAX_SUMS, BREADER_MAX_SIG};
+				     FERRY_MAX_JSON,	     FERRY_MAX_JSON,
+				     BREADER_MAX_SUMS,	     BREADER_MAX_SIG};
 
 struct rd {
 	const struct sig_key *key;
@@ -549,7 +551,7 @@ struct rd {
 	bool in_blob; /* consumer saw blob_begin but not blob_end */
 	struct src s;
 	struct archive *a;
-	size_t idx;     /* entries read so far */
+	size_t idx;	/* entries read so far */
 	struct buf doc; /* the JSON blob being read */
 };
 
@@ -565,7 +567,8 @@ static void quote_name(const char *s, char *out, size_t n)
 	size_t k = 0;
 
 	for (; *s && k + 1 < n && k < 200; s++)
-		out[k++] = ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f)
+		out[k++] = ((unsigned char)*s >= 0x20 &&
+			    (unsigned char)*s < 0x7f)
 			       ? *s
 			       : '?';
 	out[k] = '\0';
@@ -578,15 +581,16 @@ static int check_name(const char *name, struct ferr *e)
 
 	quote_name(name, q, sizeof(q));
 	if (!*name)
-		return ferr_set(e, FERR_BUNDLE, 0, "an entry has an empty name");
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"an entry has an empty name");
 	if (name[0] == '/')
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"entry '%s' has an absolute path", q);
 	if (!strcmp(name, "..") || !strncmp(name, "../", 3) ||
 	    strstr(name, "/../") ||
 	    (strlen(name) >= 3 && !strcmp(name + strlen(name) - 3, "/..")))
-		return ferr_set(e, FERR_BUNDLE, 0,
-				"entry '%s' contains '..'", q);
+		return ferr_set(e, FERR_BUNDLE, 0, "entry '%s' contains '..'",
+				q);
 	if (!strncmp(name, "./", 2))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"entry '%s' starts with './'", q);
@@ -629,7 +633,8 @@ static json_t *parse_json(const unsigned char *p, size_t n, const char *what,
 /* Parse SHA256SUMS strictly; registers every blob as listed. */
 static int parse_sums(struct rd *r, struct ferr *e)
 {
-	const char *p = (const char *)r->fixed[4].data, *end = p + r->fixed[4].len;
+	const char *p = (const char *)r->fixed[4].data,
+		   *end = p + r->fixed[4].len;
 	char prev[200] = "";
 	bool have[4] = {false, false, false, false};
 	size_t n = 0;
@@ -649,23 +654,26 @@ static int parse_sums(struct rd *r, struct ferr *e)
 		len = (size_t)(nl - p);
 		if (len < 67 || p[64] != ' ' || p[65] != ' ' ||
 		    !digest_hex_valid(p, 64))
-			return ferr_set(e, FERR_BUNDLE, 0,
-					"'SHA256SUMS' line %zu is not '<64 hex>  "
-					"<path>'",
-					n + 1);
+			return ferr_set(
+			    e, FERR_BUNDLE, 0,
+			    "'SHA256SUMS' line %zu is not '<64 hex>  "
+			    "<path>'",
+			    n + 1);
 		plen = len - 66;
 		if (plen >= sizeof(path) || memchr(p + 66, '\0', plen))
 			return ferr_set(e, FERR_BUNDLE, 0,
-					"'SHA256SUMS' line %zu: bad path", n + 1);
+					"'SHA256SUMS' line %zu: bad path",
+					n + 1);
 		memcpy(path, p + 66, plen);
 		path[plen] = '\0';
 		if (check_name(path, e) < 0)
 			return ferr_prefix(e, "'SHA256SUMS' line %zu", n + 1);
 		if (n && strcmp(prev, path) >= 0)
-			return ferr_set(e, FERR_BUNDLE, 0,
-					"'SHA256SUMS' is not sorted or lists '%s' "
-					"twice",
-					path);
+			return ferr_set(
+			    e, FERR_BUNDLE, 0,
+			    "'SHA256SUMS' is not sorted or lists '%s' "
+			    "twice",
+			    path);
 		memcpy(prev, path, plen + 1);
 		memcpy(d.str, DIGEST_PREFIX, 7);
 		memcpy(d.str + 7, p, 64);
@@ -707,9 +715,10 @@ static int parse_sums(struct rd *r, struct ferr *e)
 	}
 	for (int i = 0; i < 4; i++)
 		if (!have[i])
-			return ferr_set(e, FERR_BUNDLE, 0,
-					"entry '%s' is not listed in 'SHA256SUMS'",
-					fixed_names[i]);
+			return ferr_set(
+			    e, FERR_BUNDLE, 0,
+			    "entry '%s' is not listed in 'SHA256SUMS'",
+			    fixed_names[i]);
 	r->h->nentries = n;
 	return 0;
 }
@@ -905,7 +914,8 @@ static int take_meta(struct rd *r, json_t *fj, struct ferr *e)
 	const char *id = json_string_value(json_object_get(fj, "bundleId"));
 	const char *cr = json_string_value(json_object_get(fj, "created"));
 	const char *ch = json_string_value(json_object_get(fj, "channel"));
-	const char *kid = json_string_value(json_object_get(fj, "signingKeyId"));
+	const char *kid =
+	    json_string_value(json_object_get(fj, "signingKeyId"));
 	json_t *sq = json_object_get(fj, "sequence");
 
 	if (!json_is_integer(fv) || json_integer_value(fv) != 1)
@@ -953,7 +963,8 @@ static int take_bases(struct rd *r, json_t *bases, struct ferr *e)
 	json_array_foreach(bases, i, b)
 	{
 		const char *s = json_string_value(b);
-		if (!s || strlen(s) != 64 || strspn(s, "0123456789abcdef") != 64)
+		if (!s || strlen(s) != 64 ||
+		    strspn(s, "0123456789abcdef") != 64)
 			return ferr_set(e, FERR_BUNDLE, 0,
 					"'ferry.json': delta base %zu is not a "
 					"bundle id",
@@ -1057,9 +1068,8 @@ static int take_image(struct rd *r, json_t *d, json_t *fi, size_t i,
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	json_array_foreach(pl, k, p)
 	{
-		if (json_string_value(p) &&
-		    (im->platforms[im->nplatforms] =
-			 strdup(json_string_value(p))))
+		if (json_string_value(p) && (im->platforms[im->nplatforms] =
+						 strdup(json_string_value(p))))
 			im->nplatforms++;
 	}
 	return 0;
@@ -1078,7 +1088,8 @@ static int take_images(struct rd *r, json_t *fj, json_t *ix, struct ferr *e)
 				"'index.json' is not an OCI index with "
 				"'manifests'");
 	imgs = json_object_get(fj, "images");
-	if (!json_is_array(imgs) || json_array_size(imgs) != json_array_size(mans))
+	if (!json_is_array(imgs) ||
+	    json_array_size(imgs) != json_array_size(mans))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'ferry.json' and 'index.json' list different "
 				"images");
@@ -1159,12 +1170,14 @@ static int take_header(struct rd *r, struct ferr *e)
 
 	if (check_oci_layout(r, e) < 0)
 		return -1;
-	fj = parse_json(r->fixed[1].data, r->fixed[1].len, BUNDLE_FERRY_JSON, e);
+	fj = parse_json(r->fixed[1].data, r->fixed[1].len, BUNDLE_FERRY_JSON,
+			e);
 	if (!fj || take_meta(r, fj, e) < 0 || take_delta(r, fj, e) < 0)
 		goto out;
-	ix = parse_json(r->fixed[2].data, r->fixed[2].len, BUNDLE_INDEX_JSON, e);
-	if (!ix || take_images(r, fj, ix, e) < 0 ||
-	    check_bundle_id(r, e) < 0 || check_manifest_json(r, e) < 0)
+	ix = parse_json(r->fixed[2].data, r->fixed[2].len, BUNDLE_INDEX_JSON,
+			e);
+	if (!ix || take_images(r, fj, ix, e) < 0 || check_bundle_id(r, e) < 0 ||
+	    check_manifest_json(r, e) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -1234,9 +1247,10 @@ static int read_entry(struct archive *a, struct src *s, const char *q,
 				ferr_set(e, FERR_BUNDLE, 0,
 					 "bundle is truncated or corrupt in "
 					 "entry '%s': %s",
-					 q, archive_error_string(a)
-						? archive_error_string(a)
-						: "read error");
+					 q,
+					 archive_error_string(a)
+					     ? archive_error_string(a)
+					     : "read error");
 			goto out;
 		}
 		if (off < 0 || (uint64_t)off != got) {
@@ -1248,16 +1262,18 @@ static int read_entry(struct archive *a, struct src *s, const char *q,
 		got += n;
 		if (got > size) {
 			ferr_set(e, FERR_BUNDLE, 0,
-				 "entry '%s' is longer than its header says", q);
+				 "entry '%s' is longer than its header says",
+				 q);
 			goto out;
 		}
 		if (sink && sink(sctx, p, n, e) < 0)
 			goto out;
 	}
 	if (got != size) {
-		ferr_set(e, FERR_BUNDLE, 0,
-			 "bundle is truncated: entry '%s' has %llu of %llu bytes",
-			 q, (unsigned long long)got, (unsigned long long)size);
+		ferr_set(
+		    e, FERR_BUNDLE, 0,
+		    "bundle is truncated: entry '%s' has %llu of %llu bytes", q,
+		    (unsigned long long)got, (unsigned long long)size);
 		goto out;
 	}
 	r->st->tar_bytes += got;
@@ -1369,7 +1385,7 @@ static int open_archive(struct rd *r, const char *path, struct ferr *e)
 static int check_end_marker(struct rd *r, uint64_t before, struct ferr *e)
 {
 	if (r->idx >= 6 && (uint64_t)archive_filter_bytes(r->a, 0) <
-				((before + 511) & ~(uint64_t)511) + 1024)
+			       ((before + 511) & ~(uint64_t)511) + 1024)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'%s' is truncated: the end-of-archive marker "
 				"is missing",
@@ -1451,9 +1467,10 @@ static int fixed_missing(struct rd *r, struct ferr *e)
 		return -1;
 	}
 	return ferr_set(e, FERR_BUNDLE, 0,
-			r->idx == 0 ? "'%s' is empty or not a bundle: entry "
-				      "'%s' is missing"
-				    : "'%s' is truncated: entry '%s' is missing",
+			r->idx == 0
+			    ? "'%s' is empty or not a bundle: entry "
+			      "'%s' is missing"
+			    : "'%s' is truncated: entry '%s' is missing",
 			r->s.name, fixed_names[r->idx]);
 }
 
@@ -1464,10 +1481,10 @@ static int read_fixed(struct rd *r, const struct entry *en, struct ferr *e)
 	if (strcmp(en->name, fixed_names[i]) != 0)
 		return fixed_misplaced(i, en, e);
 	if (en->size > fixed_caps[i])
-		return ferr_set(e, FERR_BUNDLE, 0,
-				"entry '%s' is %llu bytes, over its limit of %zu",
-				en->q, (unsigned long long)en->size,
-				fixed_caps[i]);
+		return ferr_set(
+		    e, FERR_BUNDLE, 0,
+		    "entry '%s' is %llu bytes, over its limit of %zu", en->q,
+		    (unsigned long long)en->size, fixed_caps[i]);
 	if (read_entry(r->a, &r->s, en->q, en->size, &r->fixed_d[i], to_buf,
 		       &r->fixed[i], r, e) < 0 ||
 	    buf_append(&r->fixed[i], "", 0) < 0)

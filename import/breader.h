@@ -54,12 +54,13 @@ struct bundle_header {
 	char *channel;
 	uint64_t sequence;
 	char key_id[72];
-	struct bundle_image *images; /* ref, digest, media type, platforms, size */
+	struct bundle_image
+	    *images; /* ref, digest, media type, platforms, size */
 	size_t nimages;
 	size_t nentries; /* entries SHA256SUMS lists, blobs included */
 	size_t nblobs;
 	const char *compression; /* "zstd", "gzip", "none" */
-	bool verified;           /* signature checked (false in inspect mode) */
+	bool verified;		 /* signature checked (false in inspect mode) */
 	/* a delta: the base bundle ids it needs, and what it leaves out */
 	char **bases;
 	size_t nbases;
@@ -74,7 +75,8 @@ struct bundle_header {
 
 struct bundle_ops {
 	int (*header)(void *ctx, const struct bundle_header *h, struct ferr *e);
-	int (*blob_begin)(void *ctx, const struct bundle_blob *b, struct ferr *e);
+	int (*blob_begin)(void *ctx, const struct bundle_blob *b,
+			  struct ferr *e);
 	int (*blob_data)(void *ctx, const void *p, size_t n, struct ferr *e);
 	int (*blob_end)(void *ctx, const struct bundle_blob *b, struct ferr *e);
 	void (*blob_abort)(void *ctx);

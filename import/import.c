@@ -94,8 +94,8 @@ static void draw(void *ctx, bool final)
 	fprintf(stderr,
 		"\r\033[K%s: read %.1f MiB, pushed %.1f MiB (%.1f MiB/s); "
 		"blobs %u pushed, %u there, %u mounted; manifests %u, tags %u",
-		phase[ph >= 0 && ph < 4 ? ph : 0], rd, pu, t > 0.2 ? pu / t : 0.0,
-		atomic_load(&u->pr->blobs_pushed),
+		phase[ph >= 0 && ph < 4 ? ph : 0], rd, pu,
+		t > 0.2 ? pu / t : 0.0, atomic_load(&u->pr->blobs_pushed),
 		atomic_load(&u->pr->blobs_skipped),
 		atomic_load(&u->pr->blobs_mounted),
 		atomic_load(&u->pr->manifests_pushed),
@@ -116,8 +116,9 @@ static void on_event(void *ctx, const struct imp_event *ev)
 		return; /* on a terminal the ticker shows the counters */
 	if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_pack("{sssssssssI}", "event", kind, "action",
-				      ev->action, "repository", ev->repo, "object",
-				      ev->what, "bytes", (json_int_t)ev->size);
+				      ev->action, "repository", ev->repo,
+				      "object", ev->what, "bytes",
+				      (json_int_t)ev->size);
 		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		if (s)
 			fprintf(stderr, "%s\n", s);
@@ -126,8 +127,8 @@ static void on_event(void *ctx, const struct imp_event *ev)
 		return;
 	}
 	if (ev->type == IMP_EV_BLOB)
-		fprintf(stderr, "%-11s %s %s@%.19s (%.1f MiB)\n", ev->action, kind,
-			ev->repo, ev->what, (double)ev->size / 1048576.0);
+		fprintf(stderr, "%-11s %s %s@%.19s (%.1f MiB)\n", ev->action,
+			kind, ev->repo, ev->what, (double)ev->size / 1048576.0);
 	else
 		fprintf(stderr, "%-11s %s %s%s%s\n", ev->action, kind, ev->repo,
 			strchr(ev->what, ':') ? "@" : ":", ev->what);
@@ -144,10 +145,14 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "to", json_string(to));
 	json_object_set_new(root, "dryRun", json_boolean(dry));
 	json_object_set_new(root, "bundleId", json_string(r->hdr.bundle_id));
-	json_object_set_new(root, "channel", json_string(r->hdr.channel ? r->hdr.channel : ""));
-	json_object_set_new(root, "sequence", json_integer((json_int_t)r->hdr.sequence));
-	json_object_set_new(root, "alreadyImported", json_boolean(r->already_imported));
-	json_object_set_new(root, "importedAgain", json_boolean(r->stale != NULL));
+	json_object_set_new(root, "channel",
+			    json_string(r->hdr.channel ? r->hdr.channel : ""));
+	json_object_set_new(root, "sequence",
+			    json_integer((json_int_t)r->hdr.sequence));
+	json_object_set_new(root, "alreadyImported",
+			    json_boolean(r->already_imported));
+	json_object_set_new(root, "importedAgain",
+			    json_boolean(r->stale != NULL));
 	for (size_t i = 0; i < r->nimages; i++) {
 		const struct imp_image *im = &r->images[i];
 		json_array_append_new(
@@ -162,10 +167,13 @@ static int write_report(const char *path, const char *bundle, const char *to,
 		      "mounted", (json_int_t)r->mounted, "bytesPushed",
 		      (json_int_t)r->bytes_pushed, "bytesToPush",
 		      (json_int_t)r->bytes_to_push));
-	json_object_set_new(root, "manifestsPushed", json_integer(r->manifests_pushed));
-	json_object_set_new(root, "manifestsSkipped", json_integer(r->manifests_skipped));
+	json_object_set_new(root, "manifestsPushed",
+			    json_integer(r->manifests_pushed));
+	json_object_set_new(root, "manifestsSkipped",
+			    json_integer(r->manifests_skipped));
 	json_object_set_new(root, "tagsPushed", json_integer(r->tags));
-	json_object_set_new(root, "projectsCreated", json_integer(r->projects_created));
+	json_object_set_new(root, "projectsCreated",
+			    json_integer(r->projects_created));
 	json_object_set_new(root, "durationSeconds", json_real(secs));
 	rc = cli_write_json(path, root, e);
 	json_decref(root);
@@ -242,9 +250,10 @@ static int parse_opt(struct import_args *a, int c, char **argv)
 		errno = 0;
 		a->jobs = strtoul(optarg, &end, 10);
 		if (errno || *end || a->jobs < 1 || a->jobs > 16) {
-			cli_usage_error("import",
-					"--jobs takes a number from 1 to 16, not '%s'",
-					optarg);
+			cli_usage_error(
+			    "import",
+			    "--jobs takes a number from 1 to 16, not '%s'",
+			    optarg);
 			return -1;
 		}
 		return 0;
@@ -284,8 +293,8 @@ static int parse_args(int argc, char **argv, struct import_args *a)
 	a->jobs = 4;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts,
+				NULL)) != -1) {
 		int r = cli_common_opt(&a->com, c, optarg, "import");
 		if (r == 2)
 			return 1;
@@ -297,21 +306,24 @@ static int parse_args(int argc, char **argv, struct import_args *a)
 			return r;
 	}
 	if (optind != argc - 1) {
-		cli_usage_error("import", optind == argc ? "no BUNDLE given"
-							 : "give exactly one BUNDLE");
+		cli_usage_error("import", optind == argc
+					      ? "no BUNDLE given"
+					      : "give exactly one BUNDLE");
 		return -1;
 	}
 	a->bundle = argv[optind];
 	if (!a->keyfile || !a->to) {
 		cli_usage_error("import", "%s is required",
-				!a->keyfile ? "--key PUBLIC.pem" : "--to HOST[/PREFIX]");
+				!a->keyfile ? "--key PUBLIC.pem"
+					    : "--to HOST[/PREFIX]");
 		return -1;
 	}
 	if (parse_to(a->to, &a->host, &a->prefix) < 0) {
-		cli_usage_error("import",
-				"--to takes HOST[:PORT][/PREFIX] with a lowercase "
-				"repository prefix, not '%s'",
-				a->to);
+		cli_usage_error(
+		    "import",
+		    "--to takes HOST[:PORT][/PREFIX] with a lowercase "
+		    "repository prefix, not '%s'",
+		    a->to);
 		return -1;
 	}
 	return 0;

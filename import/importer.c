@@ -31,9 +31,9 @@ static void keep_name(const char *domain, char *out, size_t n)
 	for (const char *p = domain; *p && len + 1 < n; p++) {
 		if (*p == '[' || *p == ']')
 			continue;
-		out[len++] = *p == ':'		     ? '-'
+		out[len++] = *p == ':'		      ? '-'
 			     : *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a')
-						     : *p;
+						      : *p;
 	}
 	while (len && !((out[len - 1] >= 'a' && out[len - 1] <= 'z') ||
 			(out[len - 1] >= '0' && out[len - 1] <= '9')))
@@ -251,9 +251,9 @@ struct imp {
 	/* shared with the workers, under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	uint64_t mem_used; /* blob data in flight */
+	uint64_t mem_used;	   /* blob data in flight */
 	atomic_bool no_monolithic; /* the registry wants upload sessions */
-	size_t large_running;      /* large blobs streaming */
+	size_t large_running;	   /* large blobs streaming */
 	struct job *queue_head, *queue_tail;
 	size_t queued;
 	bool stop, failed;
@@ -355,7 +355,7 @@ static struct dset *set_find(const struct imp *x, const struct digest *d)
 	size_t pos;
 
 	return idx_find(&x->set_idx, d->str, set_key, x, &pos) ? x->sets[pos]
-								: NULL;
+							       : NULL;
 }
 
 static struct dset *set_create(struct imp *x, const struct digest *d)
@@ -613,8 +613,8 @@ static int send_small(struct imp *x, struct reg_client *c, const char *repo,
 	int rc;
 
 	if (!atomic_load(&x->no_monolithic)) {
-		if (reg_upload_blob(c, repo, &j->d, j->small, j->small_len, &one,
-				    e) < 0)
+		if (reg_upload_blob(c, repo, &j->d, j->small, j->small_len,
+				    &one, e) < 0)
 			return -1;
 		if (!one)
 			atomic_store(&x->no_monolithic, true);
@@ -647,10 +647,12 @@ static int upload_blob(struct imp *x, struct reg_client *c, struct job *j,
 			return 1;
 		if (j->small_len != j->size)
 			return ferr_set(e, FERR_IO, 0,
-					"internal error: blob '%s' data", j->d.str);
+					"internal error: blob '%s' data",
+					j->d.str);
 		if (send_small(x, c, repo, j, e) < 0)
 			return -1;
-		atomic_fetch_add(&x->pr->bytes_pushed, (unsigned long long)j->size);
+		atomic_fetch_add(&x->pr->bytes_pushed,
+				 (unsigned long long)j->size);
 		return 0;
 	}
 	pthread_mutex_lock(&x->mu);
@@ -775,7 +777,8 @@ static int run_blob_job(struct imp *x, struct reg_client *c, struct job *j,
 	if (x->o->dry_run) {
 		for (k = 0; k < nneed; k++)
 			note(x, IMP_EV_BLOB, need[k], j->d.str, j->size,
-			     from != (size_t)-1 || k ? "would mount" : "would push",
+			     from != (size_t)-1 || k ? "would mount"
+						     : "would push",
 			     NULL, NULL);
 		goto out;
 	}
@@ -873,7 +876,8 @@ static int start_workers(struct imp *x, struct wctx *w, size_t n,
 		w[x->nth].x = x;
 		w[x->nth].id = x->nth;
 		if (pthread_create(&x->th[x->nth], NULL, fn, &w[x->nth]) != 0)
-			return ferr_set(e, FERR_IO, errno, "cannot start a thread");
+			return ferr_set(e, FERR_IO, errno,
+					"cannot start a thread");
 	}
 	return 0;
 }
@@ -936,17 +940,19 @@ static int harbor_projects(struct imp *x, struct ferr *e)
 		proj[n] = '\0';
 		for (size_t k = 0; k < i; k++)
 			dup |= !strncmp(x->repos[k].name, proj, n) &&
-			       (x->repos[k].name[n] == '/' || !x->repos[k].name[n]);
+			       (x->repos[k].name[n] == '/' ||
+				!x->repos[k].name[n]);
 		if (dup)
 			continue;
-		snprintf(path, sizeof(path), "/api/v2.0/projects?project_name=%s",
-			 proj);
+		snprintf(path, sizeof(path),
+			 "/api/v2.0/projects?project_name=%s", proj);
 		ferr_clear(&pe);
 		if (reg_api(x->main, "HEAD", path, NULL, &st, &pe) == 0)
 			continue;
 		if (st != 404) {
 			*e = pe;
-			return ferr_prefix(e, "cannot check Harbor project '%s'",
+			return ferr_prefix(e,
+					   "cannot check Harbor project '%s'",
 					   proj);
 		}
 		if (!x->o->create_projects)
@@ -968,7 +974,8 @@ static int harbor_projects(struct imp *x, struct ferr *e)
 			    &pe) < 0 &&
 		    st != 409) {
 			*e = pe;
-			return ferr_prefix(e, "cannot create Harbor project '%s'",
+			return ferr_prefix(e,
+					   "cannot create Harbor project '%s'",
 					   proj);
 		}
 		x->res->projects_created++;
@@ -1003,7 +1010,8 @@ static int plan_images(struct imp *x, const struct bundle_header *h,
 		im->source = strdup(h->images[i].ref);
 		im->repo = repo;
 		im->digest = h->images[i].digest;
-		n = strlen(x->o->host) + strlen(repo) + 80 + (tag ? strlen(tag) : 0);
+		n = strlen(x->o->host) + strlen(repo) + 80 +
+		    (tag ? strlen(tag) : 0);
 		im->target = malloc(n);
 		if (!im->source || !im->target) {
 			free(tag);
@@ -1072,7 +1080,8 @@ static int tags_in_place(struct imp *x, bool *all, struct ferr *e)
 			tag++;
 		if (reg_head_manifest(x->main, im->repo, tag, &h, e) < 0)
 			return -1;
-		if (!h.found || (h.has_digest && !digest_equal(&h.digest, &im->digest))) {
+		if (!h.found ||
+		    (h.has_digest && !digest_equal(&h.digest, &im->digest))) {
 			*all = false;
 			free(x->res->stale);
 			x->res->stale = strdup(im->target);
@@ -1132,7 +1141,8 @@ static int on_blob_begin(void *ctx, const struct bundle_blob *b, struct ferr *e)
 	j->size = b->size;
 	j->set = s;
 	j->refs = 2;
-	if (b->size <= IMP_SMALL && !(j->small = mem_get(x, (size_t)b->size, e))) {
+	if (b->size <= IMP_SMALL &&
+	    !(j->small = mem_get(x, (size_t)b->size, e))) {
 		free(j);
 		return -1;
 	}
@@ -1191,8 +1201,7 @@ static int on_blob_data(void *ctx, const void *p, size_t n, struct ferr *e)
 	}
 	while (n) {
 		size_t k;
-		if (!x->cur_chunk &&
-		    !(x->cur_chunk = mem_get(x, IMP_CHUNK, e)))
+		if (!x->cur_chunk && !(x->cur_chunk = mem_get(x, IMP_CHUNK, e)))
 			return -1;
 		k = IMP_CHUNK - x->cur_fill;
 		if (k > n)
@@ -1240,10 +1249,11 @@ static int keep_doc(struct imp *x, const struct bundle_blob *b, struct ferr *e)
 	if (!s || s->doc)
 		return 0;
 	if (x->doc_bytes + b->doc_len > IMP_MAX_DOC_BYTES)
-		return ferr_set(e, FERR_INPUT, 0,
-				"the bundle's manifests exceed %u MiB, more than "
-				"import keeps in memory",
-				(unsigned)(IMP_MAX_DOC_BYTES / FERRY_MIB));
+		return ferr_set(
+		    e, FERR_INPUT, 0,
+		    "the bundle's manifests exceed %u MiB, more than "
+		    "import keeps in memory",
+		    (unsigned)(IMP_MAX_DOC_BYTES / FERRY_MIB));
 	nd = realloc(x->docs, (x->ndocs + 1) * sizeof(*nd));
 	if (!nd || !(s->doc = calloc(1, sizeof(*s->doc))) ||
 	    !(s->doc->data = malloc(b->doc_len + 1)))
@@ -1258,18 +1268,27 @@ static int keep_doc(struct imp *x, const struct bundle_blob *b, struct ferr *e)
 	s->doc->len = b->doc_len;
 	root = json_loadb((const char *)b->doc, b->doc_len, 0, NULL);
 	if (!root)
-		return ferr_set(e, FERR_BUNDLE, 0, "'%s' does not parse", b->path);
-	arr = json_object_get(root, b->kind == BK_INDEX ? "manifests" : "layers");
+		return ferr_set(e, FERR_BUNDLE, 0, "'%s' does not parse",
+				b->path);
+	arr = json_object_get(root,
+			      b->kind == BK_INDEX ? "manifests" : "layers");
 	for (size_t r = 0; r < nrepos; r++) {
 		size_t repo = s->repos[r];
 		json_array_foreach(arr, i, d)
 		{
-			if (digest_parse(&cd, json_string_value(json_object_get(d, "digest")), e) < 0 ||
+			if (digest_parse(&cd,
+					 json_string_value(
+					     json_object_get(d, "digest")),
+					 e) < 0 ||
 			    set_add(x, &cd, repo, e) < 0)
 				goto out;
 		}
 		if (b->kind == BK_MANIFEST &&
-		    (digest_parse(&cd, json_string_value(json_object_get(json_object_get(root, "config"), "digest")), e) < 0 ||
+		    (digest_parse(&cd,
+				  json_string_value(json_object_get(
+				      json_object_get(root, "config"),
+				      "digest")),
+				  e) < 0 ||
 		     set_add(x, &cd, repo, e) < 0))
 			goto out;
 	}
@@ -1318,10 +1337,11 @@ static int state_load(struct imp *x, json_t **out, struct ferr *e)
 	root = json_load_file(x->state_path, JSON_REJECT_DUPLICATES, &je);
 	if (!root || !json_is_array(json_object_get(root, "imports"))) {
 		json_decref(root);
-		return ferr_set(e, FERR_IO, 0,
-				"state file '%s' is damaged: %s (move it away to "
-				"start over)",
-				x->state_path, je.text);
+		return ferr_set(
+		    e, FERR_IO, 0,
+		    "state file '%s' is damaged: %s (move it away to "
+		    "start over)",
+		    x->state_path, je.text);
 	}
 	*out = root;
 	return 0;
@@ -1337,7 +1357,8 @@ static json_t *state_find(json_t *root, const char *target, const char *key,
 	{
 		const char *t = json_string_value(json_object_get(v, "target"));
 		const char *k = json_string_value(json_object_get(v, "keyId"));
-		const char *c = json_string_value(json_object_get(v, "channel"));
+		const char *c =
+		    json_string_value(json_object_get(v, "channel"));
 		if (t && k && c && !strcmp(t, target) && !strcmp(k, key) &&
 		    !strcmp(c, channel))
 			return v;
@@ -1355,8 +1376,9 @@ int imp_target_key(const char *host, const char *prefix, const char *scheme,
 	if (len >= sizeof(h))
 		return -1;
 	for (size_t i = 0; i <= len; i++)
-		h[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] - 'A' + 'a'
-							      : host[i]);
+		h[i] = (char)(host[i] >= 'A' && host[i] <= 'Z'
+				  ? host[i] - 'A' + 'a'
+				  : host[i]);
 	if (len > strlen(dflt) && !strcmp(h + len - strlen(dflt), dflt))
 		h[len - strlen(dflt)] = '\0';
 	while (pl && prefix[pl - 1] == '/')
@@ -1420,7 +1442,8 @@ static int state_check(struct imp *x, const struct bundle_header *h,
 	if (ent) {
 		uint64_t seq = (uint64_t)json_integer_value(
 		    json_object_get(ent, "sequence"));
-		const char *id = json_string_value(json_object_get(ent, "bundleId"));
+		const char *id =
+		    json_string_value(json_object_get(ent, "bundleId"));
 		if (id && !strcmp(id, h->bundle_id)) {
 			x->already = true;
 		} else if (seq >= h->sequence && !x->o->allow_rollback) {
@@ -1467,13 +1490,15 @@ static int state_save(struct imp *x, const struct bundle_header *h,
 	json_object_set_new(ent, "target", json_string(x->target_key));
 	json_object_set_new(ent, "keyId", json_string(h->key_id));
 	json_object_set_new(ent, "channel", json_string(h->channel));
-	json_object_set_new(ent, "sequence", json_integer((json_int_t)h->sequence));
+	json_object_set_new(ent, "sequence",
+			    json_integer((json_int_t)h->sequence));
 	json_object_set_new(ent, "bundleId", json_string(h->bundle_id));
 	json_object_set_new(ent, "imported", json_string(when));
 	snprintf(tmp, n, "%s.XXXXXX", x->state_path);
 	fd = mkstemp(tmp);
 	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot write '%s'", x->state_path);
+		ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
+			   x->state_path);
 		goto out;
 	}
 	if (json_dumpfd(root, fd, JSON_INDENT(2)) < 0 || fsync(fd) < 0 ||
@@ -1505,17 +1530,22 @@ static bool doc_child_placed(struct imp *x, const struct doc *doc, size_t repo)
 	bool placed = false;
 	size_t i;
 
-	arr = json_object_get(root, doc->kind == BK_INDEX ? "manifests" : "layers");
+	arr = json_object_get(root,
+			      doc->kind == BK_INDEX ? "manifests" : "layers");
 	json_array_foreach(arr, i, d)
 	{
 		if (placed)
 			break;
-		placed = digest_parse(&cd, json_string_value(json_object_get(d, "digest")),
+		placed = digest_parse(&cd,
+				      json_string_value(
+					  json_object_get(d, "digest")),
 				      NULL) == 0 &&
 			 set_placed(x, &cd, repo);
 	}
 	if (!placed && doc->kind == BK_MANIFEST &&
-	    digest_parse(&cd, json_string_value(json_object_get(json_object_get(root, "config"), "digest")),
+	    digest_parse(&cd,
+			 json_string_value(json_object_get(
+			     json_object_get(root, "config"), "digest")),
 			 NULL) == 0)
 		placed = set_placed(x, &cd, repo);
 	json_decref(root);
@@ -1537,8 +1567,8 @@ static int push_doc(struct imp *x, struct reg_client *c, size_t i,
 		if (reg_head_manifest(c, repo, dg, &h, e) < 0)
 			return -1;
 		if (h.found) {
-			note(x, IMP_EV_MANIFEST, it->repo, dg, d->len, "skipped",
-			     &x->res->manifests_skipped, NULL);
+			note(x, IMP_EV_MANIFEST, it->repo, dg, d->len,
+			     "skipped", &x->res->manifests_skipped, NULL);
 			return 0;
 		}
 	}
@@ -1580,13 +1610,19 @@ static struct item *doc_items(struct imp *x, int kind, size_t *n, bool *nested)
 		}
 		if (kind == BK_INDEX && !*nested) {
 			json_t *root = json_loadb((const char *)s->doc->data,
-						  s->doc->len, 0, NULL), *d;
+						  s->doc->len, 0, NULL),
+			       *d;
 			struct digest cd;
 			size_t i;
-			json_array_foreach(json_object_get(root, "manifests"), i, d)
+			json_array_foreach(json_object_get(root, "manifests"),
+					   i, d)
 			{
 				struct dset *cs;
-				if (digest_parse(&cd, json_string_value(json_object_get(d, "digest")), NULL) == 0 &&
+				if (digest_parse(&cd,
+						 json_string_value(
+						     json_object_get(d,
+								     "digest")),
+						 NULL) == 0 &&
 				    (cs = set_find(x, &cd)) && cs->doc &&
 				    cs->doc->kind == BK_INDEX)
 					*nested = true;
@@ -1639,8 +1675,8 @@ static struct item *omitted_items(struct imp *x, size_t *n)
 }
 
 /* Mount `d` into repository r from repository from (which has it). */
-static int omitted_mount_from(struct imp *x, const struct item *it,
-			      size_t from, bool *mounted, struct ferr *e)
+static int omitted_mount_from(struct imp *x, const struct item *it, size_t from,
+			      bool *mounted, struct ferr *e)
 {
 	char *u = NULL;
 
@@ -1684,7 +1720,8 @@ static int omitted_mount(struct imp *x, const struct item *items, size_t n,
 		struct reg_head h;
 		if (r == it->repo)
 			continue;
-		if (reg_head_blob(x->main, x->repos[r].name, &it->s->d, &h, e) < 0)
+		if (reg_head_blob(x->main, x->repos[r].name, &it->s->d, &h, e) <
+		    0)
 			return -1;
 		if (!h.found)
 			continue;
@@ -1737,9 +1774,10 @@ static int check_omitted(struct imp *x, struct ferr *e)
 	for (size_t i = 0; i < n; i++) {
 		/* searching the other repositories costs requests: once a few
 		 * blobs are nowhere, the rest are only counted */
-		int r = x->omit_have[i]		       ? 0
-			: missing >= IMP_DELTA_SEARCH ? 1
-						       : omitted_mount(x, items, n, i, e);
+		int r = x->omit_have[i] ? 0
+			: missing >= IMP_DELTA_SEARCH
+			    ? 1
+			    : omitted_mount(x, items, n, i, e);
 		if (r < 0)
 			goto out;
 		if (r > 0 && !missing++)
@@ -1765,7 +1803,8 @@ static int push_docs(struct imp *x, size_t threads, struct ferr *e)
 		struct item *items = doc_items(x, kinds[p], &n, &nested);
 		if (!items)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads, e);
+		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads,
+			       e);
 		free(items);
 	}
 	return rc;
@@ -1796,19 +1835,21 @@ static int push_tag(struct imp *x, struct reg_client *c, size_t i,
 				"image '%s' has no manifest in the bundle",
 				im->source);
 	/* a manifest this run pushed there had no tag pointing at it */
-	if (repo_state(x, rid) != REPO_FRESH && !set_placed(x, &im->digest, rid)) {
+	if (repo_state(x, rid) != REPO_FRESH &&
+	    !set_placed(x, &im->digest, rid)) {
 		struct reg_head h;
 		if (reg_head_manifest(c, im->repo, tag, &h, e) < 0)
 			return -1;
-		if (h.found && h.has_digest && digest_equal(&h.digest, &im->digest)) {
+		if (h.found && h.has_digest &&
+		    digest_equal(&h.digest, &im->digest)) {
 			note(x, IMP_EV_TAG, rid, tag, 0, "skipped", NULL, NULL);
 			return 0;
 		}
 		moved = h.found;
 	}
 	if (x->o->dry_run) {
-		note(x, IMP_EV_TAG, rid, tag, 0, moved ? "would move" : "would push",
-		     NULL, NULL);
+		note(x, IMP_EV_TAG, rid, tag, 0,
+		     moved ? "would move" : "would push", NULL, NULL);
 		return 0;
 	}
 	if (reg_put_manifest(c, im->repo, tag, s->doc->media_type, s->doc->data,
@@ -1882,8 +1923,9 @@ static int imp_init(struct imp *x, const struct imp_opts *o,
 	pthread_cond_init(&x->cv, NULL);
 	sd = o->state_dir ? strdup(o->state_dir) : imp_default_state_dir();
 	if (!sd)
-		return ferr_set(e, FERR_IO, 0,
-				"no state directory: set HOME or use --state-dir");
+		return ferr_set(
+		    e, FERR_IO, 0,
+		    "no state directory: set HOME or use --state-dir");
 	n = strlen(sd) + 32;
 	x->state_path = malloc(n);
 	if (x->state_path)
@@ -1900,8 +1942,8 @@ static int imp_init(struct imp *x, const struct imp_opts *o,
 		return ferr_set(e, FERR_USAGE, 0, "target '%s' is too long",
 				o->host);
 	for (x->nclients = 0; x->nclients < worker_count(o); x->nclients++)
-		if (reg_client_init(&x->clients[x->nclients], o->host, &x->ropts,
-				    e) < 0)
+		if (reg_client_init(&x->clients[x->nclients], o->host,
+				    &x->ropts, e) < 0)
 			return -1;
 	return 0;
 }
@@ -1910,7 +1952,7 @@ static int imp_init(struct imp *x, const struct imp_opts *o,
  * bundle was imported before and the target still has all its tags. */
 static int imp_read(struct imp *x, const char *bundle, struct ferr *e)
 {
-	struct bundle_ops ops = {on_header, on_blob_begin, on_blob_data,
+	struct bundle_ops ops = {on_header,   on_blob_begin, on_blob_data,
 				 on_blob_end, on_blob_abort, NULL};
 	struct bundle_stats st;
 	int rr;

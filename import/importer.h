@@ -74,8 +74,8 @@ struct imp_opts {
 };
 
 struct imp_image {
-	char *source;  /* reference in the bundle */
-	char *target;  /* HOST/REPO[:TAG|@DIGEST] */
+	char *source; /* reference in the bundle */
+	char *target; /* HOST/REPO[:TAG|@DIGEST] */
 	char *repo;
 	struct digest digest;
 	unsigned pushed, skipped, mounted;

@@ -40,7 +40,7 @@ struct parts_in {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct chunk q[NCHUNKS];
-	size_t head, count; /* filled chunks: q[head], ... */
+	size_t head, count;		  /* filled chunks: q[head], ... */
 	unsigned char *pool[NCHUNKS + 2]; /* empty chunks for reuse */
 	size_t npool;
 	bool eof, stop, failed;
@@ -105,7 +105,8 @@ static int check_list_sig(const char *list_path, const struct buf *list,
 	buf_init(&b, 0);
 	if (slurp(sig_path, BREADER_MAX_SIG, &b, e) < 0)
 		goto out;
-	if (sig_base64_decode((const char *)b.data, b.len, &sig, &siglen, e) < 0) {
+	if (sig_base64_decode((const char *)b.data, b.len, &sig, &siglen, e) <
+	    0) {
 		e->cat = FERR_VERIFY;
 		ferr_prefix(e, "invalid signature in '%s'", sig_path);
 		goto out;
@@ -148,9 +149,10 @@ static int check_present(struct parts_in *p, struct ferr *e)
 	if (!extra)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	if (lstat(extra, &st) == 0)
-		rc = ferr_set(e, FERR_BUNDLE, 0,
-			      "'%s' is not listed in '%s.parts' (an extra part)",
-			      extra, p->bundle);
+		rc =
+		    ferr_set(e, FERR_BUNDLE, 0,
+			     "'%s' is not listed in '%s.parts' (an extra part)",
+			     extra, p->bundle);
 	free(extra);
 	return rc;
 }
@@ -245,7 +247,8 @@ static int read_part(struct parts_in *p, size_t i, struct ferr *e)
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		ferr_errno(e, FERR_BUNDLE, errno, "cannot open part '%s'", path);
+		ferr_errno(e, FERR_BUNDLE, errno, "cannot open part '%s'",
+			   path);
 		goto out;
 	}
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -259,8 +262,8 @@ static int read_part(struct parts_in *p, size_t i, struct ferr *e)
 		if (r <= 0) {
 			free(buf);
 			if (r < 0) {
-				ferr_errno(e, FERR_IO, errno, "cannot read '%s'",
-					   path);
+				ferr_errno(e, FERR_IO, errno,
+					   "cannot read '%s'", path);
 				goto out;
 			}
 			break;
@@ -379,8 +382,7 @@ static int next_chunk(struct parts_in *p, struct chunk *c, struct ferr *e)
 	return rc;
 }
 
-ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf,
-		      struct ferr *e)
+ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf, struct ferr *e)
 {
 	struct chunk c;
 	int rc = next_chunk(p, &c, e);

@@ -23,8 +23,7 @@ int parts_in_open(struct parts_in **out, const char *bundle,
  * PARTS_IN_CHUNK bytes, or NULL) is taken back and replaced by one holding
  * the returned number of bytes; 0 at the end; -1 naming a part that is
  * unreadable or does not match the list. */
-ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf,
-		      struct ferr *e);
+ssize_t parts_in_swap(struct parts_in *p, unsigned char **buf, struct ferr *e);
 size_t parts_in_count(const struct parts_in *p);
 void parts_in_release(struct parts_in *p);
 

@@ -48,7 +48,8 @@ static const char unpack_usage[] =
 #define UNPACK_TAIL_HOLD (64u * 1024u)
 #define UNPACK_MAX_HOLD                                                        \
 	((size_t)BREADER_MAX_OCI_LAYOUT + 3u * (size_t)FERRY_MAX_JSON +        \
-	 (size_t)BREADER_MAX_SUMS + (size_t)BREADER_MAX_SIG + 4u * 1024u * 1024u)
+	 (size_t)BREADER_MAX_SUMS + (size_t)BREADER_MAX_SIG +                  \
+	 4u * 1024u * 1024u)
 /* tar's block size: a stream cut off the block boundary is always a
  * truncated archive to a loader. */
 #define TAR_BLOCK 512u
@@ -80,8 +81,8 @@ static int up_write(struct unpack *u, const void *p, size_t n, struct ferr *e)
 		if (w < 0 && errno == EINTR && !cli_interrupted)
 			continue;
 		if (w < 0)
-			return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
-					  u->name);
+			return ferr_errno(e, FERR_IO, errno,
+					  "cannot write '%s'", u->name);
 		c += w;
 		n -= (size_t)w;
 		u->written += (uint64_t)w;
@@ -125,12 +126,13 @@ static int up_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 
 	/* a loader gets every blob from the tar: a delta lacks some */
 	if (h->nbases)
-		return ferr_set(e, FERR_INPUT, 0,
-				"the bundle is a delta (it leaves out %zu blobs "
-				"its bases carry): no loader can load it alone; "
-				"import it into a registry, or unpack a full "
-				"bundle",
-				h->nomitted);
+		return ferr_set(
+		    e, FERR_INPUT, 0,
+		    "the bundle is a delta (it leaves out %zu blobs "
+		    "its bases carry): no loader can load it alone; "
+		    "import it into a registry, or unpack a full "
+		    "bundle",
+		    h->nomitted);
 	u->verified = true;
 	return 0;
 }
@@ -176,20 +178,23 @@ static int parse_args(int argc, char **argv, struct cli_common *com,
 		} else if (c == 'o') {
 			*output = optarg;
 		} else {
-			cli_usage_error("unpack", "unknown or incomplete option '%s'",
+			cli_usage_error("unpack",
+					"unknown or incomplete option '%s'",
 					argv[optind - 1]);
 			return -1;
 		}
 	}
 	if (optind != argc - 1) {
-		cli_usage_error("unpack", optind == argc ? "no BUNDLE given"
-							 : "give exactly one BUNDLE");
+		cli_usage_error("unpack", optind == argc
+					      ? "no BUNDLE given"
+					      : "give exactly one BUNDLE");
 		return -1;
 	}
 	*bundle = argv[optind];
 	if (!*keyfile) {
-		cli_usage_error("unpack", "--key PUBLIC.pem is required: the "
-					  "trusted key never comes from the bundle");
+		cli_usage_error("unpack",
+				"--key PUBLIC.pem is required: the "
+				"trusted key never comes from the bundle");
 		return -1;
 	}
 	if (!*output || !**output) {
@@ -211,7 +216,8 @@ static int same_file(const char *bundle, const char *output, struct ferr *e)
 {
 	struct stat a, b;
 
-	if (!strcmp(bundle, "-") || stat(bundle, &a) < 0 || stat(output, &b) < 0)
+	if (!strcmp(bundle, "-") || stat(bundle, &a) < 0 ||
+	    stat(output, &b) < 0)
 		return 0;
 	if (a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 		return ferr_set(e, FERR_USAGE, 0,
@@ -233,8 +239,8 @@ static int open_temp(const char *output, char **tmp, struct ferr *e)
 	snprintf(*tmp, n, "%s.tmp-XXXXXX", output);
 	fd = mkstemp(*tmp);
 	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot create a file next to '%s'",
-			   output);
+		ferr_errno(e, FERR_IO, errno,
+			   "cannot create a file next to '%s'", output);
 		free(*tmp);
 		*tmp = NULL;
 		return -1;
@@ -252,12 +258,13 @@ static int finish_file(struct unpack *u, const char *tmp, const char *output,
 {
 	if (fsync(u->fd) < 0 || close(u->fd) < 0) {
 		u->fd = -1;
-		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'", output);
+		return ferr_errno(e, FERR_IO, errno, "cannot write '%s'",
+				  output);
 	}
 	u->fd = -1;
 	if (rename(tmp, output) < 0)
-		return ferr_errno(e, FERR_IO, errno, "cannot rename '%s' to '%s'",
-				  tmp, output);
+		return ferr_errno(e, FERR_IO, errno,
+				  "cannot rename '%s' to '%s'", tmp, output);
 	return 0;
 }
 

@@ -55,7 +55,8 @@ static json_t *header_json(const struct bundle_header *h)
 	json_object_set_new(o, "bundleId", cli_json_text(h->bundle_id));
 	json_object_set_new(o, "created", cli_json_text(h->created));
 	json_object_set_new(o, "channel", cli_json_text(h->channel));
-	json_object_set_new(o, "sequence", json_integer((json_int_t)h->sequence));
+	json_object_set_new(o, "sequence",
+			    json_integer((json_int_t)h->sequence));
 	json_object_set_new(o, "signingKeyId", cli_json_text(h->key_id));
 	json_object_set_new(o, "compression", cli_json_text(h->compression));
 	for (size_t i = 0; i < h->nimages; i++) {
@@ -63,23 +64,28 @@ static json_t *header_json(const struct bundle_header *h)
 		json_t *d = json_object(), *pl = json_array();
 		json_object_set_new(d, "reference", cli_json_text(im->ref));
 		json_object_set_new(d, "digest", json_string(im->digest.str));
-		json_object_set_new(d, "mediaType", cli_json_text(im->media_type));
+		json_object_set_new(d, "mediaType",
+				    cli_json_text(im->media_type));
 		for (size_t k = 0; k < im->nplatforms; k++)
-			json_array_append_new(pl, cli_json_text(im->platforms[k]));
+			json_array_append_new(pl,
+					      cli_json_text(im->platforms[k]));
 		json_object_set_new(d, "platforms", pl);
-		json_object_set_new(d, "size", json_integer((json_int_t)im->total_size));
+		json_object_set_new(d, "size",
+				    json_integer((json_int_t)im->total_size));
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(o, "images", imgs);
 	if (h->nparts)
-		json_object_set_new(o, "parts", json_integer((json_int_t)h->nparts));
+		json_object_set_new(o, "parts",
+				    json_integer((json_int_t)h->nparts));
 	if (h->nbases) {
 		json_t *b = json_array(), *om = json_array(),
 		       *d = json_object();
 		for (size_t i = 0; i < h->nbases; i++)
 			json_array_append_new(b, json_string(h->bases[i]));
 		for (size_t i = 0; i < h->nomitted; i++)
-			json_array_append_new(om, json_string(h->omitted[i].str));
+			json_array_append_new(om,
+					      json_string(h->omitted[i].str));
 		json_object_set_new(d, "bases", b);
 		json_object_set_new(d, "omitted", om);
 		json_object_set_new(o, "delta", d);
@@ -145,15 +151,16 @@ static void print_json(json_t *o)
 
 /* Shared parsing for verify and inspect. */
 static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
-		      bool want_key, struct cli_common *com, const char **bundle,
-		      const char **keyfile, bool *json, int *rc)
+		      bool want_key, struct cli_common *com,
+		      const char **bundle, const char **keyfile, bool *json,
+		      int *rc)
 {
 	int c;
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, long_opts,
+				NULL)) != -1) {
 		int r = cli_common_opt(com, c, optarg, cmd);
 		if (r == 2) {
 			*rc = FERRY_EXIT_OK;
@@ -181,22 +188,25 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 			break;
 		default:
 		bad:
-			cli_usage_error(cmd, "unknown or incomplete option '%s'",
+			cli_usage_error(cmd,
+					"unknown or incomplete option '%s'",
 					argv[optind - 1]);
 			*rc = FERRY_EXIT_USAGE;
 			return -1;
 		}
 	}
 	if (optind != argc - 1) {
-		cli_usage_error(cmd, optind == argc ? "no BUNDLE given"
-						    : "give exactly one BUNDLE");
+		cli_usage_error(cmd, optind == argc
+					 ? "no BUNDLE given"
+					 : "give exactly one BUNDLE");
 		*rc = FERRY_EXIT_USAGE;
 		return -1;
 	}
 	*bundle = argv[optind];
 	if (want_key && !*keyfile) {
-		cli_usage_error(cmd, "--key PUBLIC.pem is required: the trusted "
-				     "key never comes from the bundle");
+		cli_usage_error(cmd,
+				"--key PUBLIC.pem is required: the trusted "
+				"key never comes from the bundle");
 		*rc = FERRY_EXIT_USAGE;
 		return -1;
 	}
@@ -236,32 +246,43 @@ int cmd_verify(int argc, char **argv)
 		json_t *o = h.bundle_id[0] ? header_json(&h) : json_object();
 		/* on a bad signature: the key the bundle claims (unverified) */
 		if (!h.bundle_id[0] && h.key_id[0])
-			json_object_set_new(o, "signingKeyId", cli_json_text(h.key_id));
+			json_object_set_new(o, "signingKeyId",
+					    cli_json_text(h.key_id));
 		json_object_set_new(o, "bundle", cli_json_text(bundle));
 		json_object_set_new(o, "trustedKeyId", json_string(key.key_id));
-		json_object_set_new(o, "keyType", json_string(sig_type_name(key.type)));
-		json_object_set_new(o, "entries", json_integer((json_int_t)st.entries));
-		json_object_set_new(o, "blobs", json_integer((json_int_t)st.blobs));
-		json_object_set_new(o, "blobBytes", json_integer((json_int_t)st.blob_bytes));
-		json_object_set_new(o, "verdict", json_string(r == 0 ? "ok" : "failed"));
+		json_object_set_new(o, "keyType",
+				    json_string(sig_type_name(key.type)));
+		json_object_set_new(o, "entries",
+				    json_integer((json_int_t)st.entries));
+		json_object_set_new(o, "blobs",
+				    json_integer((json_int_t)st.blobs));
+		json_object_set_new(o, "blobBytes",
+				    json_integer((json_int_t)st.blob_bytes));
+		json_object_set_new(o, "verdict",
+				    json_string(r == 0 ? "ok" : "failed"));
 		if (r < 0) {
 			json_t *err = json_object();
-			json_object_set_new(err, "category", json_string(ferr_cat_name(e.cat)));
+			json_object_set_new(err, "category",
+					    json_string(ferr_cat_name(e.cat)));
 			json_object_set_new(err, "exitCode", json_integer(rc));
-			json_object_set_new(err, "message", cli_json_text(e.msg));
+			json_object_set_new(err, "message",
+					    cli_json_text(e.msg));
 			json_object_set_new(o, "error", err);
 		} else {
-			json_object_set_new(o, "checks",
-					    json_pack("[sssss]",
-						      "signature over SHA256SUMS with the trusted key",
-						      "every entry matches SHA256SUMS",
-						      "every blob matches its digest and descriptor size",
-						      "entry names, types, order, no duplicates or extras",
-						      "JSON documents capped, one manifest type each, media types agree"));
+			json_object_set_new(
+			    o, "checks",
+			    json_pack(
+				"[sssss]",
+				"signature over SHA256SUMS with the trusted key",
+				"every entry matches SHA256SUMS",
+				"every blob matches its digest and descriptor size",
+				"entry names, types, order, no duplicates or extras",
+				"JSON documents capped, one manifest type each, media types agree"));
 		}
-		json_object_set_new(o, "seconds",
-				    json_real((double)(t1.tv_sec - t0.tv_sec) +
-					      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
+		json_object_set_new(
+		    o, "seconds",
+		    json_real((double)(t1.tv_sec - t0.tv_sec) +
+			      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
 		print_json(o);
 		json_decref(o);
 	} else if (!com.quiet) {
@@ -273,10 +294,12 @@ int cmd_verify(int argc, char **argv)
 			       key.key_id, sig_type_name(key.type));
 			printf("entries     %llu (%llu blobs, %.1f MiB)\n",
 			       (unsigned long long)st.entries,
-			       (unsigned long long)st.blobs, mib(st.blob_bytes));
-			printf("verdict: OK: signature valid, every entry matches "
-			       "SHA256SUMS, every blob matches its digest and "
-			       "size\n");
+			       (unsigned long long)st.blobs,
+			       mib(st.blob_bytes));
+			printf(
+			    "verdict: OK: signature valid, every entry matches "
+			    "SHA256SUMS, every blob matches its digest and "
+			    "size\n");
 		} else {
 			put_line("verdict: FAILED: ", e.msg, "\n");
 		}
@@ -314,19 +337,23 @@ int cmd_inspect(int argc, char **argv)
 		json_t *o = header_json(&h);
 		json_object_set_new(o, "bundle", cli_json_text(bundle));
 		json_object_set_new(o, "verified", json_false());
-		json_object_set_new(o, "entries", json_integer((json_int_t)h.nentries + 2));
-		json_object_set_new(o, "blobs", json_integer((json_int_t)h.nblobs));
+		json_object_set_new(o, "entries",
+				    json_integer((json_int_t)h.nentries + 2));
+		json_object_set_new(o, "blobs",
+				    json_integer((json_int_t)h.nblobs));
 		print_json(o);
 		json_decref(o);
 	} else {
-		printf("NOT VERIFIED: this lists what the bundle says it holds; "
-		       "it does not check\nthe signature or any checksum. Use "
-		       "'ferry verify BUNDLE --key PUB'.\n\n");
+		printf(
+		    "NOT VERIFIED: this lists what the bundle says it holds; "
+		    "it does not check\nthe signature or any checksum. Use "
+		    "'ferry verify BUNDLE --key PUB'.\n\n");
 		put_line("bundle      ", bundle, " (");
 		put_line("", h.compression, ")\n");
 		print_header(&h);
 		put_line("signed by   ", h.key_id, " (claimed, not checked)\n");
-		printf("entries     %zu (%zu blobs)\n", h.nentries + 2, h.nblobs);
+		printf("entries     %zu (%zu blobs)\n", h.nentries + 2,
+		       h.nblobs);
 	}
 	rc = FERRY_EXIT_OK;
 out:

@@ -104,8 +104,8 @@ static void on_abort(void *ctx)
 	k->in_blob = false;
 }
 
-static const struct bundle_ops ops = {on_header, on_begin, on_data, on_end,
-				      on_abort, NULL};
+static const struct bundle_ops ops = {on_header, on_begin, on_data,
+				      on_end,	 on_abort, NULL};
 
 /* Read p[0..n); returns bundle_read's result, its message in e. */
 static int read_bundle(const void *p, size_t n, bool verify, struct ferr *out)
@@ -158,7 +158,8 @@ static void structured(const uint8_t *data, size_t size, bool verify)
 		im.config = f[3];
 	for (size_t i = 4; i < nf && im.nlayers < 8; i++)
 		im.layers[im.nlayers++] = f[i];
-	if (fuzz_bundle_build(&t, &im, 1795960800, "default", 1795960800) == 0) {
+	if (fuzz_bundle_build(&t, &im, 1795960800, "default", 1795960800) ==
+	    0) {
 		fuzz_tar_compress(&t, data[0] % 3);
 		read_bundle(t.p, t.n, verify, NULL);
 	}

@@ -36,10 +36,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(copy, body, bodyn);
 	kind = reg_manifest_kind(copy, bodyn, ct, &e);
-	if (kind ? strcmp(kind, MT_OCI_INDEX) && strcmp(kind, MT_OCI_MANIFEST) &&
-		       strcmp(kind, MT_DOCKER_LIST) &&
-		       strcmp(kind, MT_DOCKER_MANIFEST)
-		 : !e.msg[0])
+	if (kind
+		? strcmp(kind, MT_OCI_INDEX) && strcmp(kind, MT_OCI_MANIFEST) &&
+		      strcmp(kind, MT_DOCKER_LIST) &&
+		      strcmp(kind, MT_DOCKER_MANIFEST)
+		: !e.msg[0])
 		abort(); /* one of the four types, or a reason */
 	free(copy);
 	free(ct);

@@ -82,8 +82,8 @@ static void ref_seeds(void)
 
 #define OCI_MAN                                                                \
 	"{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST                \
-	"\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+"   \
-	"json\",\"digest\":\"sha256:" HEX64 "\",\"size\":2},\"layers\":[{"      \
+	"\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+"  \
+	"json\",\"digest\":\"sha256:" HEX64 "\",\"size\":2},\"layers\":[{"     \
 	"\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","       \
 	"\"digest\":\"sha256:" HEX64 "\",\"size\":10}]}"
 
@@ -94,12 +94,14 @@ static void manifest_seeds(void)
 	      MT_DOCKER_MANIFEST "\n{\"schemaVersion\":2,\"config\":{},"
 				 "\"layers\":[]}");
 	puts_("fuzz_manifest", "index_charset",
-	      MT_OCI_INDEX "; charset=utf-8\n{\"schemaVersion\":2,\"manifests\":"
-			   "[{\"mediaType\":\"" MT_OCI_MANIFEST
-			   "\",\"digest\":\"sha256:" HEX64 "\",\"size\":1,"
-			   "\"platform\":{\"os\":\"linux\",\"architecture\":"
-			   "\"arm64\",\"variant\":\"v8\"}}]}");
-	puts_("fuzz_manifest", "schema1", "\n{\"schemaVersion\":1,\"fsLayers\":[]}");
+	      MT_OCI_INDEX
+	      "; charset=utf-8\n{\"schemaVersion\":2,\"manifests\":"
+	      "[{\"mediaType\":\"" MT_OCI_MANIFEST
+	      "\",\"digest\":\"sha256:" HEX64 "\",\"size\":1,"
+	      "\"platform\":{\"os\":\"linux\",\"architecture\":"
+	      "\"arm64\",\"variant\":\"v8\"}}]}");
+	puts_("fuzz_manifest", "schema1",
+	      "\n{\"schemaVersion\":1,\"fsLayers\":[]}");
 	puts_("fuzz_manifest", "ambiguous",
 	      "\n{\"schemaVersion\":2,\"manifests\":[],\"layers\":[]}");
 	puts_("fuzz_manifest", "type_mismatch", MT_DOCKER_LIST "\n" OCI_MAN);
@@ -111,9 +113,9 @@ static void manifest_seeds(void)
 static void http_seeds(void)
 {
 	static const unsigned char range[] = {
-	    1, 100, 0, 0, 0, 0, 0, 0, 0, 0xe8, 3, 0, 0, 0, 0, 0, 0,
-	    'b', 'y', 't', 'e', 's', ' ', '1', '0', '0', '-', '9', '9',
-	    '9', '/', '1', '0', '0', '0'};
+	    1,	 100, 0,   0,	0,   0,	  0,   0,   0,	 0xe8, 3,   0,
+	    0,	 0,   0,   0,	0,   'b', 'y', 't', 'e', 's',  ' ', '1',
+	    '0', '0', '-', '9', '9', '9', '/', '1', '0', '0',  '0'};
 
 	PUTL("fuzz_http", "bearer",
 	     "\0Bearer realm=\"https://auth.example/token\",service=\"registry."
@@ -179,7 +181,8 @@ static void sums_seeds(void)
 	{
 		char *pem = pub_pem(&ed);
 		sums_seed("ed25519_blob",
-			  HEX64 "  blobs/sha256/" HEX64 "\n" SUMS_FIXED, &ed, pem);
+			  HEX64 "  blobs/sha256/" HEX64 "\n" SUMS_FIXED, &ed,
+			  pem);
 		free(pem);
 		pem = pub_pem(&rsa);
 		sums_seed("rsa3072", SUMS_FIXED, &rsa, pem);
@@ -221,7 +224,8 @@ static void real_writer(const struct fuzz_tar *t, enum arc_compress c,
 	unsigned char *out;
 	long n;
 
-	if (!f || arc_writer_open(&w, fileno(f), c, 1, 1795960800, "seed", &e) < 0)
+	if (!f ||
+	    arc_writer_open(&w, fileno(f), c, 1, 1795960800, "seed", &e) < 0)
 		abort();
 	for (size_t off = 0; off + 512 <= t->n && t->p[off];) {
 		size_t size = strtoull((const char *)t->p + off + 124, NULL, 8);
@@ -246,40 +250,41 @@ static void real_writer(const struct fuzz_tar *t, enum arc_compress c,
 	free(out);
 }
 
-#define FERRY_JSON(mt)                                                         \
-	"{\"formatVersion\":1,\"tool\":\"ferry 0.1.0\",\"bundleId\":\"@B\","    \
-	"\"created\":\"2026-11-29T14:00:00Z\",\"channel\":\"default\","        \
-	"\"sequence\":7,\"signingKeyId\":\"@K\",\"images\":[{\"reference\":"   \
-	"\"docker.io/library/doc:latest\",\"digest\":\"@0\",\"mediaType\":\""   \
-	mt "\",\"platforms\":[\"linux/amd64\"],\"size\":4096}]}"
+#define FERRY_JSON(mt)                                                           \
+	"{\"formatVersion\":1,\"tool\":\"ferry 0.1.0\",\"bundleId\":\"@B\","     \
+	"\"created\":\"2026-11-29T14:00:00Z\",\"channel\":\"default\","          \
+	"\"sequence\":7,\"signingKeyId\":\"@K\",\"images\":[{\"reference\":"     \
+	"\"docker.io/library/doc:latest\",\"digest\":\"@0\",\"mediaType\":\"" mt \
+	"\",\"platforms\":[\"linux/amd64\"],\"size\":4096}]}"
 #define INDEX_JSON(mt)                                                         \
-	"{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX                     \
-	"\",\"manifests\":[{\"mediaType\":\"" mt "\",\"digest\":\"@0\","        \
-	"\"size\":#0,\"annotations\":{\"io.containerd.image.name\":\"docker."     \
-	"io/library/doc:latest\",\"org.opencontainers.image.ref.name\":"         \
+	"{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX                   \
+	"\",\"manifests\":[{\"mediaType\":\"" mt "\",\"digest\":\"@0\","       \
+	"\"size\":#0,\"annotations\":{\"io.containerd.image.name\":\"docker."  \
+	"io/library/doc:latest\",\"org.opencontainers.image.ref.name\":"       \
 	"\"docker.io/library/doc:latest\"}}]}"
-#define MANIFEST(mt, cfg, layer)                                                    \
-	"{\"schemaVersion\":2,\"mediaType\":\"" mt "\",\"config\":{"             \
-	"\"mediaType\":\"application/vnd.oci.image.config.v1+json\","             \
-	"\"digest\":\"@" cfg "\",\"size\":#" cfg "},\"layers\":[{"                \
-	"\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","               \
+#define MANIFEST(mt, cfg, layer)                                               \
+	"{\"schemaVersion\":2,\"mediaType\":\"" mt "\",\"config\":{"           \
+	"\"mediaType\":\"application/vnd.oci.image.config.v1+json\","          \
+	"\"digest\":\"@" cfg "\",\"size\":#" cfg "},\"layers\":[{"             \
+	"\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","            \
 	"\"digest\":\"@" layer "\",\"size\":#" layer "}]}"
 
 static void documents_seeds(void)
 {
 	PUTL("fuzz_bundle", "documents_manifest",
-	     "\4\0" FERRY_JSON(MT_OCI_MANIFEST) F INDEX_JSON(
-		 MT_OCI_MANIFEST) F "[{\"Config\":\"@1\",\"RepoTags\":[\"docker."
-				    "io/library/doc:latest\"],\"Layers\":[\"@2\"]}]" F F
-		 MANIFEST(MT_OCI_MANIFEST, "1", "2") F CONFIG F "layer");
+	     "\4\0" FERRY_JSON(MT_OCI_MANIFEST) F INDEX_JSON(MT_OCI_MANIFEST) F
+	     "[{\"Config\":\"@1\",\"RepoTags\":[\"docker."
+	     "io/library/doc:latest\"],\"Layers\":[\"@2\"]}]" F F MANIFEST(
+		 MT_OCI_MANIFEST, "1", "2") F CONFIG F "layer");
 	PUTL("fuzz_bundle", "documents_index_zstd",
-	     "\4\2" FERRY_JSON(MT_OCI_INDEX) F INDEX_JSON(MT_OCI_INDEX) F "[]" F
-		 BUNDLE_OCI_LAYOUT_CONTENT F
+	     "\4\2" FERRY_JSON(MT_OCI_INDEX) F INDEX_JSON(MT_OCI_INDEX) F
+	     "[]" F BUNDLE_OCI_LAYOUT_CONTENT F
 	     "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX
 	     "\",\"manifests\":[{\"mediaType\":\"" MT_OCI_MANIFEST
 	     "\",\"digest\":\"@1\",\"size\":#1,\"platform\":{\"os\":\"linux\","
-	     "\"architecture\":\"arm64\"}}]}" F MANIFEST(MT_OCI_MANIFEST, "2", "3") F
-		 CONFIG F "layer");
+	     "\"architecture\":\"arm64\"}}]}" F MANIFEST(MT_OCI_MANIFEST, "2",
+							 "3") F CONFIG F
+	     "layer");
 }
 
 static void bundle_seeds(void)
@@ -296,7 +301,8 @@ static void bundle_seeds(void)
 	     "\2\2localhost:5000/a/b:t" F MT_DOCKER_MANIFEST F DOCKER_MAN F
 	     "{}" F "first layer" F "second layer");
 	PUTL("fuzz_bundle", "structured_index_gzip_inspect",
-	     "\3\1host.example/x@sha256:" HEX64 F MT_OCI_INDEX F INDEX F OCI_MAN);
+	     "\3\1host.example/x@sha256:" HEX64 F MT_OCI_INDEX F INDEX F
+		 OCI_MAN);
 	PUTL("fuzz_bundle", "structured_shared_layer",
 	     "\2\0registry.example:5000/team/app:v1" F F F CONFIG F "same" F
 	     "same");

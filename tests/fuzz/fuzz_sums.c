@@ -23,32 +23,35 @@ static void base64_roundtrip(const unsigned char *sig, size_t n)
 	unsigned char *dec = NULL;
 	size_t decn = 0;
 
-	if (!enc || sig_base64_decode(enc, strlen(enc), &dec, &decn, NULL) < 0 ||
+	if (!enc ||
+	    sig_base64_decode(enc, strlen(enc), &dec, &decn, NULL) < 0 ||
 	    decn != n || memcmp(dec, sig, n) != 0)
 		abort();
 	free(enc);
 	free(dec);
 }
 
-static void read_fixed(const char *sums, size_t sumsn, const struct fuzz_field *sig,
-		       const struct sig_key *key)
+static void read_fixed(const char *sums, size_t sumsn,
+		       const struct fuzz_field *sig, const struct sig_key *key)
 {
 	struct fuzz_tar t;
 	struct bundle_header h;
 	struct ferr e = {0};
-	static const char *const names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+	static const char *const names[4] = {BUNDLE_OCI_LAYOUT,
+					     BUNDLE_FERRY_JSON,
 					     BUNDLE_INDEX_JSON,
 					     BUNDLE_MANIFEST_JSON};
 
 	memset(&t, 0, sizeof(t));
 	for (int i = 0; i < 4; i++)
-		fuzz_tar_add(&t, names[i], fuzz_fixed_docs[i], strlen(fuzz_fixed_docs[i]));
+		fuzz_tar_add(&t, names[i], fuzz_fixed_docs[i],
+			     strlen(fuzz_fixed_docs[i]));
 	fuzz_tar_add(&t, BUNDLE_SUMS, sums, sumsn);
 	fuzz_tar_add(&t, BUNDLE_SUMS_SIG, sig->p, sig->n);
 	fuzz_tar_end(&t);
-	if (bundle_read(fuzz_memfile(t.p, t.n), key, NULL, NULL, &h, NULL, &e) ==
-	    0)
-		abort(); /* this ferry.json can never pass */
+	if (bundle_read(fuzz_memfile(t.p, t.n), key, NULL, NULL, &h, NULL,
+			&e) == 0)
+		abort();		/* this ferry.json can never pass */
 	if (getenv("FERRY_FUZZ_DEBUG")) /* to check what a seed reaches */
 		fprintf(stderr, "%s: %s\n", key ? "verify" : "inspect", e.msg);
 	bundle_header_release(&h);
@@ -73,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					 &sign, &e) == 0)
 		base64_roundtrip(sig, sign);
 	if (nf > 2 && f[2].n) {
-		own_key = sig_load_public_mem(&k, f[2].p, f[2].n, "key", &e) == 0;
+		own_key = sig_load_public_mem(&k, f[2].p, f[2].n, "key", &e) ==
+			  0;
 		key = own_key ? &k : NULL;
 	}
 	sums = fuzz_sums_expand(&f[0], &sumsn);

@@ -108,7 +108,8 @@ static void load_keys(void)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (sig_load_private(&priv_key, path, NULL, 0, &e) < 0 ||
 	    sig_load_public_mem(&pub_key, fuzz_test_pub_pem,
-				strlen(fuzz_test_pub_pem), "test key", &e) < 0) {
+				strlen(fuzz_test_pub_pem), "test key",
+				&e) < 0) {
 		fprintf(stderr, "fuzz: test key: %s\n", e.msg);
 		abort();
 	}
@@ -265,10 +266,10 @@ static char *default_manifest(const struct digest *cd, size_t cn,
 
 	for (size_t i = 0; i < nl; i++)
 		json_array_append_new(
-		    layers, json_pack("{s:s, s:s, s:I}", "mediaType",
-				      "application/vnd.oci.image.layer.v1.tar",
-				      "digest", ld[i].str, "size",
-				      (json_int_t)ln[i]));
+		    layers,
+		    json_pack("{s:s, s:s, s:I}", "mediaType",
+			      "application/vnd.oci.image.layer.v1.tar",
+			      "digest", ld[i].str, "size", (json_int_t)ln[i]));
 	root = json_pack("{s:i, s:s, s:{s:s, s:s, s:I}, s:o}", "schemaVersion",
 			 2, "mediaType", MT_OCI_MANIFEST, "config", "mediaType",
 			 "application/vnd.oci.image.config.v1+json", "digest",
@@ -308,7 +309,8 @@ static void sums_and_sig(const void *const doc[4], const size_t docn[4],
 			 const struct digest *bd, size_t nb, char **sums,
 			 char **sig)
 {
-	static const char *const names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+	static const char *const names[4] = {BUNDLE_OCI_LAYOUT,
+					     BUNDLE_FERRY_JSON,
 					     BUNDLE_INDEX_JSON,
 					     BUNDLE_MANIFEST_JSON};
 	struct bundle_sum s[4 + FUZZ_MAX_FIELDS];
@@ -344,7 +346,8 @@ void fuzz_docs_bundle(struct fuzz_tar *t, const void *const doc[4],
 		      const size_t docn[4], const void *const *blob,
 		      const size_t *blobn, size_t nblobs)
 {
-	static const char *const names[4] = {BUNDLE_OCI_LAYOUT, BUNDLE_FERRY_JSON,
+	static const char *const names[4] = {BUNDLE_OCI_LAYOUT,
+					     BUNDLE_FERRY_JSON,
 					     BUNDLE_INDEX_JSON,
 					     BUNDLE_MANIFEST_JSON};
 	struct digest d[FUZZ_MAX_FIELDS];
@@ -473,8 +476,8 @@ char *fuzz_sums_expand(const struct fuzz_field *f, size_t *outn)
 		}
 		{
 			struct digest d;
-			digest_of(fuzz_fixed_docs[k], strlen(fuzz_fixed_docs[k]), &d,
-				  NULL);
+			digest_of(fuzz_fixed_docs[k],
+				  strlen(fuzz_fixed_docs[k]), &d, NULL);
 			memcpy(s + o, digest_hex(&d), DIGEST_HEX_LEN);
 			o += DIGEST_HEX_LEN;
 			i++;
@@ -484,4 +487,3 @@ char *fuzz_sums_expand(const struct fuzz_field *f, size_t *outn)
 	*outn = o;
 	return s;
 }
-

@@ -83,14 +83,14 @@ static int walk(const char *repo, const char *object, json_t *seen,
 		}
 	} else {
 		json_t *cfg = json_object_get(root, "config");
-		json_array_append_new(
-		    seen, json_string(json_string_value(
-			      json_object_get(cfg, "digest"))));
-		if (fetch_blob(repo,
-			       json_string_value(json_object_get(cfg, "digest")),
-			       (unsigned long long)json_integer_value(
-				   json_object_get(cfg, "size")),
-			       e) < 0)
+		json_array_append_new(seen,
+				      json_string(json_string_value(
+					  json_object_get(cfg, "digest"))));
+		if (fetch_blob(
+			repo, json_string_value(json_object_get(cfg, "digest")),
+			(unsigned long long)json_integer_value(
+			    json_object_get(cfg, "size")),
+			e) < 0)
 			goto out;
 		arr = json_object_get(root, "layers");
 		json_array_foreach(arr, i, d)
@@ -176,8 +176,8 @@ static void check_line(char *line, struct ferr *e)
 			}
 		got = calloc(ng + 1, sizeof(*got));
 		for (n = 0; n < ng; n++)
-			got[n] = (char *)json_string_value(
-			    json_array_get(seen, n));
+			got[n] =
+			    (char *)json_string_value(json_array_get(seen, n));
 		qsort(want, nw, sizeof(*want), cmp_str);
 		qsort(got, ng, sizeof(*got), cmp_str);
 		/* dedupe got (shared layers within one image) */
@@ -186,8 +186,9 @@ static void check_line(char *line, struct ferr *e)
 			if (!k || strcmp(got[k - 1], got[n]))
 				got[k++] = got[n];
 		if (k != nw) {
-			fprintf(stderr, "FAIL %s: %zu blobs reached, %zu "
-					"expected\n",
+			fprintf(stderr,
+				"FAIL %s: %zu blobs reached, %zu "
+				"expected\n",
 				ref, k, nw);
 			failures++;
 		} else {
@@ -210,10 +211,11 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: regcheck [--ca-file F] [--insecure H] [--authfile F] "
-		"[--expect CAT] [--attempts N] [--stall-seconds N] HOST fetch-all IMAGES.tsv | "
-		"manifest REPO OBJECT | blob REPO DIGEST SIZE\n");
+	fprintf(
+	    stderr,
+	    "usage: regcheck [--ca-file F] [--insecure H] [--authfile F] "
+	    "[--expect CAT] [--attempts N] [--stall-seconds N] HOST fetch-all IMAGES.tsv | "
+	    "manifest REPO OBJECT | blob REPO DIGEST SIZE\n");
 	exit(2);
 }
 

@@ -48,7 +48,8 @@ static void test_digest(void)
 		CHECK((rc == 0) == cases[i].ok, "digest case %zu '%s'", i,
 		      cases[i].in);
 		if (!cases[i].ok)
-			CHECK(e.cat == FERR_INPUT && strstr(e.msg, "invalid digest"),
+			CHECK(e.cat == FERR_INPUT &&
+				  strstr(e.msg, "invalid digest"),
 			      "message for case %zu: %s", i, e.msg);
 	}
 	/* known answers, one-shot and streamed in odd pieces */
@@ -57,18 +58,20 @@ static void test_digest(void)
 		struct digest_ctx c;
 		const char *abc = "abc";
 		digest_of("", 0, &d, NULL);
-		CHECK_STR(d.str,
-			  "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934"
-			  "ca495991b7852b855",
-			  "sha256 of empty");
+		CHECK_STR(
+		    d.str,
+		    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934"
+		    "ca495991b7852b855",
+		    "sha256 of empty");
 		digest_ctx_init(&c, NULL);
 		for (int i = 0; i < 3; i++)
 			digest_ctx_update(&c, abc + i, 1);
 		digest_ctx_final(&c, &d);
-		CHECK_STR(d.str,
-			  "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9"
-			  "cb410ff61f20015ad",
-			  "sha256 of abc");
+		CHECK_STR(
+		    d.str,
+		    "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9"
+		    "cb410ff61f20015ad",
+		    "sha256 of abc");
 		digest_ctx_restart(&c);
 		digest_ctx_update(&c, "abc", 3);
 		digest_ctx_final(&c, &d);
@@ -118,9 +121,9 @@ static void test_err(void)
 	static const struct {
 		enum ferr_cat c;
 		int code;
-	} codes[] = {{FERR_OK, 0},	   {FERR_INPUT, 1}, {FERR_USAGE, 2},
-		     {FERR_NETWORK, 3},	   {FERR_AUTH, 4},  {FERR_VERIFY, 5},
-		     {FERR_BUNDLE, 6},	   {FERR_IO, 7},    {FERR_INTERRUPT, 130}};
+	} codes[] = {{FERR_OK, 0},	{FERR_INPUT, 1}, {FERR_USAGE, 2},
+		     {FERR_NETWORK, 3}, {FERR_AUTH, 4},	 {FERR_VERIFY, 5},
+		     {FERR_BUNDLE, 6},	{FERR_IO, 7},	 {FERR_INTERRUPT, 130}};
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		CHECK(ferr_exit_code(codes[i].c) == codes[i].code,
 		      "exit code of %s", ferr_cat_name(codes[i].c));
@@ -223,8 +226,12 @@ static void test_authfile(void)
 	auth_store_release(&s);
 
 	static const char *bad[] = {
-	    "[1]", "{\"auths\":[]}", "{\"auths\":{\"h\":{\"auth\":\"bm9jb2xvbg==\"}}}",
-	    "{\"auths\":{\"h\":{\"auth\":\"!!!\"}}}", "{", "{\"a\":1,\"a\":2}"};
+	    "[1]",
+	    "{\"auths\":[]}",
+	    "{\"auths\":{\"h\":{\"auth\":\"bm9jb2xvbg==\"}}}",
+	    "{\"auths\":{\"h\":{\"auth\":\"!!!\"}}}",
+	    "{",
+	    "{\"a\":1,\"a\":2}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct auth_store t = {0};
 		ferr_clear(&e);
@@ -243,7 +250,8 @@ static void test_authfile(void)
 	{
 		struct auth_cred c = {NULL, "user", "pass", NULL};
 		char *h = auth_basic_header(&c);
-		CHECK_STR(h, "Authorization: Basic dXNlcjpwYXNz", "basic header");
+		CHECK_STR(h, "Authorization: Basic dXNlcjpwYXNz",
+			  "basic header");
 		auth_wipe_free(h);
 	}
 }
@@ -284,7 +292,8 @@ static void test_manifest_kind(void)
 	     NULL, NULL, "without"},
 	    {"{\"schemaVersion\":2,\"mediaType\":\"text/html\"}", NULL, NULL,
 	     "unsupported media type"},
-	    {"{\"schemaVersion\":2,\"mediaType\":7}", NULL, NULL, "not a string"},
+	    {"{\"schemaVersion\":2,\"mediaType\":7}", NULL, NULL,
+	     "not a string"},
 	    {"[]", NULL, NULL, "not a JSON object"},
 	    {"{\"schemaVersion\":2}", NULL, NULL, "neither"},
 	    {"{\"schemaVersion\":2,\"config\":{},\"layers\":[],\"config\":{}}",
@@ -295,9 +304,9 @@ static void test_manifest_kind(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct ferr e;
 		ferr_clear(&e);
-		const char *k = reg_manifest_kind(
-		    (const unsigned char *)cases[i].body, strlen(cases[i].body),
-		    cases[i].ct, &e);
+		const char *k =
+		    reg_manifest_kind((const unsigned char *)cases[i].body,
+				      strlen(cases[i].body), cases[i].ct, &e);
 		CHECK_STR(k, cases[i].want, cases[i].body);
 		if (cases[i].why)
 			CHECK(strstr(e.msg, cases[i].why) != NULL,
@@ -314,9 +323,9 @@ static void test_insecure(void)
 		const char *host;
 		bool want;
 	} cases[] = {
-	    {"127.0.0.1:5000", true}, {"127.0.0.1:5001", false},
-	    {"127.0.0.1", false},     {"reg.local", true},
-	    {"reg.local:443", true},  {"REG.LOCAL:8443", true},
+	    {"127.0.0.1:5000", true},  {"127.0.0.1:5001", false},
+	    {"127.0.0.1", false},      {"reg.local", true},
+	    {"reg.local:443", true},   {"REG.LOCAL:8443", true},
 	    {"reg.local.evil", false}, {"other", false},
 	};
 	memset(&o, 0, sizeof(o));
@@ -333,19 +342,20 @@ static void test_credhelpers(void)
 		const char *name;
 		bool ok;
 	} names[] = {
-	    {"pass", true},       {"ecr-login", true}, {"osxkeychain", true},
-	    {"gcloud_1.2", true}, {"", false},         {".hidden", false},
+	    {"pass", true},	  {"ecr-login", true}, {"osxkeychain", true},
+	    {"gcloud_1.2", true}, {"", false},	       {".hidden", false},
 	    {"../bin/sh", false}, {"a/b", false},      {"a b", false},
-	    {"x;rm", false},      {"$(id)", false},
+	    {"x;rm", false},	  {"$(id)", false},
 	};
 	static const char json[] =
 	    "{\"credHelpers\":{\"Reg.Example.com:5000\":\"nope-ferry-test\","
 	    "\"https://index.docker.io/v1/\":\"hub\"},"
 	    "\"auths\":{\"other.example.com\":{\"auth\":\"dXNlcjpwYXNz\"}}}";
-	static const char *bad[] = {
-	    "{\"credsStore\":\"../../bin/sh\"}", "{\"credsStore\":1}",
-	    "{\"credHelpers\":[]}", "{\"credHelpers\":{\"h\":\"a/b\"}}",
-	    "{\"credHelpers\":{\"h\":2}}"};
+	static const char *bad[] = {"{\"credsStore\":\"../../bin/sh\"}",
+				    "{\"credsStore\":1}",
+				    "{\"credHelpers\":[]}",
+				    "{\"credHelpers\":{\"h\":\"a/b\"}}",
+				    "{\"credHelpers\":{\"h\":2}}"};
 	struct auth_store s = {0};
 	const struct auth_cred *c = NULL;
 	struct ferr e;
@@ -371,7 +381,7 @@ static void test_credhelpers(void)
 	for (int k = 0; k < 2; k++) {
 		ferr_clear(&e);
 		CHECK(auth_store_lookup(&s, "reg.example.com:5000", &c, &e) ==
-				  -1 &&
+			      -1 &&
 			  e.cat == FERR_AUTH &&
 			  strstr(e.msg, "'docker-credential-nope-ferry-test' "
 					"is not on PATH"),

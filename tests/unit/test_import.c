@@ -55,8 +55,8 @@ int main(void)
 	for (size_t i = 0; i < sizeof(repos) / sizeof(repos[0]); i++) {
 		char *repo = NULL, *tag = NULL;
 		struct ferr e;
-		CHECK(imp_target_repo(repos[i].ref, repos[i].prefix, true, &repo,
-				      &tag, &e) == 0,
+		CHECK(imp_target_repo(repos[i].ref, repos[i].prefix, true,
+				      &repo, &tag, &e) == 0,
 		      "'%s'", repos[i].ref);
 		CHECK_STR(repo, repos[i].want, repos[i].ref);
 		free(repo);
@@ -75,7 +75,8 @@ int main(void)
 		const char *got = out;
 		CHECK_STR(got, k->want, ctx);
 	}
-	CHECK(imp_target_key("reg.example", "p", "https", small, sizeof(small)) < 0,
+	CHECK(imp_target_key("reg.example", "p", "https", small,
+			     sizeof(small)) < 0,
 	      "a key that does not fit is refused");
 	return check_done();
 }

@@ -18,8 +18,7 @@
 #include "err.h"
 #include "sig.h"
 
-static const enum sig_type types[] = {SIG_ECDSA_P256, SIG_ED25519,
-				      SIG_RSA3072};
+static const enum sig_type types[] = {SIG_ECDSA_P256, SIG_ED25519, SIG_RSA3072};
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
 static char dir[64];
@@ -147,7 +146,8 @@ static void test_type_names(void)
 		CHECK((rc == 0) == cases[i].ok, "parse '%s'", cases[i].s);
 		if (cases[i].ok) {
 			CHECK(t == cases[i].t, "type of '%s'", cases[i].s);
-			CHECK_STR(sig_type_name(t), cases[i].s, "name round trip");
+			CHECK_STR(sig_type_name(t), cases[i].s,
+				  "name round trip");
 		}
 	}
 	{
@@ -198,10 +198,10 @@ static void test_sign_verify(enum sig_type t)
 	else if (t == SIG_RSA3072)
 		CHECK(sn == 384, "%s: length %zu", name, sn);
 	else
-		CHECK(sn >= 8 && sn <= 72 && s[0] == 0x30,
-		      "%s: DER length %zu", name, sn);
-	CHECK(sig_verify(&k, msg, mlen, s, sn, &e) == 0, "%s: verify: %s",
-	      name, e.msg);
+		CHECK(sn >= 8 && sn <= 72 && s[0] == 0x30, "%s: DER length %zu",
+		      name, sn);
+	CHECK(sig_verify(&k, msg, mlen, s, sn, &e) == 0, "%s: verify: %s", name,
+	      e.msg);
 
 	/* every data byte matters */
 	for (size_t i = 0; i < mlen; i++) {
@@ -217,8 +217,7 @@ static void test_sign_verify(enum sig_type t)
 		CHECK_BAD(&k, msg, mlen, s, sn, "flipped signature byte");
 		s[i] ^= 0x80;
 	}
-	CHECK(sig_verify(&k, msg, mlen, s, sn, &e) == 0, "%s: restored",
-	      name);
+	CHECK(sig_verify(&k, msg, mlen, s, sn, &e) == 0, "%s: restored", name);
 	CHECK_BAD(&k, msg, mlen, s, sn - 1, "truncated signature");
 	CHECK_BAD(&k, msg, mlen, s, 1, "one-byte signature");
 	CHECK_BAD(&k, msg, mlen, s, 0, "empty signature");
@@ -262,9 +261,8 @@ static void test_sign_verify(enum sig_type t)
 	      name);
 	if (s2) {
 		int same = s2n == sn && !memcmp(s, s2, sn);
-		CHECK(same == (t != SIG_ECDSA_P256),
-		      "%s: repeat signature %s", name,
-		      same ? "identical" : "different");
+		CHECK(same == (t != SIG_ECDSA_P256), "%s: repeat signature %s",
+		      name, same ? "identical" : "different");
 		CHECK(sig_verify(&k, msg, mlen, s2, s2n, &e) == 0,
 		      "%s: second signature verifies", name);
 	}
@@ -425,8 +423,9 @@ static void test_files(enum sig_type t)
 	/* never overwrite; the existing file is untouched */
 	before = read_file(kp, &bn);
 	ferr_clear(&e);
-	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 && e.cat == FERR_IO &&
-		  strstr(e.msg, "already exists") && strstr(e.msg, kp),
+	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 &&
+		  e.cat == FERR_IO && strstr(e.msg, "already exists") &&
+		  strstr(e.msg, kp),
 	      "%s: overwrite refused: %s", name, e.msg);
 	after = read_file(kp, &an);
 	CHECK(before && after && bn == an && !memcmp(before, after, bn),
@@ -438,8 +437,8 @@ static void test_files(enum sig_type t)
 	free(before);
 	before = read_file(pp, &bn);
 	ferr_clear(&e);
-	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 && e.cat == FERR_IO &&
-		  strstr(e.msg, pp),
+	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 &&
+		  e.cat == FERR_IO && strstr(e.msg, pp),
 	      "%s: existing .pub refused: %s", name, e.msg);
 	CHECK(access(kp, F_OK) == -1, "%s: no .key created", name);
 	after = read_file(pp, &an);
@@ -476,8 +475,9 @@ static void test_files(enum sig_type t)
 		size_t n;
 		char *pem = read_file(pp, &n);
 		struct sig_key m = {0};
-		CHECK(pem && sig_load_public_mem(&m, pem, n, "trusted.pub",
-						 &e) == 0 &&
+		CHECK(pem &&
+			  sig_load_public_mem(&m, pem, n, "trusted.pub", &e) ==
+			      0 &&
 			  !strcmp(m.key_id, k.key_id),
 		      "%s: public key from memory: %s", name, e.msg);
 		sig_key_release(&m);
@@ -540,7 +540,7 @@ static void test_encrypted(enum sig_type t)
 	tpath(pf, sizeof(pf), "pass.txt");
 	write_file(pf, pass, strlen(pass));
 	CHECK(run("openssl pkey -in '%s' -passin 'file:%s' -noout", kp, pf) ==
-		      0,
+		  0,
 	      "%s: openssl decrypts", name);
 	CHECK(run("openssl pkey -in '%s' -passin pass:nope -noout 2>/dev/null",
 		  kp) != 0,
@@ -588,8 +588,8 @@ static void test_passphrase_limits(void)
 	CHECK(sig_key_write(&k, "", NULL, 0, &e) == -1, "empty prefix");
 	ferr_clear(&e);
 	snprintf(prefix, sizeof(prefix), "%s/nodir/k", dir);
-	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 && e.cat == FERR_IO &&
-		  strstr(e.msg, "nodir/k.key"),
+	CHECK(sig_key_write(&k, prefix, NULL, 0, &e) == -1 &&
+		  e.cat == FERR_IO && strstr(e.msg, "nodir/k.key"),
 	      "missing directory: %s", e.msg);
 	{
 		struct sig_key pubonly = {0};
@@ -665,7 +665,8 @@ static void test_unsupported(void)
 			  strstr(e.msg, kp),
 		      "%s private key refused: %s", cases[i].what, e.msg);
 		ferr_clear(&e);
-		CHECK(sig_load_public(&k, pp, &e) == -1 && e.cat == FERR_INPUT &&
+		CHECK(sig_load_public(&k, pp, &e) == -1 &&
+			  e.cat == FERR_INPUT &&
 			  strstr(e.msg, "unsupported key type") &&
 			  strstr(e.msg, pp),
 		      "%s public key refused: %s", cases[i].what, e.msg);
@@ -757,8 +758,9 @@ static void test_unsupported(void)
 				  e.cat == FERR_INPUT &&
 				  strstr(e.msg, "too large"),
 			      "huge private key file: %s", e.msg);
-			CHECK(sig_load_public_mem(&k, huge, SIG_MAX_KEY_FILE + 1,
-						  "mem", &e) == -1,
+			CHECK(sig_load_public_mem(&k, huge,
+						  SIG_MAX_KEY_FILE + 1, "mem",
+						  &e) == -1,
 			      "huge PEM in memory");
 			free(huge);
 		}
@@ -850,7 +852,8 @@ static void test_passphrase_file(void)
 		ferr_clear(&e);
 		CHECK(sig_read_passphrase_file("/nonexistent/pass", &p, &n,
 					       &e) == -1 &&
-			  e.cat == FERR_IO && strstr(e.msg, "/nonexistent/pass"),
+			  e.cat == FERR_IO &&
+			  strstr(e.msg, "/nonexistent/pass"),
 		      "missing passphrase file: %s", e.msg);
 	}
 }
@@ -860,7 +863,7 @@ static void test_base64(void)
 	static const struct {
 		const char *plain, *b64;
 	} vectors[] = {
-	    {"f", "Zg=="},	   {"fo", "Zm8="},	  {"foo", "Zm9v"},
+	    {"f", "Zg=="},	  {"fo", "Zm8="},	 {"foo", "Zm9v"},
 	    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
 	};
 	static const struct {
@@ -873,31 +876,32 @@ static void test_base64(void)
 	    {"Zm9v\nYmFy\n", "foobar"},
 	    {"Zm9vYmE=\n", "fooba"},
 	    {"Zg==\n", "f"},
-	    {"Zm9vYmF", NULL},	     /* truncated */
-	    {"Zm9vYmF=", NULL},      /* non-zero bits under the padding */
-	    {"Zh==", NULL},	     /* same */
-	    {"Zg=", NULL},	     /* short padding */
-	    {"Zg===", NULL},	     /* long padding */
-	    {"Z===", NULL},	     /* misplaced padding */
-	    {"=Zg=", NULL},	     /* misplaced padding */
-	    {"Zg=a", NULL},	     /* data inside the padding */
-	    {"Zg==Zg==", NULL},      /* data after the padding */
-	    {"Zg==\nZg==\n", NULL},  /* data after the padding */
-	    {"Zm9v YmFy", NULL},     /* space */
-	    {"Zm9v\tYmFy", NULL},    /* tab */
-	    {"Zm9v\rYmFy", NULL},    /* lone CR */
-	    {"Zm9v*mFy", NULL},      /* garbage */
-	    {"Zm9v-_Fy", NULL},      /* URL-safe alphabet */
-	    {"", NULL},		     /* empty */
-	    {"\n", NULL},	     /* empty */
+	    {"Zm9vYmF", NULL},	    /* truncated */
+	    {"Zm9vYmF=", NULL},	    /* non-zero bits under the padding */
+	    {"Zh==", NULL},	    /* same */
+	    {"Zg=", NULL},	    /* short padding */
+	    {"Zg===", NULL},	    /* long padding */
+	    {"Z===", NULL},	    /* misplaced padding */
+	    {"=Zg=", NULL},	    /* misplaced padding */
+	    {"Zg=a", NULL},	    /* data inside the padding */
+	    {"Zg==Zg==", NULL},	    /* data after the padding */
+	    {"Zg==\nZg==\n", NULL}, /* data after the padding */
+	    {"Zm9v YmFy", NULL},    /* space */
+	    {"Zm9v\tYmFy", NULL},   /* tab */
+	    {"Zm9v\rYmFy", NULL},   /* lone CR */
+	    {"Zm9v*mFy", NULL},	    /* garbage */
+	    {"Zm9v-_Fy", NULL},	    /* URL-safe alphabet */
+	    {"", NULL},		    /* empty */
+	    {"\n", NULL},	    /* empty */
 	    {"====", NULL},
 	    {"Zm9vYmFy\x80", NULL},
 	};
 	struct ferr e;
 
 	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
-		char *s = sig_base64_encode((const unsigned char *)vectors[i].plain,
-					    strlen(vectors[i].plain));
+		char *s =
+		    sig_base64_encode((const unsigned char *)vectors[i].plain,
+				      strlen(vectors[i].plain));
 		unsigned char *o = NULL;
 		size_t on = 0;
 		CHECK_STR(s, vectors[i].b64, "encode");
@@ -914,7 +918,8 @@ static void test_base64(void)
 		size_t on = 0;
 		int rc;
 		ferr_clear(&e);
-		rc = sig_base64_decode(dec[i].in, strlen(dec[i].in), &o, &on, &e);
+		rc = sig_base64_decode(dec[i].in, strlen(dec[i].in), &o, &on,
+				       &e);
 		if (dec[i].want)
 			CHECK(rc == 0 && on == strlen(dec[i].want) &&
 				  !memcmp(o, dec[i].want, on),
@@ -970,13 +975,15 @@ static void test_base64(void)
 		tpath(bp, sizeof(bp), "b64.bin");
 		tpath(op, sizeof(op), "b64.txt");
 		write_file(bp, in, sizeof(in));
-		CHECK(run("base64 '%s' > '%s'", bp, op) == 0, "coreutils base64");
+		CHECK(run("base64 '%s' > '%s'", bp, op) == 0,
+		      "coreutils base64");
 		{
 			size_t tn = 0, on = 0;
 			char *txt = read_file(op, &tn);
 			unsigned char *o = NULL;
 			CHECK(txt && strchr(txt, '\n') < txt + tn - 1 &&
-				  sig_base64_decode(txt, tn, &o, &on, &e) == 0 &&
+				  sig_base64_decode(txt, tn, &o, &on, &e) ==
+				      0 &&
 				  on == sizeof(in) && !memcmp(o, in, on),
 			      "decodes coreutils' wrapped output: %s", e.msg);
 			free(o);
@@ -990,14 +997,14 @@ static void test_base64(void)
 		size_t on = 0;
 		if (big) {
 			memset(big, 'A', SIG_MAX_BASE64 + 4);
-			CHECK(sig_base64_decode(big, SIG_MAX_BASE64, &o, &on, &e) ==
-				      0 &&
+			CHECK(sig_base64_decode(big, SIG_MAX_BASE64, &o, &on,
+						&e) == 0 &&
 				  on == SIG_MAX_BASE64 / 4 * 3,
 			      "decode at the cap: %s", e.msg);
 			free(o);
 			o = NULL;
-			CHECK(sig_base64_decode(big, SIG_MAX_BASE64 + 4, &o, &on,
-						&e) == -1 &&
+			CHECK(sig_base64_decode(big, SIG_MAX_BASE64 + 4, &o,
+						&on, &e) == -1 &&
 				  !o,
 			      "decode over the cap");
 			free(big);
