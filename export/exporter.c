@@ -381,6 +381,26 @@ out:
 	return rc;
 }
 
+/* The partial download of a blob, locked: another ferry may be fetching
+ * the same blob into this cache.  Never through a link planted there. */
+static int open_partial(const char *part, struct ferr *e)
+{
+	int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0 && errno == ELOOP && unlink(part) == 0)
+		fd = open(part,
+			  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			  0600);
+	if (fd < 0)
+		return ferr_errno(e, FERR_IO, errno, "cannot open '%s'", part);
+	if (flock(fd, LOCK_EX) < 0) {
+		ferr_errno(e, FERR_IO, errno, "cannot lock '%s'", part);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e)
 {
@@ -402,20 +422,8 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		goto out;
 	if (ok)
 		goto cached;
-	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0 && errno == ELOOP && unlink(part) == 0) /* planted link */
-		fd = open(part,
-			  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-			  0600);
-	if (fd < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot open '%s'", part);
+	if ((fd = open_partial(part, e)) < 0)
 		goto out;
-	}
-	/* another ferry may be fetching the same blob into this cache */
-	if (flock(fd, LOCK_EX) < 0) {
-		ferr_errno(e, FERR_IO, errno, "cannot lock '%s'", part);
-		goto out;
-	}
 	if (cache_check(x, it, final, &ok, e) < 0)
 		goto out;
 	if (ok)
