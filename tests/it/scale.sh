@@ -21,8 +21,12 @@ small=$((big / 10))
 work=$(mktemp -d)
 pids=()
 cleanup() {
-	local p
+	local p f
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	# registries are started inside $(...): their pids come back in files
+	for f in "$work"/*.pid; do
+		[ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,7 +60,7 @@ EOF
 		while read -r v; do unset "$v"; done < <(compgen -e | grep '^REGISTRY_' || true)
 		exec setsid "$registry_bin" serve "$name/config.yml" </dev/null >"$name/log" 2>&1
 	) &
-	pids+=($!)
+	echo "$!" >"$work/$name.pid"
 	for _ in $(seq 100); do
 		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$host/v2/")" = 200 ] && { echo "$host"; return 0; }
 		sleep 0.1
