@@ -222,3 +222,17 @@ char *bundle_sums_text(const struct bundle_sum *in, size_t n)
 	free(sums);
 	return (char *)buf_detach(&b, NULL);
 }
+
+void bundle_images_release(struct bundle_image *im, size_t n)
+{
+	if (!im)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(im[i].ref);
+		for (size_t k = 0; k < im[i].nplatforms; k++)
+			free(im[i].platforms[k]);
+		free(im[i].platforms);
+		free(im[i].docker_layers);
+	}
+	free(im);
+}

@@ -39,6 +39,9 @@ struct bundle_image {
 	size_t ndocker_layers;
 };
 
+/* Free what each of the n images owns, and the array; safe on NULL. */
+void bundle_images_release(struct bundle_image *im, size_t n);
+
 struct bundle_meta {
 	time_t created;
 	const char *channel;

@@ -99,3 +99,14 @@ int digest_of(const void *p, size_t n, struct digest *out, struct ferr *e)
 	digest_ctx_release(&c);
 	return 0;
 }
+
+size_t digest_hash(const struct digest *d)
+{
+	size_t h = 0;
+	const char *p = digest_hex(d);
+
+	for (int i = 0; i < 16; i++)
+		h = h * 16 +
+		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
+	return h;
+}

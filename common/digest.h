@@ -29,6 +29,8 @@ static inline const char *digest_hex(const struct digest *d)
 	return d->str + 7;
 }
 bool digest_equal(const struct digest *a, const struct digest *b);
+/* A table hash: the digest's first 64 bits (uniform already). */
+size_t digest_hash(const struct digest *d);
 
 /* Streaming SHA-256 (OpenSSL EVP, so the CPU's SHA extensions are used). */
 struct digest_ctx {

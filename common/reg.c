@@ -1197,6 +1197,26 @@ static char *token_realm_host(struct reg_client *c, struct ferr *e)
 	return host;
 }
 
+/* One "scope" parameter per space-separated scope asked for. */
+static int append_scopes(struct buf *b, const char *scope)
+{
+	for (const char *p = scope ? scope : ""; *p;) {
+		size_t n = strcspn(p, " ");
+		char one[512];
+
+		if (n && n < sizeof(one)) {
+			memcpy(one, p, n);
+			one[n] = '\0';
+			if (append_param(b, "scope", one) < 0)
+				return -1;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+	return 0;
+}
+
 /* realm?service=S&scope=A&scope=B: one parameter per scope asked for. */
 static char *token_url(const struct auth_challenge *ch, const char *scope)
 {
@@ -1207,20 +1227,8 @@ static char *token_url(const struct auth_challenge *ch, const char *scope)
 	if (buf_append_str(&url, ch->realm) < 0 ||
 	    (ch->service && append_param(&url, "service", ch->service) < 0))
 		goto out;
-	for (const char *p = scope ? scope : ""; *p;) {
-		size_t n = strcspn(p, " ");
-		char one[512];
-
-		if (n && n < sizeof(one)) {
-			memcpy(one, p, n);
-			one[n] = '\0';
-			if (append_param(&url, "scope", one) < 0)
-				goto out;
-		}
-		p += n;
-		while (*p == ' ')
-			p++;
-	}
+	if (append_scopes(&url, scope) < 0)
+		goto out;
 	out = strdup((char *)url.data);
 out:
 	buf_release(&url);
@@ -1243,20 +1251,8 @@ static char *refresh_form(const struct auth_challenge *ch, const char *scope,
 	    append_param(&f, "refresh_token", token) < 0 ||
 	    (ch->service && append_param(&f, "service", ch->service) < 0))
 		goto out;
-	for (const char *p = scope ? scope : ""; *p;) {
-		size_t n = strcspn(p, " ");
-		char one[512];
-
-		if (n && n < sizeof(one)) {
-			memcpy(one, p, n);
-			one[n] = '\0';
-			if (append_param(&f, "scope", one) < 0)
-				goto out;
-		}
-		p += n;
-		while (*p == ' ')
-			p++;
-	}
+	if (append_scopes(&f, scope) < 0)
+		goto out;
 	out = strdup((char *)f.data + 2); /* past "?&" */
 out:
 	if (f.data)

@@ -118,22 +118,11 @@ static int cache_dir_check(const char *dir, struct ferr *e)
 
 /* ---- item table ---- */
 
-static size_t hash_digest(const struct digest *d)
-{
-	size_t h = 0;
-	const char *p = digest_hex(d);
-
-	for (int i = 0; i < 16; i++)
-		h = h * 16 +
-		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
-	return h;
-}
-
 struct item *exp_find_item(struct exporter *x, const struct digest *d)
 {
 	if (!x->htcap)
 		return NULL;
-	for (size_t i = hash_digest(d) % x->htcap;; i = (i + 1) % x->htcap) {
+	for (size_t i = digest_hash(d) % x->htcap;; i = (i + 1) % x->htcap) {
 		size_t v = x->ht[i];
 		if (!v)
 			return NULL;
@@ -150,7 +139,7 @@ static int rehash(struct exporter *x, struct ferr *e)
 	if (!nt)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	for (size_t k = 0; k < x->nitems; k++) {
-		size_t i = hash_digest(&x->items[k]->d) % ncap;
+		size_t i = digest_hash(&x->items[k]->d) % ncap;
 		while (nt[i])
 			i = (i + 1) % ncap;
 		nt[i] = k + 1;
@@ -221,7 +210,7 @@ struct item *exp_add_item(struct exporter *x, const struct digest *d,
 	}
 	x->items[x->nitems] = it;
 	{
-		size_t i = hash_digest(d) % x->htcap;
+		size_t i = digest_hash(d) % x->htcap;
 		while (x->ht[i])
 			i = (i + 1) % x->htcap;
 		x->ht[i] = x->nitems + 1;
@@ -788,14 +777,7 @@ void exp_result_release(struct exp_result *r)
 {
 	if (!r)
 		return;
-	for (size_t i = 0; i < r->nimages; i++) {
-		free(r->images[i].ref);
-		for (size_t k = 0; k < r->images[i].nplatforms; k++)
-			free(r->images[i].platforms[k]);
-		free(r->images[i].platforms);
-		free(r->images[i].docker_layers);
-	}
-	free(r->images);
+	bundle_images_release(r->images, r->nimages);
 	r->images = NULL;
 	r->nimages = 0;
 }

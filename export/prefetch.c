@@ -20,20 +20,9 @@
 
 /* ---- the store: digest -> document, shared by the workers ---- */
 
-static size_t hash_of(const struct digest *d)
-{
-	size_t h = 0;
-	const char *p = digest_hex(d);
-
-	for (int i = 0; i < 16; i++)
-		h = h * 16 +
-		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
-	return h;
-}
-
 static struct mdoc **slot_of(struct mstore *s, const struct digest *d)
 {
-	for (size_t i = hash_of(d) % s->cap;; i = (i + 1) % s->cap)
+	for (size_t i = digest_hash(d) % s->cap;; i = (i + 1) % s->cap)
 		if (!s->v[i] || digest_equal(&s->v[i]->d, d))
 			return &s->v[i];
 }

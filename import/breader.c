@@ -463,22 +463,11 @@ struct table {
 	size_t htcap;
 };
 
-static size_t hdig(const struct digest *d)
-{
-	size_t h = 0;
-	const char *p = digest_hex(d);
-
-	for (int i = 0; i < 16; i++)
-		h = h * 16 +
-		    (size_t)(p[i] <= '9' ? p[i] - '0' : p[i] - 'a' + 10);
-	return h;
-}
-
 static struct bref *tfind(struct table *t, const struct digest *d)
 {
 	if (!t->htcap)
 		return NULL;
-	for (size_t i = hdig(d) % t->htcap;; i = (i + 1) % t->htcap) {
+	for (size_t i = digest_hash(d) % t->htcap;; i = (i + 1) % t->htcap) {
 		if (!t->ht[i])
 			return NULL;
 		if (digest_equal(&t->v[t->ht[i] - 1].d, d))
@@ -498,7 +487,7 @@ static struct bref *tadd(struct table *t, const struct digest *d)
 		if (!nh)
 			return NULL;
 		for (size_t k = 0; k < t->n; k++) {
-			size_t i = hdig(&t->v[k].d) % nc;
+			size_t i = digest_hash(&t->v[k].d) % nc;
 			while (nh[i])
 				i = (i + 1) % nc;
 			nh[i] = k + 1;
@@ -520,7 +509,7 @@ static struct bref *tadd(struct table *t, const struct digest *d)
 	b->d = *d;
 	b->kind = -1;
 	{
-		size_t i = hdig(d) % t->htcap;
+		size_t i = digest_hash(d) % t->htcap;
 		while (t->ht[i])
 			i = (i + 1) % t->htcap;
 		t->ht[i] = t->n + 1;
@@ -864,13 +853,7 @@ void bundle_header_release(struct bundle_header *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->nimages; i++) {
-		free(h->images[i].ref);
-		for (size_t k = 0; k < h->images[i].nplatforms; k++)
-			free(h->images[i].platforms[k]);
-		free(h->images[i].platforms);
-	}
-	free(h->images);
+	bundle_images_release(h->images, h->nimages);
 	free(h->channel);
 	for (size_t i = 0; i < h->nbases; i++)
 		free(h->bases[i]);
