@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_ref fuzz_manifest fuzz_bundle fuzz_sums fuzz_http)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_ref fuzz_manifest fuzz_bundle fuzz_sums fuzz_http fuzz_parts)
 case $secs in '' | *[!0-9]*)
 	echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]" >&2
 	exit 2
@@ -45,7 +45,7 @@ done
 
 # The registry fuzzer: ferry export (ASan + UBSan build) against a registry
 # serving random trees (tests/fixtures/treereg.py), new corpora for SECONDS.
-if [ ${#targets[@]} -eq 5 ] || [[ " ${targets[*]} " == *" registry "* ]]; then
+if [ ${#targets[@]} -eq 6 ] || [[ " ${targets[*]} " == *" registry "* ]]; then
 	cmake -S . -B build-asan -DFERRY_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
 		cmake --build build-asan -j 2 --target ferry >/dev/null ||
 		{ echo "build-asan: build failed" >&2; exit 1; }
