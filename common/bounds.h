@@ -46,4 +46,19 @@
  * that a trickling registry costs a command about two minutes at most. */
 #define FERRY_STALL_ATTEMPTS 3
 
+/* Supply-chain metadata (SPEC §6).  A cosign simple-signing payload is a
+ * few hundred bytes: anything larger is not a signature we check. */
+#define FERRY_MAX_COSIGN_PAYLOAD (64u * 1024u)
+/* Attachments of attachments followed below an image's manifests (a
+ * signature on an SBOM is depth 2). */
+#define FERRY_MAX_ATTACH_DEPTH 4
+/* Attachments one image may bring, all depths together. */
+#define FERRY_MAX_ATTACHED 1000
+/* Tags read from one repository's tag list (to learn which attachment
+ * tags exist without asking for each), and pages of it. */
+#define FERRY_MAX_TAGS 100000
+#define FERRY_MAX_TAG_PAGES 100
+/* Pages of one referrers answer followed. */
+#define FERRY_MAX_REFERRER_PAGES 16
+
 #endif

@@ -89,29 +89,75 @@ static char *dump(json_t *root, size_t flags)
 	return t;
 }
 
+static json_t *index_desc(const char *mt, const struct digest *d,
+			  uint64_t size, const char *ref)
+{
+	json_t *o = json_object(), *a = json_object();
+
+	json_object_set_new(o, "mediaType", json_string(mt));
+	json_object_set_new(o, "digest", json_string(d->str));
+	json_object_set_new(o, "size", json_integer((json_int_t)size));
+	json_object_set_new(a, BUNDLE_ANNOT_CONTAINERD, json_string(ref));
+	json_object_set_new(a, BUNDLE_ANNOT_REF, json_string(ref));
+	json_object_set_new(o, "annotations", a);
+	return o;
+}
+
+/* "<repository>:<tag>", malloc'd. */
+static char *tag_ref(const char *image_ref, const char *tag)
+{
+	char *repo = bundle_ref_repo(image_ref), *out = NULL;
+	size_t n;
+
+	if (!repo)
+		return NULL;
+	n = strlen(repo) + strlen(tag) + 2;
+	out = malloc(n);
+	if (out)
+		snprintf(out, n, "%s:%s", repo, tag);
+	free(repo);
+	return out;
+}
+
 char *bundle_index_json(const struct bundle_image *im, size_t n)
 {
-	json_t *root = json_object(), *mans = json_array();
+	json_t *root = json_object(), *mans = json_array(), *seen = json_object();
+	bool ok = true;
 
 	json_object_set_new(root, "schemaVersion", json_integer(2));
 	json_object_set_new(root, "mediaType",
 			    json_string(
 				"application/vnd.oci.image.index.v1+json"));
-	for (size_t i = 0; i < n; i++) {
-		json_t *d = json_object(), *a = json_object();
-		json_object_set_new(d, "mediaType",
-				    json_string(im[i].media_type));
-		json_object_set_new(d, "digest", json_string(im[i].digest.str));
-		json_object_set_new(d, "size",
-				    json_integer((json_int_t)im[i].doc_size));
-		json_object_set_new(a, BUNDLE_ANNOT_CONTAINERD,
-				    json_string(im[i].ref));
-		json_object_set_new(a, BUNDLE_ANNOT_REF,
-				    json_string(im[i].ref));
-		json_object_set_new(d, "annotations", a);
-		json_array_append_new(mans, d);
-	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(mans,
+				      index_desc(im[i].media_type,
+						 &im[i].digest, im[i].doc_size,
+						 im[i].ref));
+	/* then one descriptor per attached tag (each once: two images of
+	 * one repository share their attachments) */
+	for (size_t i = 0; i < n && ok; i++)
+		for (size_t k = 0; k < im[i].nattached && ok; k++) {
+			const struct bundle_attach *a = &im[i].attached[k];
+			char *ref;
+
+			if (!a->tag)
+				continue;
+			ref = tag_ref(im[i].ref, a->tag);
+			ok = ref != NULL;
+			if (ok && !json_object_get(seen, ref)) {
+				json_object_set_new(seen, ref, json_true());
+				json_array_append_new(
+				    mans, index_desc(a->media_type, &a->digest,
+						     a->size, ref));
+			}
+			free(ref);
+		}
+	json_decref(seen);
 	json_object_set_new(root, "manifests", mans);
+	if (!ok) {
+		json_decref(root);
+		return NULL;
+	}
 	return dump(root, JSON_COMPACT);
 }
 
@@ -146,6 +192,30 @@ char *bundle_manifest_json(const struct bundle_image *im, size_t n)
 	return dump(root, JSON_COMPACT);
 }
 
+static json_t *attached_json(const struct bundle_image *im)
+{
+	json_t *arr = json_array();
+
+	for (size_t k = 0; k < im->nattached; k++) {
+		const struct bundle_attach *a = &im->attached[k];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "kind",
+				    json_string(bundle_attach_kind_name(a->kind)));
+		json_object_set_new(o, "subject", json_string(a->subject.str));
+		json_object_set_new(o, "digest", json_string(a->digest.str));
+		json_object_set_new(o, "mediaType", json_string(a->media_type));
+		json_object_set_new(o, "size", json_integer((json_int_t)a->size));
+		if (a->artifact_type)
+			json_object_set_new(o, "artifactType",
+					    json_string(a->artifact_type));
+		if (a->tag)
+			json_object_set_new(o, "tag", json_string(a->tag));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 char *bundle_ferry_json(const struct bundle_meta *m,
 			const struct bundle_image *im, size_t n)
 {
@@ -174,6 +244,16 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 		json_object_set_new(d, "platforms", pl);
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im[i].total_size));
+		if (im[i].nattached)
+			json_object_set_new(d, "attached", attached_json(&im[i]));
+		if (im[i].cosign_key_id)
+			json_object_set_new(d, "cosignKeyId",
+					    json_string(im[i].cosign_key_id));
+		if (im[i].has_signed &&
+		    !digest_equal(&im[i].signed_digest, &im[i].digest))
+			json_object_set_new(
+			    d, "signedDigest",
+			    json_string(im[i].signed_digest.str));
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(root, "images", imgs);
@@ -233,6 +313,71 @@ void bundle_images_release(struct bundle_image *im, size_t n)
 			free(im[i].platforms[k]);
 		free(im[i].platforms);
 		free(im[i].docker_layers);
+		bundle_attached_release(im[i].attached, im[i].nattached);
+		free(im[i].cosign_key_id);
 	}
 	free(im);
+}
+
+void bundle_attached_release(struct bundle_attach *a, size_t n)
+{
+	if (!a)
+		return;
+	for (size_t k = 0; k < n; k++) {
+		free(a[k].artifact_type);
+		free(a[k].tag);
+	}
+	free(a);
+}
+
+static const char *const kind_names[] = {"signature", "attestation", "sbom",
+					 "referrer", "referrers"};
+static const char *const kind_suffix[] = {".sig", ".att", ".sbom", "", ""};
+
+const char *bundle_attach_kind_name(enum bundle_attach_kind k)
+{
+	return (unsigned)k <= BA_REFERRERS ? kind_names[k] : "?";
+}
+
+int bundle_attach_kind_parse(const char *name)
+{
+	for (int k = 0; k <= BA_REFERRERS; k++)
+		if (!strcmp(name, kind_names[k]))
+			return k;
+	return -1;
+}
+
+void bundle_attach_tag(enum bundle_attach_kind k, const struct digest *subject,
+		       char *out)
+{
+	snprintf(out, BUNDLE_ATTACH_TAG_MAX, "sha256-%s%s", digest_hex(subject),
+		 (unsigned)k <= BA_REFERRERS ? kind_suffix[k] : "");
+}
+
+int bundle_attach_kind_of_tag(const char *tag, const struct digest *subject)
+{
+	char want[BUNDLE_ATTACH_TAG_MAX];
+
+	for (int k = 0; k <= BA_REFERRERS; k++) {
+		if (k == BA_REFERRER)
+			continue;
+		bundle_attach_tag((enum bundle_attach_kind)k, subject, want);
+		if (!strcmp(tag, want))
+			return k;
+	}
+	return -1;
+}
+
+char *bundle_ref_repo(const char *ref)
+{
+	size_t n = strcspn(ref, "@"), slash = 0, colon = 0;
+
+	/* a ':' after the last '/' starts the tag (before it: a port) */
+	for (size_t i = 0; i < n; i++) {
+		if (ref[i] == '/')
+			slash = i + 1, colon = 0;
+		else if (ref[i] == ':' && slash)
+			colon = i;
+	}
+	return strndup(ref, colon ? colon : n);
 }

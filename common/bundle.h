@@ -23,6 +23,46 @@
 #define BUNDLE_ANNOT_REF "org.opencontainers.image.ref.name"
 #define BUNDLE_ANNOT_CONTAINERD "io.containerd.image.name"
 
+/* Supply-chain metadata attached to an image's manifests (SPEC §6):
+ * a cosign signature, attestation or SBOM (reached by its tag
+ * "sha256-<hex>.sig", ".att", ".sbom"), an OCI 1.1 referrer (a manifest
+ * whose "subject" is the digest), or the index of a subject's referrers
+ * (the fallback tag "sha256-<hex>").  Tags are in the image's repository;
+ * in the bundle, each tag has its own descriptor in index.json. */
+enum bundle_attach_kind {
+	BA_SIGNATURE = 0, /* .sig */
+	BA_ATTESTATION,	  /* .att */
+	BA_SBOM,	  /* .sbom */
+	BA_REFERRER,	  /* untagged, found through the referrers */
+	BA_REFERRERS	  /* the referrers index (fallback tag) */
+};
+
+struct bundle_attach {
+	enum bundle_attach_kind kind;
+	struct digest subject; /* what it is attached to */
+	struct digest digest;
+	const char *media_type; /* static: one of the MT_ manifest types */
+	uint64_t size;
+	char *artifact_type; /* or NULL */
+	char *tag;	     /* BA_REFERRER: NULL */
+};
+
+/* "sha256-<hex>" plus the kind's suffix; BA_REFERRER has none ("").
+ * out holds at least BUNDLE_ATTACH_TAG_MAX bytes. */
+#define BUNDLE_ATTACH_TAG_MAX 80
+void bundle_attach_tag(enum bundle_attach_kind k, const struct digest *subject,
+		       char *out);
+const char *bundle_attach_kind_name(enum bundle_attach_kind k);
+/* The kind named so in ferry.json, or -1. */
+int bundle_attach_kind_parse(const char *name);
+/* Free what n attachments own, and the array; safe on NULL. */
+void bundle_attached_release(struct bundle_attach *a, size_t n);
+/* Kind of a tag of that shape for `subject`: -1 when it is none. */
+int bundle_attach_kind_of_tag(const char *tag, const struct digest *subject);
+
+/* The repository part of a normalised reference (no tag, no digest). */
+char *bundle_ref_repo(const char *ref);
+
 /* One exported tag (or digest reference). */
 struct bundle_image {
 	char *ref;	      /* full normalised reference */
@@ -37,6 +77,15 @@ struct bundle_image {
 	struct digest docker_config;
 	struct digest *docker_layers;
 	size_t ndocker_layers;
+	/* what is attached to its manifests, in bundle order */
+	struct bundle_attach *attached;
+	size_t nattached;
+	/* --verify-cosign-key: the key id that verified its signature, and
+	 * the digest that signature names when the bundle carries another
+	 * top (a --platform subset of an index) */
+	char *cosign_key_id;
+	bool has_signed;
+	struct digest signed_digest;
 };
 
 /* Free what each of the n images owns, and the array; safe on NULL. */

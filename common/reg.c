@@ -88,7 +88,7 @@ struct xfer {
 	bool body_started;
 	bool to_caller; /* body goes to the caller (2xx) */
 	char *content_type, *dcd, *location, *www_auth, *retry_after,
-	    *content_range;
+	    *content_range, *oci_subject, *link;
 	uint64_t content_length;
 	bool has_length;
 	struct buf errbody;
@@ -307,8 +307,10 @@ static void xfer_reset_headers(struct xfer *x)
 	free(x->www_auth);
 	free(x->retry_after);
 	free(x->content_range);
+	free(x->oci_subject);
+	free(x->link);
 	x->content_type = x->dcd = x->location = x->www_auth = NULL;
-	x->retry_after = x->content_range = NULL;
+	x->retry_after = x->content_range = x->oci_subject = x->link = NULL;
 	x->has_length = false;
 	x->content_length = 0;
 }
@@ -344,6 +346,10 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 		slot = &x->retry_after;
 	else if (IS("content-range"))
 		slot = &x->content_range;
+	else if (IS("oci-subject"))
+		slot = &x->oci_subject;
+	else if (IS("link"))
+		slot = &x->link;
 	else if (IS("content-length")) {
 		char tmp[32];
 		size_t vn = n - kn - 1;
@@ -2089,6 +2095,15 @@ int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
 		     const char *media_type, const void *p, size_t n,
 		     const struct digest *want, struct ferr *e)
 {
+	return reg_put_manifest_subject(c, repo, ref, media_type, p, n, want,
+					NULL, e);
+}
+
+int reg_put_manifest_subject(struct reg_client *c, const char *repo,
+			     const char *ref, const char *media_type,
+			     const void *p, size_t n, const struct digest *want,
+			     bool *oci_subject, struct ferr *e)
+{
 	char what[600], scope[300], ct[300];
 	struct req rq;
 	struct xfer x;
@@ -2121,6 +2136,8 @@ int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
 			 c->host, what, x.dcd, want->str);
 		goto out;
 	}
+	if (oci_subject)
+		*oci_subject = x.oci_subject != NULL;
 	rc = 0;
 out:
 	xfer_release(&x);
@@ -2325,5 +2342,216 @@ out:
 	buf_release(&body);
 	xfer_release(&x);
 	free(rq.url);
+	return rc;
+}
+
+/* ---- tag lists and referrers (supply-chain metadata, SPEC §6) ---- */
+
+/* The next page a Link header names on this host, or NULL. */
+static char *next_page(struct reg_client *c, const char *url, const char *link)
+{
+	const char *lt, *gt;
+	char *rel, *abs, *hp;
+
+	if (!link || !(lt = strchr(link, '<')) || !(gt = strchr(lt, '>')) ||
+	    !strstr(gt, "rel=\"next\""))
+		return NULL;
+	rel = strndup(lt + 1, (size_t)(gt - lt - 1));
+	abs = rel ? resolve_location(url, rel) : NULL;
+	free(rel);
+	hp = abs ? url_hostport(abs) : NULL;
+	/* credentials go to this host only: another one ends the list */
+	if (!hp || !same_hostport(hp, c->host)) {
+		free(abs);
+		abs = NULL;
+	}
+	free(hp);
+	return abs;
+}
+
+/* GET a JSON document of the registry API, following one Link. */
+static int get_page(struct reg_client *c, struct req *rq, struct buf *body,
+		    char **next, long *status, struct ferr *e)
+{
+	struct xfer x;
+	int rc;
+
+	memset(&x, 0, sizeof(x));
+	buf_reset(body);
+	rq->mode = BODY_BUFFER;
+	rq->body = body;
+	rq->registry_auth = true;
+	rq->method = "GET";
+	rc = request(c, rq, &x, e);
+	*status = rc < 0 ? e->code : x.status;
+	*next = rc < 0 ? NULL : next_page(c, rq->url, x.link);
+	xfer_release(&x);
+	return rc;
+}
+
+static int add_tags(json_t *root, char ***tags, size_t *n, size_t *cap,
+		    const char *what, struct ferr *e)
+{
+	json_t *arr = json_object_get(root, "tags"), *t;
+	size_t i;
+
+	json_array_foreach(arr, i, t)
+	{
+		const char *s = json_string_value(t);
+		if (!s)
+			continue;
+		if (*n >= FERRY_MAX_TAGS)
+			return ferr_set(e, FERR_INPUT, 0,
+					"%s: more than %u tags", what,
+					FERRY_MAX_TAGS);
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 256;
+			char **nt = realloc(*tags, nc * sizeof(*nt));
+			if (!nt)
+				return ferr_set(e, FERR_IO, ENOMEM,
+						"out of memory");
+			*tags = nt;
+			*cap = nc;
+		}
+		if (!((*tags)[*n] = strdup(s)))
+			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		(*n)++;
+	}
+	return 0;
+}
+
+int reg_list_tags(struct reg_client *c, const char *repo, char ***tags,
+		  size_t *n, struct ferr *e)
+{
+	char what[400], scope[300];
+	struct req rq;
+	struct buf body;
+	size_t cap = 0;
+	char *next = NULL;
+	int rc = -1;
+
+	*tags = NULL;
+	*n = 0;
+	memset(&rq, 0, sizeof(rq));
+	buf_init(&body, FERRY_MAX_JSON);
+	if (check_names(c, repo, NULL, e) < 0 || ensure_ping(c, e) < 0)
+		return -1;
+	snprintf(what, sizeof(what), "the tags of '%s'", repo);
+	snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
+	rq.what = what;
+	rq.scope = scope;
+	rq.url = mkurl(c, "/v2/%s/tags/list?n=1000", repo);
+	for (unsigned page = 0; rq.url; page++) {
+		json_t *root;
+		long status;
+
+		if (page == FERRY_MAX_TAG_PAGES) {
+			ferr_set(e, FERR_INPUT, 0, "%s: more than %u pages",
+				 what, FERRY_MAX_TAG_PAGES);
+			goto out;
+		}
+		if (get_page(c, &rq, &body, &next, &status, e) < 0)
+			goto out;
+		root = json_loadb((const char *)body.data, body.len, 0, NULL);
+		if (!json_is_object(root)) {
+			json_decref(root);
+			ferr_set(e, FERR_INPUT, 0, "%s: not a tag list", what);
+			goto out;
+		}
+		rc = add_tags(root, tags, n, &cap, what, e);
+		json_decref(root);
+		if (rc < 0)
+			goto out;
+		rc = -1;
+		free(rq.url);
+		rq.url = next;
+		next = NULL;
+	}
+	rc = 0;
+out:
+	free(rq.url);
+	free(next);
+	buf_release(&body);
+	if (rc < 0) {
+		for (size_t i = 0; i < *n; i++)
+			free((*tags)[i]);
+		free(*tags);
+		*tags = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+int reg_get_referrers(struct reg_client *c, const char *repo,
+		      const struct digest *d, json_t **manifests,
+		      bool *supported, struct ferr *e)
+{
+	char what[400], scope[300];
+	struct req rq;
+	struct buf body;
+	char *next = NULL;
+	json_t *all = json_array();
+	int rc = -1;
+
+	*manifests = NULL;
+	*supported = false;
+	memset(&rq, 0, sizeof(rq));
+	buf_init(&body, FERRY_MAX_JSON);
+	if (!all)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	if (check_names(c, repo, d->str, e) < 0 || ensure_ping(c, e) < 0)
+		goto out;
+	snprintf(what, sizeof(what), "the referrers of '%s@%s'", repo, d->str);
+	snprintf(scope, sizeof(scope), "repository:%s:pull", repo);
+	rq.what = what;
+	rq.scope = scope;
+	rq.accept = "Accept: " MT_OCI_INDEX;
+	rq.url = mkurl(c, "/v2/%s/referrers/%s", repo, d->str);
+	for (unsigned page = 0; rq.url; page++) {
+		json_t *root, *mans;
+		long status;
+
+		if (page == FERRY_MAX_REFERRER_PAGES) {
+			ferr_set(e, FERR_INPUT, 0, "%s: more than %u pages",
+				 what, FERRY_MAX_REFERRER_PAGES);
+			goto out;
+		}
+		if (get_page(c, &rq, &body, &next, &status, e) < 0) {
+			/* a registry without the API says 404 (the spec
+			 * forbids it to one that has it) */
+			if (status == 404 && page == 0) {
+				ferr_clear(e);
+				rc = 0;
+			}
+			goto out;
+		}
+		root = json_loadb((const char *)body.data, body.len, 0, NULL);
+		mans = json_object_get(root, "manifests");
+		if (!json_is_array(mans) ||
+		    json_array_size(all) + json_array_size(mans) >
+			FERRY_MAX_INDEX_ENTRIES) {
+			json_decref(root);
+			ferr_set(e, FERR_INPUT, 0,
+				 json_is_array(mans)
+				     ? "%s: more than the limit of entries"
+				     : "%s: not an index",
+				 what);
+			goto out;
+		}
+		json_array_extend(all, mans);
+		json_decref(root);
+		free(rq.url);
+		rq.url = next;
+		next = NULL;
+	}
+	*supported = true;
+	*manifests = all;
+	all = NULL;
+	rc = 0;
+out:
+	json_decref(all);
+	free(rq.url);
+	free(next);
+	buf_release(&body);
 	return rc;
 }

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "auth.h"
 #include "digest.h"
 #include "err.h"
@@ -149,6 +151,27 @@ int reg_upload_stream(struct reg_client *c, char **upload_url, uint64_t size,
 int reg_put_manifest(struct reg_client *c, const char *repo, const char *ref,
 		     const char *media_type, const void *p, size_t n,
 		     const struct digest *want, struct ferr *e);
+
+/* The same; *oci_subject (when not NULL) says whether the answer carried
+ * an OCI-Subject header: a registry that indexes referrers itself (OCI
+ * 1.1) sends one for a manifest with a "subject". */
+int reg_put_manifest_subject(struct reg_client *c, const char *repo,
+			     const char *ref, const char *media_type,
+			     const void *p, size_t n, const struct digest *want,
+			     bool *oci_subject, struct ferr *e);
+
+/* Every tag of `repo` (following the registry's pages on its own host,
+ * at most FERRY_MAX_TAGS); *tags is malloc'd, each tag too. */
+int reg_list_tags(struct reg_client *c, const char *repo, char ***tags,
+		  size_t *n, struct ferr *e);
+
+/* GET /v2/<repo>/referrers/<d> (OCI 1.1): the descriptors it lists (a
+ * jansson array, new reference) and *supported = true; a registry without
+ * the API (404) gives 0 with *supported = false and *manifests NULL.  The
+ * descriptors are the registry's word only: each is fetched by digest. */
+int reg_get_referrers(struct reg_client *c, const char *repo,
+		      const struct digest *d, json_t **manifests,
+		      bool *supported, struct ferr *e);
 
 /* A call to the registry host's own REST API (Harbor's /api/v2.0/...),
  * with the host's credentials as Basic auth when it has any.  0 on 2xx;

@@ -45,6 +45,12 @@ static const char usage_text[] =
     "                          or omits (repeatable)\n"
     "      --split-size SIZE   write parts BUNDLE.001, ... of SIZE bytes (K, M,\n"
     "                          G: powers of 1024) with a signed BUNDLE.parts\n"
+    "      --referrers all|none  carry what is attached to the images\n"
+    "                          (cosign signatures, attestations, SBOMs, OCI\n"
+    "                          referrers; default all) or none of it\n"
+    "      --verify-cosign-key PUB.pem  every image must carry a cosign\n"
+    "                          signature this key verifies (repeatable: any\n"
+    "                          of the keys); else exit 5 and no bundle\n"
     "\n";
 
 enum {
@@ -59,6 +65,8 @@ enum {
 	OPT_SEQUENCE,
 	OPT_BASE,
 	OPT_SPLIT,
+	OPT_REFERRERS,
+	OPT_COSIGN_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +83,8 @@ static const struct option long_opts[] = {
     {"sequence", required_argument, NULL, OPT_SEQUENCE},
     {"base", required_argument, NULL, OPT_BASE},
     {"split-size", required_argument, NULL, OPT_SPLIT},
+    {"referrers", required_argument, NULL, OPT_REFERRERS},
+    {"verify-cosign-key", required_argument, NULL, OPT_COSIGN_KEY},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -446,6 +456,9 @@ struct export_args {
 	const char *bases[EXP_MAX_BASES];
 	size_t nbases;
 	enum arc_compress compress;
+	bool no_referrers;
+	const char *cosign_keys[EXP_MAX_COSIGN_KEYS];
+	size_t ncosign_keys;
 };
 
 static int bad_opt(const char *what, const char *arg)
@@ -526,6 +539,18 @@ static int export_opt(struct export_args *a, int c, const char *arg,
 				       "4096 bytes (K, M, G: powers of 1024)",
 				       arg);
 		return 0;
+	case OPT_REFERRERS:
+		if (strcmp(arg, "all") && strcmp(arg, "none"))
+			return bad_opt("--referrers takes all or none", arg);
+		a->no_referrers = !strcmp(arg, "none");
+		return 0;
+	case OPT_COSIGN_KEY:
+		if (a->ncosign_keys == EXP_MAX_COSIGN_KEYS)
+			return bad_opt("--verify-cosign-key may be given at "
+				       "most " EXP_MAX_COSIGN_KEYS_STR " times",
+				       arg);
+		a->cosign_keys[a->ncosign_keys++] = arg;
+		return 0;
 	default:
 		if (optopt && optopt < 256)
 			cli_usage_error("export",
@@ -569,6 +594,13 @@ static int export_parse(struct export_args *a, int argc, char **argv)
 	if (optind == argc && !a->images_file) {
 		cli_usage_error("export",
 				"no images: give references or -f FILE");
+		return -1;
+	}
+	/* the bundle must carry the signatures for 'verify --cosign-key' */
+	if (a->no_referrers && a->ncosign_keys) {
+		cli_usage_error("export", "--verify-cosign-key needs the "
+					  "signatures: not with --referrers "
+					  "none");
 		return -1;
 	}
 	return 0;
@@ -661,6 +693,16 @@ static int load_key(const struct export_args *a, struct sig_key *key,
 	return rc;
 }
 
+/* The --verify-cosign-key public keys. */
+static int load_cosign_keys(const struct export_args *a, struct sig_key *keys,
+			    struct ferr *e)
+{
+	for (size_t i = 0; i < a->ncosign_keys; i++)
+		if (sig_load_public(&keys[i], a->cosign_keys[i], e) < 0)
+			return ferr_prefix(e, "--verify-cosign-key");
+	return 0;
+}
+
 static void ui_start(struct ui *u, const struct cli_common *com)
 {
 	u->mode = com->quiet ? PROGRESS_NONE : com->progress;
@@ -716,7 +758,7 @@ int cmd_export(int argc, char **argv)
 	char *default_cache = NULL, *platbuf = NULL;
 	const char **platforms = NULL;
 	struct auth_store creds = {0};
-	struct sig_key key;
+	struct sig_key key, cosign[EXP_MAX_COSIGN_KEYS];
 	struct reg_opts ropts;
 	struct exp_opts eo;
 	struct exp_result res;
@@ -726,6 +768,7 @@ int cmd_export(int argc, char **argv)
 	int r, rc = FERRY_EXIT_USAGE;
 
 	memset(&key, 0, sizeof(key));
+	memset(cosign, 0, sizeof(cosign));
 	memset(&res, 0, sizeof(res));
 	memset(&u, 0, sizeof(u));
 	memset(&eo, 0, sizeof(eo));
@@ -744,6 +787,7 @@ int cmd_export(int argc, char **argv)
 	if (creation_time(&eo.created, &e) < 0 ||
 	    collect_refs(&a, argc, argv, &refs, &e) < 0 ||
 	    load_key(&a, &key, &e) < 0 ||
+	    load_cosign_keys(&a, cosign, &e) < 0 ||
 	    auth_store_load(&creds, a.com.authfile, &e) < 0)
 		goto fail;
 	if (!a.cache) {
@@ -769,6 +813,9 @@ int cmd_export(int argc, char **argv)
 	eo.split_size = a.split;
 	eo.bases = a.bases;
 	eo.nbases = a.nbases;
+	eo.no_referrers = a.no_referrers;
+	eo.cosign_keys = cosign;
+	eo.ncosign_keys = a.ncosign_keys;
 	eo.progress = &u.pr;
 	eo.event = on_event;
 	eo.event_ctx = &u;
@@ -802,6 +849,8 @@ out:
 	free(platbuf);
 	free(default_cache);
 	sig_key_release(&key);
+	for (size_t i = 0; i < EXP_MAX_COSIGN_KEYS; i++)
+		sig_key_release(&cosign[i]);
 	auth_store_release(&creds);
 	cli_common_release(&a.com);
 	return rc;

@@ -673,8 +673,11 @@ static int resolve_all(struct exporter *x, const struct ref *refs, size_t nrefs,
 		ev.size = im->total_size;
 		exp_emit(x, &ev);
 	}
+	if (exp_discover(x, e) < 0)
+		goto out;
 	rc = 0;
 out:
+	exp_discover_release(x);
 	exp_clients_release(&x->main_clients);
 	exp_store_release(x);
 	return rc;

@@ -21,6 +21,9 @@
 /* --base bundles one export may name. */
 #define EXP_MAX_BASES 16
 #define EXP_MAX_BASES_STR "16"
+/* --verify-cosign-key keys one export may name. */
+#define EXP_MAX_COSIGN_KEYS 16
+#define EXP_MAX_COSIGN_KEYS_STR "16"
 
 enum exp_phase { EXP_RESOLVING, EXP_FETCHING, EXP_DONE };
 
@@ -68,6 +71,12 @@ struct exp_opts {
 	/* a delta over these earlier bundles (files or .parts) */
 	const char *const *bases;
 	size_t nbases;
+	/* SPEC §6: leave out what is attached to the images (--referrers
+	 * none); else carry it.  With cosign keys, every reference's top
+	 * digest must carry a signature that one of them verifies. */
+	bool no_referrers;
+	const struct sig_key *cosign_keys;
+	size_t ncosign_keys;
 	struct exp_progress *progress; /* may be NULL */
 	/* Serialised: called from one thread at a time. */
 	void (*event)(void *ctx, const struct exp_event *ev);

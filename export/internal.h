@@ -104,6 +104,8 @@ struct exporter {
 	struct mstore store;
 	struct ref_top *tops;
 	size_t pf_next;
+	/* referrers.c */
+	struct disc *disc;
 	/* delta: the bases' ids, and every digest they carry or omit */
 	char **base_ids;
 	size_t nbases;
@@ -152,6 +154,18 @@ void exp_store_release(struct exporter *x);
 int exp_load_bases(struct exporter *x, struct ferr *e);
 bool exp_base_has(const struct exporter *x, const struct digest *d);
 void exp_bases_release(struct exporter *x);
+
+/* resolve.c: an attached manifest or referrers index of image `img` (its
+ * data taken), with its config and layers. */
+int exp_add_attached(struct exporter *x, size_t img, const char *host,
+		     const char *repo, struct reg_manifest *m, const char *what,
+		     struct ferr *e);
+
+/* referrers.c: what is attached to every image's manifests (SPEC §6):
+ * found in parallel, checked against --verify-cosign-key, then added to
+ * the item table and to each image's `attached`, in image order. */
+int exp_discover(struct exporter *x, struct ferr *e);
+void exp_discover_release(struct exporter *x);
 
 /* resolve.c: resolve one reference into x->images[i] and the item table. */
 int exp_resolve_one(struct exporter *x, const struct ref *r,

@@ -671,10 +671,10 @@ static int record_docker(struct bundle_image *im, const struct item *pick,
 	return 0;
 }
 
-/* Each config and layer still to fetch learns that this image needs it
+/* Each config and layer still to fetch learns that image `img` needs it
  * (for the image's "done" event). */
-static int record_needs(struct exporter *x, struct bundle_image *im,
-			const struct walk *w, struct ferr *e)
+static int record_needs(struct exporter *x, size_t img, const struct walk *w,
+			struct ferr *e)
 {
 	for (size_t i = 0; i < w->nseen; i++) {
 		struct item *it = exp_find_item(x, &w->seen[i]);
@@ -682,13 +682,51 @@ static int record_needs(struct exporter *x, struct bundle_image *im,
 
 		if (!it || it->kind < K_CONFIG || it->state == S_DONE)
 			continue;
+		for (size_t k = 0; k < it->nimages && it->images; k++)
+			if (it->images[k] == img)
+				goto next;
 		n = realloc(it->images, (it->nimages + 1) * sizeof(*n));
 		if (!n)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		it->images = n;
-		it->images[it->nimages++] = (size_t)(im - x->images);
+		it->images[it->nimages++] = img;
+	next:;
 	}
 	return 0;
+}
+
+int exp_add_attached(struct exporter *x, size_t img, const char *host,
+		     const char *repo, struct reg_manifest *m, const char *what,
+		     struct ferr *e)
+{
+	struct bundle_image none; /* attachments are not in the image's size */
+	struct walk w;
+	struct item *it;
+	int rc = -1;
+
+	memset(&none, 0, sizeof(none));
+	memset(&w, 0, sizeof(w));
+	w.im = &none;
+	if (!exp_is_index_type(m->media_type)) {
+		if (!add_manifest_doc(x, host, repo, m, &w, what, e))
+			goto out;
+	} else {
+		it = exp_add_item(x, &m->digest, m->len, K_INDEX, host, repo,
+				  e);
+		if (!it)
+			goto out;
+		if (!it->data) {
+			it->data = m->data;
+			m->data = NULL;
+			it->media_type = !strcmp(m->media_type, MT_DOCKER_LIST)
+					     ? MT_DOCKER_LIST
+					     : MT_OCI_INDEX;
+		}
+	}
+	rc = record_needs(x, img, &w, e);
+out:
+	free(w.seen);
+	return rc;
 }
 
 int exp_resolve_one(struct exporter *x, const struct ref *r,
@@ -717,7 +755,7 @@ int exp_resolve_one(struct exporter *x, const struct ref *r,
 		rc = resolve_single(&rs, &m, e);
 	}
 	if (rc < 0 || (rs.pick && record_docker(im, rs.pick, e) < 0) ||
-	    record_needs(x, im, &rs.w, e) < 0) {
+	    record_needs(x, (size_t)(im - x->images), &rs.w, e) < 0) {
 		rc = -1;
 		goto out;
 	}
