@@ -1058,6 +1058,174 @@ static int take_image(struct rd *r, json_t *d, json_t *fi, size_t i,
 	return 0;
 }
 
+/* One entry of an image's "attached" list in ferry.json. */
+static int take_attach(struct rd *r, json_t *o, struct bundle_attach *a,
+		       size_t i, struct ferr *e)
+{
+	const char *kind = json_string_value(json_object_get(o, "kind"));
+	const char *mt = json_string_value(json_object_get(o, "mediaType"));
+	const char *at = json_string_value(json_object_get(o, "artifactType"));
+	const char *tag = json_string_value(json_object_get(o, "tag"));
+	json_t *sz = json_object_get(o, "size");
+	char want[BUNDLE_ATTACH_TAG_MAX];
+	struct bref *b;
+	int k = kind ? bundle_attach_kind_parse(kind) : -1;
+
+	if (k < 0 || !mt || !*static_media_type(mt) || !json_is_integer(sz) ||
+	    json_integer_value(sz) < 0 ||
+	    json_integer_value(sz) > FERRY_MAX_JSON ||
+	    digest_parse(&a->digest,
+			 json_string_value(json_object_get(o, "digest")),
+			 NULL) < 0 ||
+	    digest_parse(&a->subject,
+			 json_string_value(json_object_get(o, "subject")),
+			 NULL) < 0 ||
+	    (at && strlen(at) > BREADER_MAX_ARTIFACT_TYPE))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu has a malformed "
+				"attached entry",
+				i + 1);
+	a->kind = (enum bundle_attach_kind)k;
+	a->media_type = static_media_type(mt);
+	a->size = (uint64_t)json_integer_value(sz);
+	/* the only tags a bundle may make import write for an attachment
+	 * are the ones its subject's digest names */
+	bundle_attach_tag(a->kind, &a->subject, want);
+	if (a->kind == BA_REFERRER ? tag != NULL : !tag || strcmp(tag, want))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu has an attached %s "
+				"with the tag '%.100s' (its subject '%s' "
+				"gives '%s')",
+				i + 1, kind, tag ? tag : "(none)",
+				a->subject.str,
+				a->kind == BA_REFERRER ? "none" : want);
+	b = tfind(&r->t, &a->digest);
+	if (!b || !b->listed)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu names attached '%s', "
+				"which is not in the bundle",
+				i + 1, a->digest.str);
+	if ((at && !(a->artifact_type = strdup(at))) ||
+	    (tag && !(a->tag = strdup(tag))))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	return 0;
+}
+
+static int take_attached(struct rd *r, json_t *fi, size_t i, struct ferr *e)
+{
+	struct bundle_image *im = &r->h->images[i];
+	json_t *arr = json_object_get(fi, "attached"), *o;
+	const char *kid = json_string_value(json_object_get(fi, "cosignKeyId"));
+	json_t *sd = json_object_get(fi, "signedDigest");
+	size_t k;
+
+	if (kid && (strlen(kid) != 71 || strncmp(kid, "sha256:", 7) ||
+		    !digest_valid(kid)))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu has a malformed "
+				"cosignKeyId",
+				i + 1);
+	if (kid && !(im->cosign_key_id = strdup(kid)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	im->has_signed = kid || sd;
+	im->signed_digest = im->digest;
+	if (sd && digest_parse(&im->signed_digest, json_string_value(sd),
+			       NULL) < 0)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu has a malformed "
+				"signedDigest",
+				i + 1);
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > FERRY_MAX_ATTACHED)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu: 'attached' is not a "
+				"list of at most %u entries",
+				i + 1, FERRY_MAX_ATTACHED);
+	im->attached = calloc(json_array_size(arr) + 1, sizeof(*im->attached));
+	if (!im->attached)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	json_array_foreach(arr, k, o)
+	{
+		if (take_attach(r, o, &im->attached[im->nattached++], i, e) <
+		    0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The index.json entries after the images: one per attachment tag that
+ * ferry.json lists, each once, pointing where ferry.json says. */
+static int take_attach_tags(struct rd *r, json_t *mans, size_t from,
+			    struct ferr *e)
+{
+	struct bundle_header *h = r->h;
+	json_t *want = json_object(), *d;
+	size_t nwant = 0;
+	int rc = -1;
+
+	if (!want)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < h->nimages; i++) {
+		char *repo = bundle_ref_repo(h->images[i].ref);
+		for (size_t k = 0; repo && k < h->images[i].nattached; k++) {
+			const struct bundle_attach *a =
+			    &h->images[i].attached[k];
+			char ref[700];
+			const char *had;
+
+			if (!a->tag)
+				continue;
+			snprintf(ref, sizeof(ref), "%s:%s", repo, a->tag);
+			had = json_string_value(json_object_get(want, ref));
+			if (had && strcmp(had, a->digest.str)) {
+				free(repo);
+				ferr_set(e, FERR_BUNDLE, 0,
+					 "'ferry.json' attaches two things "
+					 "as '%s'",
+					 ref);
+				goto out;
+			}
+			if (!had) {
+				json_object_set_new(want, ref,
+						    json_string(a->digest.str));
+				nwant++;
+			}
+		}
+		free(repo);
+	}
+	if (json_array_size(mans) - from != nwant) {
+		ferr_set(e, FERR_BUNDLE, 0,
+			 "'index.json' has %zu attachment tags, 'ferry.json' "
+			 "lists %zu",
+			 json_array_size(mans) - from, nwant);
+		goto out;
+	}
+	for (size_t k = from; k < json_array_size(mans); k++) {
+		const char *ref, *dg, *w;
+
+		d = json_array_get(mans, k);
+		ref = json_string_value(json_object_get(
+		    json_object_get(d, "annotations"), BUNDLE_ANNOT_REF));
+		dg = json_string_value(json_object_get(d, "digest"));
+		w = ref ? json_string_value(json_object_get(want, ref)) : NULL;
+		if (!w || !dg || strcmp(w, dg)) {
+			ferr_set(e, FERR_BUNDLE, 0,
+				 "'index.json' entry %zu is not an "
+				 "attachment tag 'ferry.json' lists",
+				 k + 1);
+			goto out;
+		}
+		json_object_del(want, ref); /* each once */
+		if (refer(r, d, -1, BUNDLE_INDEX_JSON, e) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(want);
+	return rc;
+}
+
 /* index.json against ferry.json's image list. */
 static int take_images(struct rd *r, json_t *fj, json_t *ix, struct ferr *e)
 {
@@ -1072,19 +1240,20 @@ static int take_images(struct rd *r, json_t *fj, json_t *ix, struct ferr *e)
 				"'manifests'");
 	imgs = json_object_get(fj, "images");
 	if (!json_is_array(imgs) ||
-	    json_array_size(imgs) != json_array_size(mans))
+	    json_array_size(imgs) > json_array_size(mans))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'ferry.json' and 'index.json' list different "
 				"images");
-	h->images = calloc(json_array_size(mans) + 1, sizeof(*h->images));
+	h->images = calloc(json_array_size(imgs) + 1, sizeof(*h->images));
 	if (!h->images)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	json_array_foreach(mans, i, d)
+	json_array_foreach(imgs, i, d)
 	{
-		if (take_image(r, d, json_array_get(imgs, i), i, e) < 0)
+		if (take_image(r, json_array_get(mans, i), d, i, e) < 0 ||
+		    take_attached(r, d, i, e) < 0)
 			return -1;
 	}
-	return 0;
+	return take_attach_tags(r, mans, json_array_size(imgs), e);
 }
 
 /* The bundle id is derived from the content: recompute it. */

@@ -31,6 +31,8 @@
 #define BREADER_MAX_OCI_LAYOUT 4096u
 #define BREADER_MAX_SUMS (16u * 1024u * 1024u)
 #define BREADER_MAX_SIG 16384u
+/* An attachment's artifactType in ferry.json. */
+#define BREADER_MAX_ARTIFACT_TYPE 255u
 /* Base bundles one delta may name. */
 #define BREADER_MAX_BASES 64u
 
@@ -54,8 +56,8 @@ struct bundle_header {
 	char *channel;
 	uint64_t sequence;
 	char key_id[72];
-	struct bundle_image
-	    *images; /* ref, digest, media type, platforms, size */
+	struct bundle_image *images; /* ref, digest, media type, platforms,
+					size, attached */
 	size_t nimages;
 	size_t nentries; /* entries SHA256SUMS lists, blobs included */
 	size_t nblobs;

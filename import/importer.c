@@ -190,6 +190,7 @@ struct doc { /* a manifest or index, kept until the blobs are in place */
 	unsigned char *data;
 	size_t len;
 	int kind;
+	bool has_subject; /* an OCI 1.1 referrer */
 };
 
 struct dset { /* which target repositories need a digest */
@@ -198,6 +199,9 @@ struct dset { /* which target repositories need a digest */
 	bool *placed; /* this run put it there (so it was not there before) */
 	size_t n;
 	struct doc *doc; /* manifests and indexes only */
+	/* attached to an image (SPEC §6): pushed after the images' own
+	 * documents; a referrers index is written by tag only, merged */
+	bool attach, rindex;
 };
 
 struct job { /* one blob, from the reader to a worker */
@@ -221,6 +225,11 @@ struct job { /* one blob, from the reader to a worker */
 struct item { /* a manifest to push into a repository */
 	struct dset *s;
 	size_t repo;
+};
+
+struct atag { /* an attachment's tag in one target repository */
+	size_t repo;
+	const struct bundle_attach *a;
 };
 
 struct imp;
@@ -275,6 +284,9 @@ struct imp {
 	int lock_fd;
 	char target_key[600];
 	bool *omit_have; /* a delta: per (omitted blob, repository) item */
+	struct atag *atags;
+	size_t natags;
+	atomic_int api; /* the target indexes referrers: 1 yes, -1 no, 0 ? */
 };
 
 /* --jobs: parallel uploads of large blobs */
@@ -1029,6 +1041,47 @@ static int plan_images(struct imp *x, const struct bundle_header *h,
 	return 0;
 }
 
+/* Every attachment goes to its image's repository; each tag once. */
+static int plan_attached(struct imp *x, const struct bundle_header *h,
+			 struct ferr *e)
+{
+	size_t cap = 0;
+
+	for (size_t i = 0; i < h->nimages; i++)
+		cap += h->images[i].nattached;
+	x->atags = calloc(cap + 1, sizeof(*x->atags));
+	if (!x->atags)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t i = 0; i < h->nimages; i++) {
+		size_t repo = x->image_repo[i];
+		for (size_t k = 0; k < h->images[i].nattached; k++) {
+			const struct bundle_attach *a =
+			    &h->images[i].attached[k];
+			bool existed = set_find(x, &a->digest) != NULL, dup;
+			struct dset *s;
+
+			if (set_add(x, &a->digest, repo, e) < 0)
+				return -1;
+			s = set_find(x, &a->digest);
+			if (!existed)
+				s->attach = true;
+			if (a->kind == BA_REFERRERS)
+				s->attach = s->rindex = true;
+			if (!a->tag)
+				continue;
+			dup = false;
+			for (size_t t = 0; t < x->natags && !dup; t++)
+				dup = x->atags[t].repo == repo &&
+				      !strcmp(x->atags[t].a->tag, a->tag);
+			if (!dup) {
+				x->atags[x->natags].repo = repo;
+				x->atags[x->natags++].a = a;
+			}
+		}
+	}
+	return 0;
+}
+
 static const char *image_target_key(const void *ctx, size_t pos)
 {
 	return ((const struct imp_result *)ctx)->images[pos].target;
@@ -1096,8 +1149,8 @@ static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 	struct imp *x = ctx;
 	bool all;
 
-	if (plan_images(x, h, e) < 0 || check_collisions(x, e) < 0 ||
-	    state_check(x, h, e) < 0)
+	if (plan_images(x, h, e) < 0 || plan_attached(x, h, e) < 0 ||
+	    check_collisions(x, e) < 0 || state_check(x, h, e) < 0)
 		return -1;
 	if (x->already) {
 		if (tags_in_place(x, &all, e) < 0)
@@ -1270,18 +1323,25 @@ static int keep_doc(struct imp *x, const struct bundle_blob *b, struct ferr *e)
 	if (!root)
 		return ferr_set(e, FERR_BUNDLE, 0, "'%s' does not parse",
 				b->path);
+	s->doc->has_subject = json_object_get(root, "subject") != NULL;
 	arr = json_object_get(root,
 			      b->kind == BK_INDEX ? "manifests" : "layers");
 	for (size_t r = 0; r < nrepos; r++) {
 		size_t repo = s->repos[r];
 		json_array_foreach(arr, i, d)
 		{
+			struct dset *cs;
 			if (digest_parse(&cd,
 					 json_string_value(
 					     json_object_get(d, "digest")),
 					 e) < 0 ||
 			    set_add(x, &cd, repo, e) < 0)
 				goto out;
+			/* what an image's index lists goes with the image
+			 * (before the index), even if also attached */
+			if (!s->attach && (cs = set_find(x, &cd)) &&
+			    !cs->rindex)
+				cs->attach = false;
 		}
 		if (b->kind == BK_MANIFEST &&
 		    (digest_parse(&cd,
@@ -1577,9 +1637,17 @@ static int push_doc(struct imp *x, struct reg_client *c, size_t i,
 		     NULL, NULL);
 		return 0;
 	}
-	if (reg_put_manifest(c, repo, dg, d->media_type, d->data, d->len,
-			     &it->s->d, e) < 0)
-		return -1;
+	{
+		bool indexed = false;
+		if (reg_put_manifest_subject(c, repo, dg, d->media_type, d->data,
+					     d->len, &it->s->d, &indexed,
+					     e) < 0)
+			return -1;
+		/* OCI 1.1: a registry that indexes referrers says so in its
+		 * answer to a manifest with a subject */
+		if (d->has_subject)
+			atomic_store(&x->api, indexed ? 1 : -1);
+	}
 	set_mark_placed(x, it->s, it->repo);
 	note(x, IMP_EV_MANIFEST, it->repo, dg, d->len, "pushed",
 	     &x->res->manifests_pushed, &x->pr->manifests_pushed);
@@ -1588,7 +1656,8 @@ static int push_doc(struct imp *x, struct reg_client *c, size_t i,
 
 /* The documents of one kind, as (document, repository) items, innermost
  * first.  *nested: an index names another index of the bundle. */
-static struct item *doc_items(struct imp *x, int kind, size_t *n, bool *nested)
+static struct item *doc_items(struct imp *x, int kind, bool attach, size_t *n,
+			      bool *nested)
 {
 	struct item *items;
 	size_t cap = 0;
@@ -1598,11 +1667,12 @@ static struct item *doc_items(struct imp *x, int kind, size_t *n, bool *nested)
 	for (size_t k = 0; k < x->ndocs; k++)
 		if (x->docs[k]->doc->kind == kind)
 			cap += x->docs[k]->n;
+	(void)attach;
 	if (!(items = calloc(cap ? cap : 1, sizeof(*items))))
 		return NULL;
 	for (size_t k = x->ndocs; k-- > 0;) {
 		struct dset *s = x->docs[k];
-		if (s->doc->kind != kind)
+		if (s->doc->kind != kind || s->attach != attach || s->rindex)
 			continue;
 		for (size_t r = 0; r < s->n; r++) {
 			items[*n].s = s;
@@ -1791,16 +1861,19 @@ out:
 	return rc;
 }
 
+/* The images' documents first, then what is attached to them (a registry
+ * may check that a referrer's subject is there). */
 static int push_docs(struct imp *x, size_t threads, struct ferr *e)
 {
 	static const int kinds[] = {BK_MANIFEST, BK_INDEX};
 	int rc = 0;
 
 	atomic_store(&x->pr->phase, 1);
-	for (size_t p = 0; p < 2 && !rc; p++) {
+	for (size_t p = 0; p < 4 && !rc; p++) {
 		size_t n;
 		bool nested;
-		struct item *items = doc_items(x, kinds[p], &n, &nested);
+		struct item *items =
+		    doc_items(x, kinds[p % 2], p >= 2, &n, &nested);
 		if (!items)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads,
