@@ -1950,6 +1950,194 @@ static int push_tags(struct imp *x, size_t threads, struct ferr *e)
 	return run_items(x, NULL, first + 1, n, push_tag, threads, e);
 }
 
+/* ---- attachment tags, and referrers indexes (SPEC §6) ---- */
+
+/* Write one attachment's tag (a cosign .sig, .att or .sbom). */
+static int push_atag(struct imp *x, struct reg_client *c, size_t i,
+		     struct ferr *e)
+{
+	const struct atag *t = &x->atags[i];
+	const struct bundle_attach *a = t->a;
+	const char *repo = x->repos[t->repo].name;
+	struct dset *s = set_find(x, &a->digest);
+	struct reg_head h;
+
+	if (a->kind == BA_REFERRERS)
+		return 0; /* merged, after every tag */
+	if (!s || !s->doc)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"attachment '%s' has no manifest in the bundle",
+				a->digest.str);
+	if (!set_placed(x, &a->digest, t->repo)) {
+		if (reg_head_manifest(c, repo, a->tag, &h, e) < 0)
+			return -1;
+		if (h.found && h.has_digest &&
+		    digest_equal(&h.digest, &a->digest)) {
+			note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped",
+			     NULL, NULL);
+			return 0;
+		}
+	}
+	if (x->o->dry_run) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0, "would push", NULL,
+		     NULL);
+		return 0;
+	}
+	if (reg_put_manifest(c, repo, a->tag, s->doc->media_type, s->doc->data,
+			     s->doc->len, &a->digest, e) < 0)
+		return -1;
+	note(x, IMP_EV_TAG, t->repo, a->tag, 0, "pushed",
+	     &x->res->attach_tags, &x->pr->tags_pushed);
+	return 0;
+}
+
+/* Does the target index referrers itself?  Known from the answers to
+ * this run's pushes of referrers; else asked once. */
+static int target_indexes(struct imp *x, struct reg_client *c,
+			  const char *repo, const struct digest *subject,
+			  struct ferr *e)
+{
+	json_t *mans = NULL;
+	bool supported;
+
+	if (atomic_load(&x->api))
+		return atomic_load(&x->api);
+	if (reg_get_referrers(c, repo, subject, &mans, &supported, e) < 0)
+		return 0;
+	json_decref(mans);
+	atomic_store(&x->api, supported ? 1 : -1);
+	return supported ? 1 : -1;
+}
+
+/* The target's referrers index at `tag` with the bundle's entries added
+ * (each digest once); *same when it already lists them all. */
+static int merge_index(const struct reg_manifest *have, const struct doc *ours,
+		       char **out, bool *same, struct ferr *e)
+{
+	json_t *h = json_loadb((const char *)have->data, have->len, 0, NULL);
+	json_t *o = json_loadb((const char *)ours->data, ours->len, 0, NULL);
+	json_t *hm = json_object_get(h, "manifests"), *d;
+	size_t i, added = 0;
+	int rc = -1;
+
+	*out = NULL;
+	if (!json_is_array(hm) || !json_is_array(json_object_get(o, "manifests"))) {
+		ferr_set(e, FERR_INPUT, 0, "the target's referrers index is "
+					   "not an index with 'manifests'");
+		goto out;
+	}
+	json_array_foreach(json_object_get(o, "manifests"), i, d)
+	{
+		const char *dg = json_string_value(json_object_get(d, "digest"));
+		json_t *hd;
+		size_t k;
+		bool found = false;
+
+		json_array_foreach(hm, k, hd)
+		{
+			const char *hdg =
+			    json_string_value(json_object_get(hd, "digest"));
+			if (hdg && dg && !strcmp(hdg, dg))
+				found = true;
+		}
+		if (!found) {
+			json_array_append(hm, d);
+			added++;
+		}
+	}
+	if (json_array_size(hm) > FERRY_MAX_INDEX_ENTRIES) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "the merged referrers index would list %zu entries, "
+			 "more than %u",
+			 json_array_size(hm), FERRY_MAX_INDEX_ENTRIES);
+		goto out;
+	}
+	*same = added == 0;
+	if (!*same && !(*out = json_dumps(h, JSON_COMPACT))) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(h);
+	json_decref(o);
+	return rc;
+}
+
+/* Where the target does not index referrers itself, write the fallback
+ * tag: the bundle's referrers index merged with what the tag lists. */
+static int push_rindex(struct imp *x, struct reg_client *c, size_t i,
+		       struct ferr *e)
+{
+	const struct atag *t = &x->atags[i];
+	const struct bundle_attach *a = t->a;
+	const char *repo = x->repos[t->repo].name;
+	struct dset *s = set_find(x, &a->digest);
+	struct reg_manifest have;
+	char *merged = NULL;
+	bool same = false;
+	int api, rc = -1;
+
+	memset(&have, 0, sizeof(have));
+	if (a->kind != BA_REFERRERS)
+		return 0;
+	if (!s || !s->doc)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"referrers index '%s' is not in the bundle",
+				a->digest.str);
+	if ((api = target_indexes(x, c, repo, &a->subject, e)) == 0)
+		return -1;
+	if (api > 0) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0,
+		     "not needed (the registry indexes referrers)", NULL, NULL);
+		return 0;
+	}
+	if (reg_get_manifest(c, repo, a->tag, &have, e) < 0) {
+		if (e->code != 404)
+			return -1;
+		ferr_clear(e);
+	} else if (merge_index(&have, s->doc, &merged, &same, e) < 0) {
+		ferr_prefix(e, "'%s:%s'", repo, a->tag);
+		goto out;
+	}
+	if (have.data && same) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped", NULL, NULL);
+		rc = 0;
+		goto out;
+	}
+	if (x->o->dry_run) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0,
+		     have.data ? "would merge" : "would push", NULL, NULL);
+		rc = 0;
+		goto out;
+	}
+	if (reg_put_manifest(c, repo, a->tag, MT_OCI_INDEX,
+			     merged ? (void *)merged : (void *)s->doc->data,
+			     merged ? strlen(merged) : s->doc->len,
+			     merged ? NULL : &a->digest, e) < 0)
+		goto out;
+	note(x, IMP_EV_TAG, t->repo, a->tag, 0, merged ? "merged" : "pushed",
+	     &x->res->referrers_indexes, &x->pr->tags_pushed);
+	rc = 0;
+out:
+	free(merged);
+	reg_manifest_release(&have);
+	return rc;
+}
+
+/* After the images' tags: attachment tags, then referrers indexes (which
+ * need to know whether the target indexes referrers). */
+static int push_attached(struct imp *x, size_t threads, struct ferr *e)
+{
+	if (!x->natags)
+		return 0;
+	if (run_items(x, NULL, 0, x->natags, push_atag, threads, e) < 0 ||
+	    run_items(x, NULL, 0, x->natags, push_rindex, threads, e) < 0)
+		return -1;
+	x->res->target_indexes_referrers = atomic_load(&x->api);
+	return 0;
+}
+
 void imp_result_release(struct imp_result *r)
 {
 	if (!r)
@@ -2095,6 +2283,7 @@ static void imp_release(struct imp *x, bool failed, const struct ferr *e)
 	idx_release(&x->set_idx);
 	free(x->docs);
 	free(x->omit_have);
+	free(x->atags);
 	free(x->state_path);
 	if (x->lock_fd >= 0)
 		close(x->lock_fd);
@@ -2119,7 +2308,8 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 		goto out;
 	}
 	if (check_omitted(x, e) < 0 || push_docs(x, x->nclients, e) < 0 ||
-	    push_tags(x, x->nclients, e) < 0)
+	    push_tags(x, x->nclients, e) < 0 ||
+	    push_attached(x, x->nclients, e) < 0)
 		goto out;
 	if (!o->dry_run && state_save(x, &res->hdr, e) < 0)
 		goto out;

@@ -93,6 +93,11 @@ struct imp_result {
 	uint64_t bytes_pushed, bytes_to_push;
 	unsigned manifests_pushed, manifests_skipped, tags;
 	unsigned projects_created, projects_to_create; /* Harbor */
+	/* SPEC §6: attachment tags written, referrers indexes written or
+	 * merged; whether the target indexes referrers (1 yes, -1 no, 0 not
+	 * known: nothing attached needed it) */
+	unsigned attach_tags, referrers_indexes;
+	int target_indexes_referrers;
 };
 
 int imp_run(const struct imp_opts *o, const char *bundle,
