@@ -575,11 +575,14 @@ static int gate(struct dimg *g, const struct digest *signed_d, struct ferr *e)
 				"%s has no cosign signature (no '%s' at the "
 				"source)",
 				g->what, tag);
+	(void)o;
+	if (tried == 1)
+		return ferr_set(e, FERR_VERIFY, 0, "%s: its cosign signature: %s",
+				g->what, why.msg);
 	return ferr_set(e, FERR_VERIFY, 0,
-			"%s: none of its %zu cosign signature%s verifies with "
-			"the given key%s (%s)",
-			g->what, tried, tried == 1 ? "" : "s",
-			o->ncosign_keys == 1 ? "" : "s", why.msg);
+			"%s: none of its %zu cosign signatures verifies (last: "
+			"%s)",
+			g->what, tried, why.msg);
 }
 
 /* ---- the workers ---- */
