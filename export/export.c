@@ -425,6 +425,11 @@ static int write_report(const char *path, const char *bundle,
 		json_object_set_new(o, "platforms", pl);
 		json_object_set_new(o, "bytes",
 				    json_integer((json_int_t)im->total_size));
+		json_object_set_new(o, "attached",
+				    json_integer((json_int_t)im->nattached));
+		if (im->cosign_key_id)
+			json_object_set_new(o, "cosignKeyId",
+					    json_string(im->cosign_key_id));
 		json_array_append_new(imgs, o);
 	}
 	json_object_set_new(root, "images", imgs);
