@@ -738,10 +738,10 @@ static int adopt(struct exporter *x, size_t i, struct ferr *e)
 	im->cosign_key_id = l->key_id ? strdup(l->key_id) : NULL;
 	if (l->key_id && !im->cosign_key_id)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	if (x->o->ncosign_keys) {
-		im->has_signed = true;
-		im->signed_digest = x->tops[i].d;
-	}
+	/* what upstream signed: the source's top, which a --platform
+	 * subset replaces (ferry.json says so then) */
+	im->has_signed = true;
+	im->signed_digest = x->tops[i].d;
 	if (!l->n)
 		return 0;
 	im->attached = calloc(l->n, sizeof(*im->attached));
