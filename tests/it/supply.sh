@@ -391,4 +391,30 @@ feature_referrers_api() {
 	check "the referrer's signature verifies at the target" quiet cz verify "$P" "$tgt/$dst" "$R" --key c.pub
 }
 
-it_main "$feature" roundtrip none gate verify_cosign referrers_api
+# Many images in many repositories, from two registry hosts (the same
+# registry as 127.0.0.1 and as localhost), looked up by parallel workers:
+# each worker keeps its repository's tag list and its host's referrers
+# API state while the others add theirs (a use after free before; the
+# ASan build reports it).
+feature_many_repos() {
+	local i d refs=() n
+	keys c || {
+		bad "keys"
+		return
+	}
+	for i in $(seq 12); do
+		d=$(cz image "$P" "$run/many/r$i" 1 --seed "many $i")
+		cz sign "$P" "$run/many/r$i" "$d" --key c.pem >/dev/null || bad "sign r$i"
+		if [ $((i % 2)) = 0 ]; then refs+=("$P/$run/many/r$i:1"); else refs+=("localhost:${P##*:}/$run/many/r$i:1"); fi
+	done
+	for i in 1 2; do
+		"$ferry" export -q "${refs[@]}" -o "b$i.tar" --compress none --key k.key "${X[@]}" \
+			--insecure-registry localhost --jobs 4 --verify-cosign-key c.pub
+		check "export of 12 signed images with 4 workers, run $i: exit 0" [ $? = 0 ]
+		n=$(fjson "b$i.tar" | jq --arg k "$(keyid c.pub)" \
+			'[.images[] | select(.cosignKeyId == $k and any(.attached[]; .kind == "signature"))] | length')
+		check "run $i: every image carries its verified signature ($n of 12)" [ "$n" = 12 ]
+	done
+}
+
+it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos
