@@ -131,8 +131,12 @@ int cosign_verify(const struct sig_key *keys, size_t nkeys,
 		}
 	}
 	free(sig);
+	if (nkeys == 1)
+		return ferr_set(e, FERR_VERIFY, 0,
+				"the signature does not verify with the "
+				"given key");
 	return ferr_set(e, FERR_VERIFY, 0,
-			"a signature that verifies with none of the %zu "
-			"cosign key%s",
-			nkeys, nkeys == 1 ? "" : "s");
+			"the signature verifies with none of the %zu given "
+			"keys",
+			nkeys);
 }

@@ -425,6 +425,11 @@ static int write_report(const char *path, const char *bundle,
 		json_object_set_new(o, "platforms", pl);
 		json_object_set_new(o, "bytes",
 				    json_integer((json_int_t)im->total_size));
+		json_object_set_new(o, "attached",
+				    json_integer((json_int_t)im->nattached));
+		if (im->cosign_key_id)
+			json_object_set_new(o, "cosignKeyId",
+					    json_string(im->cosign_key_id));
 		json_array_append_new(imgs, o);
 	}
 	json_object_set_new(root, "images", imgs);
@@ -713,6 +718,29 @@ static void ui_start(struct ui *u, const struct cli_common *com)
 		cli_ticker_start(&u->tk);
 }
 
+/* What travels with the images (SPEC §6), and what the gate checked. */
+static void print_attached(FILE *f, const struct exp_result *res)
+{
+	size_t n[BA_REFERRERS + 1] = {0}, signed_n = 0;
+
+	for (size_t i = 0; i < res->nimages; i++) {
+		for (size_t k = 0; k < res->images[i].nattached; k++)
+			n[res->images[i].attached[k].kind]++;
+		signed_n += res->images[i].cosign_key_id != NULL;
+	}
+	if (n[BA_SIGNATURE] + n[BA_ATTESTATION] + n[BA_SBOM] + n[BA_REFERRER])
+		fprintf(f,
+			"attached: %zu signatures, %zu attestations, %zu "
+			"SBOMs, %zu OCI referrers\n",
+			n[BA_SIGNATURE], n[BA_ATTESTATION], n[BA_SBOM],
+			n[BA_REFERRER]);
+	if (signed_n)
+		fprintf(f,
+			"cosign: %zu of %zu images carry a signature a "
+			"--verify-cosign-key key verified\n",
+			signed_n, res->nimages);
+}
+
 static void print_summary(const struct export_args *a, const struct ui *u,
 			  const struct exp_result *res,
 			  const struct sig_key *key, double secs)
@@ -743,6 +771,7 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 		(double)res->bundle_bytes / 1048576.0,
 		(double)res->bytes_fetched / 1048576.0,
 		(double)res->bytes_cached / 1048576.0, secs);
+	print_attached(f, res);
 	if (res->meta.nbases)
 		fprintf(f, "delta over %zu base bundle%s: %zu blobs left out\n",
 			res->meta.nbases, res->meta.nbases == 1 ? "" : "s",

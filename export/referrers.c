@@ -61,7 +61,8 @@ struct att_list {
 struct disc {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	/* arrays of pointers: a worker keeps its entry while another adds */
+	/* each allocated on its own: workers keep pointers to them while
+	 * others add more */
 	struct tagset **ts;
 	size_t nts;
 	struct hostapi **ha;
@@ -87,6 +88,9 @@ static const struct tagset *tags_of(struct exporter *x, struct reg_client *cl,
 	size_t n = strlen(host) + strlen(repo) + 2, k;
 	char *key = malloc(n);
 	struct ferr e;
+	char **tags = NULL;
+	size_t ntags = 0;
+	int ok;
 
 	if (!key)
 		return NULL;
@@ -116,22 +120,16 @@ static const struct tagset *tags_of(struct exporter *x, struct reg_client *cl,
 	d->ts[d->nts++] = t;
 	pthread_mutex_unlock(&d->mu);
 
-	{
-		char **tags = NULL;
-		size_t ntags = 0;
-		int ok = reg_list_tags(cl, repo, &tags, &ntags, &e) == 0;
-
-		if (ok)
-			qsort(tags, ntags, sizeof(*tags), cmp_str);
-		pthread_mutex_lock(&d->mu);
-		t->tags = tags;
-		t->n = ntags;
-		t->state = ok ? 1 : 2;
-		t = ok ? t : NULL;
-		pthread_cond_broadcast(&d->cv);
-		pthread_mutex_unlock(&d->mu);
-	}
-	return t;
+	ok = reg_list_tags(cl, repo, &tags, &ntags, &e) == 0;
+	if (ok)
+		qsort(tags, ntags, sizeof(*tags), cmp_str);
+	pthread_mutex_lock(&d->mu);
+	t->tags = tags;
+	t->n = ntags;
+	t->state = ok ? 1 : 2;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	return ok ? t : NULL;
 }
 
 /* Might `tag` exist?  Only a list that was read says no. */
@@ -151,9 +149,9 @@ static struct hostapi *api_of(struct exporter *x, const char *host)
 			h = d->ha[k];
 	if (!h && (nh = realloc(d->ha, (d->nha + 1) * sizeof(*nh)))) {
 		d->ha = nh;
-		if ((h = calloc(1, sizeof(*h))) && (h->host = strdup(host)))
+		if ((h = calloc(1, sizeof(*h))) && (h->host = strdup(host))) {
 			d->ha[d->nha++] = h;
-		else {
+		} else {
 			free(h);
 			h = NULL;
 		}
@@ -577,11 +575,14 @@ static int gate(struct dimg *g, const struct digest *signed_d, struct ferr *e)
 				"%s has no cosign signature (no '%s' at the "
 				"source)",
 				g->what, tag);
+	(void)o;
+	if (tried == 1)
+		return ferr_set(e, FERR_VERIFY, 0, "%s: its cosign signature: %s",
+				g->what, why.msg);
 	return ferr_set(e, FERR_VERIFY, 0,
-			"%s: none of its %zu cosign signature%s verifies with "
-			"the given key%s (%s)",
-			g->what, tried, tried == 1 ? "" : "s",
-			o->ncosign_keys == 1 ? "" : "s", why.msg);
+			"%s: none of its %zu cosign signatures verifies (last: "
+			"%s)",
+			g->what, tried, why.msg);
 }
 
 /* ---- the workers ---- */
@@ -737,10 +738,10 @@ static int adopt(struct exporter *x, size_t i, struct ferr *e)
 	im->cosign_key_id = l->key_id ? strdup(l->key_id) : NULL;
 	if (l->key_id && !im->cosign_key_id)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	if (x->o->ncosign_keys) {
-		im->has_signed = true;
-		im->signed_digest = x->tops[i].d;
-	}
+	/* what upstream signed: the source's top, which a --platform
+	 * subset replaces (ferry.json says so then) */
+	im->has_signed = true;
+	im->signed_digest = x->tops[i].d;
 	if (!l->n)
 		return 0;
 	im->attached = calloc(l->n, sizeof(*im->attached));

@@ -172,6 +172,10 @@ static int write_report(const char *path, const char *bundle, const char *to,
 	json_object_set_new(root, "manifestsSkipped",
 			    json_integer(r->manifests_skipped));
 	json_object_set_new(root, "tagsPushed", json_integer(r->tags));
+	json_object_set_new(root, "attachmentTagsPushed",
+			    json_integer(r->attach_tags));
+	json_object_set_new(root, "referrersIndexesPushed",
+			    json_integer(r->referrers_indexes));
 	json_object_set_new(root, "projectsCreated",
 			    json_integer(r->projects_created));
 	json_object_set_new(root, "durationSeconds", json_real(secs));
@@ -408,6 +412,15 @@ static void print_summary(const struct import_args *a,
 		       res->pushed, (double)res->bytes_pushed / 1048576.0,
 		       res->skipped, res->mounted, res->manifests_pushed,
 		       res->manifests_skipped, res->tags, secs);
+	if (!a->dry && (res->attach_tags || res->referrers_indexes))
+		printf("attached: %u signature, attestation and SBOM tag%s "
+		       "written; %u referrers index%s written%s\n",
+		       res->attach_tags, res->attach_tags == 1 ? "" : "s",
+		       res->referrers_indexes,
+		       res->referrers_indexes == 1 ? "" : "es",
+		       res->target_indexes_referrers > 0
+			   ? " (the registry indexes referrers itself)"
+			   : "");
 }
 
 int cmd_import(int argc, char **argv)

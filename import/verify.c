@@ -9,10 +9,12 @@
 #include "breader.h"
 #include "cli.h"
 #include "commands.h"
+#include "cosigncheck.h"
 #include "sig.h"
 
 static const char verify_usage[] =
-    "usage: ferry verify BUNDLE --key PUBLIC.pem [--json]\n"
+    "usage: ferry verify BUNDLE --key PUBLIC.pem [--cosign-key PUB.pem]...\n"
+    "                    [--json]\n"
     "\n"
     "Audit a bundle offline: the signature over SHA256SUMS with the trusted\n"
     "public key, every entry against SHA256SUMS, every blob against its\n"
@@ -21,6 +23,8 @@ static const char verify_usage[] =
     "\n"
     "Options:\n"
     "      --key FILE   the trusted public key (never taken from the bundle)\n"
+    "      --cosign-key PUB.pem  also check that each image carries a cosign\n"
+    "                   signature one of these keys verifies (repeatable)\n"
     "      --json       print the audit record as JSON\n"
     "\n";
 
@@ -34,11 +38,15 @@ static const char inspect_usage[] =
     "      --json       print JSON\n"
     "\n";
 
-enum { OPT_KEY = CLI_OPT_CMD, OPT_JSON };
+enum { OPT_KEY = CLI_OPT_CMD, OPT_JSON, OPT_COSIGN };
+
+/* --cosign-key keys one verify may name. */
+#define VERIFY_MAX_COSIGN_KEYS 16
 
 static const struct option long_opts[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"json", no_argument, NULL, OPT_JSON},
+    {"cosign-key", required_argument, NULL, OPT_COSIGN},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -46,6 +54,73 @@ static const struct option long_opts[] = {
 static double mib(uint64_t n)
 {
 	return (double)n / 1048576.0;
+}
+
+/* "LABEL TEXT TAIL": what the bundle says (TEXT) is escaped for the
+ * terminal, the rest is ours. */
+static void put_line(const char *label, const char *text, const char *tail)
+{
+	fputs(label, stdout);
+	cli_put_text(stdout, text);
+	fputs(tail, stdout);
+}
+
+/* What is attached to an image's manifests (ferry.json, checked by the
+ * reader: digests in the bundle, tags of the one allowed shape). */
+static json_t *attached_json(const struct bundle_image *im)
+{
+	json_t *arr = json_array();
+
+	for (size_t k = 0; k < im->nattached; k++) {
+		const struct bundle_attach *a = &im->attached[k];
+		json_t *o = json_object();
+
+		json_object_set_new(o, "kind",
+				    json_string(bundle_attach_kind_name(a->kind)));
+		json_object_set_new(o, "subject", json_string(a->subject.str));
+		json_object_set_new(o, "digest", json_string(a->digest.str));
+		json_object_set_new(o, "mediaType", json_string(a->media_type));
+		if (a->artifact_type)
+			json_object_set_new(o, "artifactType",
+					    cli_json_text(a->artifact_type));
+		if (a->tag)
+			json_object_set_new(o, "tag", json_string(a->tag));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* "3 signatures, 1 sbom, ..." */
+static void print_attached(const struct bundle_image *im)
+{
+	size_t n[BA_REFERRERS + 1] = {0};
+	bool first = true;
+
+	for (size_t k = 0; k < im->nattached; k++)
+		n[im->attached[k].kind]++;
+	printf("      attached:");
+	for (int k = 0; k <= BA_REFERRERS; k++) {
+		if (!n[k] || k == BA_REFERRERS)
+			continue;
+		printf("%s %zu %s%s", first ? "" : ",", n[k],
+		       bundle_attach_kind_name((enum bundle_attach_kind)k),
+		       n[k] == 1 ? "" : "s");
+		first = false;
+	}
+	if (im->cosign_key_id)
+		printf("; export checked its cosign signature with key %s",
+		       im->cosign_key_id);
+	printf("\n");
+	for (size_t k = 0; k < im->nattached; k++) {
+		const struct bundle_attach *a = &im->attached[k];
+		if (a->kind == BA_REFERRERS)
+			continue;
+		printf("        %-11s %s", bundle_attach_kind_name(a->kind),
+		       a->digest.str);
+		put_line(a->artifact_type ? " " : "",
+			 a->artifact_type ? a->artifact_type : "", "");
+		printf(" -> %.19s\n", a->subject.str);
+	}
 }
 
 static json_t *header_json(const struct bundle_header *h)
@@ -72,6 +147,11 @@ static json_t *header_json(const struct bundle_header *h)
 		json_object_set_new(d, "platforms", pl);
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im->total_size));
+		if (im->nattached)
+			json_object_set_new(d, "attached", attached_json(im));
+		if (im->cosign_key_id)
+			json_object_set_new(d, "cosignKeyId",
+					    json_string(im->cosign_key_id));
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(o, "images", imgs);
@@ -93,15 +173,6 @@ static json_t *header_json(const struct bundle_header *h)
 	return o;
 }
 
-/* "LABEL TEXT TAIL": what the bundle says (TEXT) is escaped for the
- * terminal, the rest is ours. */
-static void put_line(const char *label, const char *text, const char *tail)
-{
-	fputs(label, stdout);
-	cli_put_text(stdout, text);
-	fputs(tail, stdout);
-}
-
 static void print_header(const struct bundle_header *h)
 {
 	put_line("bundle id   ", h->bundle_id, "\n");
@@ -117,6 +188,8 @@ static void print_header(const struct bundle_header *h)
 			put_line(k ? "," : "", im->platforms[k], "");
 		printf("%s%.1f MiB\n", im->nplatforms ? "  " : "",
 		       mib(im->total_size));
+		if (im->nattached || im->cosign_key_id)
+			print_attached(im);
 	}
 	if (h->nparts)
 		printf("parts       %zu, each checked against the signed parts "
@@ -150,10 +223,15 @@ static void print_json(json_t *o)
 }
 
 /* Shared parsing for verify and inspect. */
+struct vargs {
+	const char *cosign[VERIFY_MAX_COSIGN_KEYS];
+	size_t ncosign;
+};
+
 static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 		      bool want_key, struct cli_common *com,
 		      const char **bundle, const char **keyfile, bool *json,
-		      int *rc)
+		      struct vargs *va, int *rc)
 {
 	int c;
 
@@ -186,6 +264,17 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 		case OPT_JSON:
 			*json = true;
 			break;
+		case OPT_COSIGN:
+			if (!want_key)
+				goto bad;
+			if (va->ncosign == VERIFY_MAX_COSIGN_KEYS) {
+				cli_usage_error(cmd, "--cosign-key may be "
+						     "given at most 16 times");
+				*rc = FERRY_EXIT_USAGE;
+				return -1;
+			}
+			va->cosign[va->ncosign++] = optarg;
+			break;
 		default:
 		bad:
 			cli_usage_error(cmd,
@@ -213,102 +302,195 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 	return 0;
 }
 
-int cmd_verify(int argc, char **argv)
-{
-	struct cli_common com;
-	const char *bundle = NULL, *keyfile = NULL;
-	bool json = false;
+/* One verify run: what it read and found. */
+struct vrun {
+	const char *bundle;
 	struct sig_key key;
+	struct sig_key cosign[VERIFY_MAX_COSIGN_KEYS];
+	size_t ncosign;
+	struct ccheck *cc;
 	struct bundle_header h;
 	struct bundle_stats st;
 	struct ferr e;
-	int rc = FERRY_EXIT_USAGE, r;
+	int r, rc;
+	double secs;
+};
+
+/* Image i's cosign verdict as JSON. */
+static json_t *cosign_json(const struct vrun *v, size_t i)
+{
+	const struct sig_key *k = NULL;
+	char why[FERR_MSG_MAX];
+	json_t *o = json_object();
+	bool ok = ccheck_image(v->cc, i, &k, why, sizeof(why));
+
+	json_object_set_new(o, "signed", json_boolean(ok));
+	if (ok)
+		json_object_set_new(o, "keyId", json_string(k->key_id));
+	else
+		json_object_set_new(o, "reason", cli_json_text(why));
+	return o;
+}
+
+static void verify_json(const struct vrun *v)
+{
+	json_t *o = v->h.bundle_id[0] ? header_json(&v->h) : json_object();
+
+	/* on a bad signature: the key the bundle claims (unverified) */
+	if (!v->h.bundle_id[0] && v->h.key_id[0])
+		json_object_set_new(o, "signingKeyId",
+				    cli_json_text(v->h.key_id));
+	json_object_set_new(o, "bundle", cli_json_text(v->bundle));
+	json_object_set_new(o, "trustedKeyId", json_string(v->key.key_id));
+	json_object_set_new(o, "keyType", json_string(sig_type_name(v->key.type)));
+	json_object_set_new(o, "entries", json_integer((json_int_t)v->st.entries));
+	json_object_set_new(o, "blobs", json_integer((json_int_t)v->st.blobs));
+	json_object_set_new(o, "blobBytes",
+			    json_integer((json_int_t)v->st.blob_bytes));
+	json_object_set_new(o, "verdict",
+			    json_string(v->rc == 0 ? "ok" : "failed"));
+	if (v->r == 0 && v->ncosign)
+		for (size_t i = 0; i < v->h.nimages; i++)
+			json_object_set_new(
+			    json_array_get(json_object_get(o, "images"), i),
+			    "cosign", cosign_json(v, i));
+	if (v->rc != 0) {
+		json_t *err = json_object();
+		json_object_set_new(err, "category",
+				    json_string(ferr_cat_name(v->e.cat)));
+		json_object_set_new(err, "exitCode", json_integer(v->rc));
+		json_object_set_new(err, "message", cli_json_text(v->e.msg));
+		json_object_set_new(o, "error", err);
+	} else {
+		json_object_set_new(
+		    o, "checks",
+		    json_pack("[sssss]",
+			      "signature over SHA256SUMS with the trusted key",
+			      "every entry matches SHA256SUMS",
+			      "every blob matches its digest and descriptor size",
+			      "entry names, types, order, no duplicates or extras",
+			      "JSON documents capped, one manifest type each, "
+			      "media types agree"));
+	}
+	json_object_set_new(o, "seconds", json_real(v->secs));
+	print_json(o);
+	json_decref(o);
+}
+
+static void verify_text(const struct vrun *v)
+{
+	put_line("bundle      ", v->bundle, " (");
+	put_line("", v->h.compression ? v->h.compression : "?", ")\n");
+	if (v->r != 0) {
+		put_line("verdict: FAILED: ", v->e.msg, "\n");
+		return;
+	}
+	print_header(&v->h);
+	printf("signed by   %s (%s), the key given with --key\n",
+	       v->key.key_id, sig_type_name(v->key.type));
+	printf("entries     %llu (%llu blobs, %.1f MiB)\n",
+	       (unsigned long long)v->st.entries,
+	       (unsigned long long)v->st.blobs, mib(v->st.blob_bytes));
+	for (size_t i = 0; i < v->h.nimages && v->ncosign; i++) {
+		const struct sig_key *k = NULL;
+		char why[FERR_MSG_MAX];
+		bool ok = ccheck_image(v->cc, i, &k, why, sizeof(why));
+		put_line("cosign      ", v->h.images[i].ref,
+			 ok ? " signed by " : " not signed: ");
+		if (ok)
+			printf("%s\n", k->key_id);
+		else
+			put_line("", why, "\n");
+	}
+	if (v->rc == 0)
+		printf("verdict: OK: signature valid, every entry matches "
+		       "SHA256SUMS, every blob matches its digest and size%s\n",
+		       v->ncosign ? ", every image signed by a cosign key given"
+				  : "");
+	else
+		put_line("verdict: FAILED: ", v->e.msg, "\n");
+}
+
+/* After a good read: every image must be signed by a --cosign-key. */
+static void cosign_verdict(struct vrun *v)
+{
+	size_t bad = 0, first = 0;
+	char why[FERR_MSG_MAX];
+	const struct sig_key *k;
+
+	for (size_t i = 0; i < v->h.nimages; i++)
+		if (!ccheck_image(v->cc, i, &k, why, sizeof(why)) && !bad++)
+			first = i;
+	if (!bad)
+		return;
+	ccheck_image(v->cc, first, &k, why, sizeof(why));
+	ferr_set(&v->e, FERR_VERIFY, 0, "image '%s' is not signed by a cosign "
+					"key given: %s%s",
+		 v->h.images[first].ref, why,
+		 bad > 1 ? " (and more images)" : "");
+	v->rc = ferr_exit_code(FERR_VERIFY);
+}
+
+static int verify_keys(struct vrun *v, const char *keyfile,
+		       const struct vargs *va)
+{
+	if (sig_load_public(&v->key, keyfile, &v->e) < 0)
+		return -1;
+	for (size_t i = 0; i < va->ncosign; i++, v->ncosign++)
+		if (sig_load_public(&v->cosign[i], va->cosign[i], &v->e) < 0)
+			return ferr_prefix(&v->e, "--cosign-key");
+	return v->ncosign ? ccheck_init(&v->cc, v->cosign, v->ncosign, &v->e)
+			  : 0;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	struct cli_common com;
+	const char *keyfile = NULL;
+	bool json = false;
+	struct vargs va;
+	struct vrun *v = calloc(1, sizeof(*v));
 	struct timespec t0, t1;
+	int rc = FERRY_EXIT_USAGE;
 
 	memset(&com, 0, sizeof(com));
-	memset(&key, 0, sizeof(key));
-	memset(&h, 0, sizeof(h));
-	memset(&st, 0, sizeof(st));
-	ferr_clear(&e);
-	if (parse_args(argc, argv, "verify", verify_usage, true, &com, &bundle,
-		       &keyfile, &json, &rc) < 0)
+	memset(&va, 0, sizeof(va));
+	if (!v) {
+		fputs("ferry: error: out of memory\n", stderr);
+		return FERRY_EXIT_IO;
+	}
+	ferr_clear(&v->e);
+	if (parse_args(argc, argv, "verify", verify_usage, true, &com,
+		       &v->bundle, &keyfile, &json, &va, &rc) < 0)
 		goto out;
-	if (sig_load_public(&key, keyfile, &e) < 0) {
-		cli_error(&e);
-		rc = ferr_exit_code(e.cat);
+	if (verify_keys(v, keyfile, &va) < 0) {
+		cli_error(&v->e);
+		rc = ferr_exit_code(v->e.cat);
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = bundle_read(bundle, &key, NULL, NULL, &h, &st, &e);
+	v->r = bundle_read(v->bundle, &v->key, v->cc ? &ccheck_ops : NULL,
+			   v->cc, &v->h, &v->st, &v->e);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	rc = r == 0 ? FERRY_EXIT_OK : ferr_exit_code(e.cat);
-	if (json) {
-		json_t *o = h.bundle_id[0] ? header_json(&h) : json_object();
-		/* on a bad signature: the key the bundle claims (unverified) */
-		if (!h.bundle_id[0] && h.key_id[0])
-			json_object_set_new(o, "signingKeyId",
-					    cli_json_text(h.key_id));
-		json_object_set_new(o, "bundle", cli_json_text(bundle));
-		json_object_set_new(o, "trustedKeyId", json_string(key.key_id));
-		json_object_set_new(o, "keyType",
-				    json_string(sig_type_name(key.type)));
-		json_object_set_new(o, "entries",
-				    json_integer((json_int_t)st.entries));
-		json_object_set_new(o, "blobs",
-				    json_integer((json_int_t)st.blobs));
-		json_object_set_new(o, "blobBytes",
-				    json_integer((json_int_t)st.blob_bytes));
-		json_object_set_new(o, "verdict",
-				    json_string(r == 0 ? "ok" : "failed"));
-		if (r < 0) {
-			json_t *err = json_object();
-			json_object_set_new(err, "category",
-					    json_string(ferr_cat_name(e.cat)));
-			json_object_set_new(err, "exitCode", json_integer(rc));
-			json_object_set_new(err, "message",
-					    cli_json_text(e.msg));
-			json_object_set_new(o, "error", err);
-		} else {
-			json_object_set_new(
-			    o, "checks",
-			    json_pack(
-				"[sssss]",
-				"signature over SHA256SUMS with the trusted key",
-				"every entry matches SHA256SUMS",
-				"every blob matches its digest and descriptor size",
-				"entry names, types, order, no duplicates or extras",
-				"JSON documents capped, one manifest type each, media types agree"));
-		}
-		json_object_set_new(
-		    o, "seconds",
-		    json_real((double)(t1.tv_sec - t0.tv_sec) +
-			      (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
-		print_json(o);
-		json_decref(o);
-	} else if (!com.quiet) {
-		put_line("bundle      ", bundle, " (");
-		put_line("", h.compression ? h.compression : "?", ")\n");
-		if (r == 0) {
-			print_header(&h);
-			printf("signed by   %s (%s), the key given with --key\n",
-			       key.key_id, sig_type_name(key.type));
-			printf("entries     %llu (%llu blobs, %.1f MiB)\n",
-			       (unsigned long long)st.entries,
-			       (unsigned long long)st.blobs,
-			       mib(st.blob_bytes));
-			printf(
-			    "verdict: OK: signature valid, every entry matches "
-			    "SHA256SUMS, every blob matches its digest and "
-			    "size\n");
-		} else {
-			put_line("verdict: FAILED: ", e.msg, "\n");
-		}
-	}
-	if (r < 0)
-		cli_error(&e);
+	v->secs = (double)(t1.tv_sec - t0.tv_sec) +
+		  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	v->rc = v->r == 0 ? FERRY_EXIT_OK : ferr_exit_code(v->e.cat);
+	if (v->r == 0 && v->cc)
+		cosign_verdict(v);
+	if (json)
+		verify_json(v);
+	else if (!com.quiet)
+		verify_text(v);
+	if (v->rc != 0)
+		cli_error(&v->e);
+	rc = v->rc;
 out:
-	bundle_header_release(&h);
-	sig_key_release(&key);
+	bundle_header_release(&v->h);
+	sig_key_release(&v->key);
+	for (size_t i = 0; i < VERIFY_MAX_COSIGN_KEYS; i++)
+		sig_key_release(&v->cosign[i]);
+	ccheck_release(v->cc);
+	free(v);
 	cli_common_release(&com);
 	return rc;
 }
@@ -320,13 +502,15 @@ int cmd_inspect(int argc, char **argv)
 	bool json = false;
 	struct bundle_header h;
 	struct ferr e;
+	struct vargs va;
 	int rc = FERRY_EXIT_USAGE;
 
+	memset(&va, 0, sizeof(va));
 	memset(&com, 0, sizeof(com));
 	memset(&h, 0, sizeof(h));
 	ferr_clear(&e);
 	if (parse_args(argc, argv, "inspect", inspect_usage, false, &com,
-		       &bundle, &keyfile, &json, &rc) < 0)
+		       &bundle, &keyfile, &json, &va, &rc) < 0)
 		goto out;
 	if (bundle_read(bundle, NULL, NULL, NULL, &h, NULL, &e) < 0) {
 		cli_error(&e);

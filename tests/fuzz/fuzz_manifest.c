@@ -1,11 +1,14 @@
 /* Manifest and index classification (reg_manifest_kind, used on what a
  * registry serves and on every document blob in a bundle).  Input: the
  * Content-Type value on the first line (an empty line: none), then the
- * body. */
+ * body.  The body also goes through cosign's parsers (a signature
+ * manifest's layers, a simple-signing payload), which read what a source
+ * registry or a bundle holds. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cosign.h"
 #include "reg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,6 +45,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		      strcmp(kind, MT_DOCKER_MANIFEST)
 		: !e.msg[0])
 		abort(); /* one of the four types, or a reason */
+	{
+		static const struct digest img = {
+		    .str = "sha256:e5d898c85793190d3fb321606c7319d351b455c8bf6"
+			   "6266d86015672a9a7f72e"};
+		struct cosign_layer *l = NULL;
+		size_t n = 0;
+
+		if (cosign_sig_layers(copy, bodyn, &l, &n, &e) == 0)
+			for (size_t i = 0; i < n; i++)
+				if (!l[i].sig_b64 || !digest_valid(l[i].digest.str))
+					abort();
+		cosign_layers_release(l, n);
+		if (cosign_payload_check(copy, bodyn, &img, &e) < 0 && !e.msg[0])
+			abort();
+	}
 	free(copy);
 	free(ct);
 	return 0;

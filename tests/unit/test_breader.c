@@ -199,6 +199,11 @@ struct knobs {
 	int layer_size_delta;	   /* added to the layer descriptor's size */
 	bool big_config;	   /* config of FERRY_MAX_JSON + 1 bytes */
 	bool tar_in_layer; /* layer: a tar holding a pax global header */
+	/* SPEC §6: image 1 carries a signature (the manifest blob) on the
+	 * index: 1 valid, 2 a tag its subject does not give, 3 a digest not
+	 * in the bundle, 4 index.json without the tag, 5 ferry.json without
+	 * it, 6 an untagged referrer given a tag */
+	int attach;
 };
 
 static struct sig_key key, other_key;
@@ -282,6 +287,8 @@ static void make_bundle(const struct knobs *k, struct model *m)
 	static char *platforms[] = {"linux/amd64"};
 	struct digest d[4], fd[4];
 	struct bundle_image im[2];
+	struct bundle_attach at;
+	char tag[BUNDLE_ATTACH_TAG_MAX];
 	struct bundle_meta meta;
 	struct bundle_sum sums[8];
 	char names[4][128];
@@ -304,7 +311,23 @@ static void make_bundle(const struct knobs *k, struct model *m)
 	im[1].digest = d[1];
 	im[1].media_type = MT_OCI_MANIFEST;
 	im[1].doc_size = m->e[E_MANIFEST].len;
+	if (k->attach) {
+		memset(&at, 0, sizeof(at));
+		at.kind = k->attach == 6 ? BA_REFERRER : BA_SIGNATURE;
+		at.subject = d[0];
+		at.digest = d[1];
+		if (k->attach == 3)
+			digest_of("elsewhere", 9, &at.digest, NULL);
+		at.media_type = MT_OCI_MANIFEST;
+		at.size = m->e[E_MANIFEST].len;
+		bundle_attach_tag(BA_SIGNATURE, &d[0], tag);
+		at.tag = k->attach == 2 ? (char *)"latest" : tag;
+		im[0].attached = &at;
+		im[0].nattached = k->attach == 4 ? 0 : 1;
+	}
 	ij = bundle_index_json(im, 2);
+	if (k->attach)
+		im[0].nattached = k->attach == 5 ? 0 : 1;
 	mj = bundle_manifest_json(im, 2);
 	memset(&meta, 0, sizeof(meta));
 	meta.created = 1700000000;
@@ -542,6 +565,18 @@ struct row {
 
 static const struct row rows[] = {
     {"valid tar", NONE, {0}, NULL, NULL, false, FERR_OK, NULL},
+    {"valid: an attached signature and its tag", NONE, {.attach = 1}, NULL,
+     NULL, false, FERR_OK, NULL},
+    {"attachment tag its subject does not give", NONE, {.attach = 2}, NULL,
+     NULL, false, FERR_BUNDLE, "with the tag 'latest'"},
+    {"attachment not in the bundle", NONE, {.attach = 3}, NULL, NULL, false,
+     FERR_BUNDLE, "which is not in the bundle"},
+    {"attachment tag missing from index.json", NONE, {.attach = 4}, NULL,
+     NULL, false, FERR_BUNDLE, "has 0 attachment tags, 'ferry.json' lists 1"},
+    {"index.json tag ferry.json does not list", NONE, {.attach = 5}, NULL,
+     NULL, false, FERR_BUNDLE, "has 1 attachment tags, 'ferry.json' lists 0"},
+    {"untagged referrer given a tag", NONE, {.attach = 6}, NULL, NULL, false,
+     FERR_BUNDLE, "attached referrer with the tag"},
     {"valid tar.gz", GZIP, {0}, NULL, NULL, false, FERR_OK, NULL},
     {"valid tar.zst", ZSTD, {0}, NULL, NULL, false, FERR_OK, NULL},
     {"valid: a layer that is a tar with a pax global header",

@@ -14,9 +14,11 @@
 #include <openssl/pem.h>
 
 #include "check.h"
+#include "cosign.h"
 #include "digest.h"
 #include "err.h"
 #include "sig.h"
+#include "bounds.h"
 
 static const enum sig_type types[] = {SIG_ECDSA_P256, SIG_ED25519, SIG_RSA3072};
 #define NTYPES (sizeof(types) / sizeof(types[0]))
@@ -1012,6 +1014,148 @@ static void test_base64(void)
 	}
 }
 
+/* cosign's simple-signing payloads and signature manifests (SPEC §6). */
+#define IMG "sha256:e5d898c85793190d3fb321606c7319d351b455c8bf66266d86015672a9a7f72e"
+#define OTHER "sha256:58b336fdf330695a3335af81bd23959b50213c0e4394dd5cec6e7d3f58360f0b"
+#define PAYLOAD(dg, type)                                                      \
+	"{\"critical\":{\"identity\":{\"docker-reference\":\"r.example/"     \
+	"app\"},\"image\":{\"docker-manifest-digest\":\"" dg "\"},\"type\":\"" \
+	type "\"},\"optional\":null}"
+
+static void test_cosign_payloads(void)
+{
+	static const struct {
+		const char *name, *payload, *want; /* want: NULL = valid */
+	} cases[] = {
+	    {"valid", PAYLOAD(IMG, COSIGN_PAYLOAD_TYPE), NULL},
+	    {"names another digest", PAYLOAD(OTHER, COSIGN_PAYLOAD_TYPE),
+	     "names '" OTHER "'"},
+	    {"another type", PAYLOAD(IMG, "something else"), "of type"},
+	    {"not JSON", "{\"critical\":", "not cosign's simple signing"},
+	    {"no critical", "{\"optional\":null}", "not cosign's simple"},
+	    {"digest not a string",
+	     "{\"critical\":{\"image\":{\"docker-manifest-digest\":1},"
+	     "\"type\":\"" COSIGN_PAYLOAD_TYPE "\"}}",
+	     "not cosign's simple"},
+	    {"duplicate key (which one was signed?)",
+	     "{\"critical\":{\"image\":{\"docker-manifest-digest\":\"" OTHER
+	     "\"},\"type\":\"" COSIGN_PAYLOAD_TYPE
+	     "\"},\"critical\":{\"image\":{\"docker-manifest-digest\":\"" IMG
+	     "\"},\"type\":\"" COSIGN_PAYLOAD_TYPE "\"}}",
+	     "not cosign's simple"},
+	};
+	struct digest img;
+	struct ferr e;
+	char *big;
+
+	digest_parse(&img, IMG, NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = cosign_payload_check(
+		    (const unsigned char *)cases[i].payload,
+		    strlen(cases[i].payload), &img, &e);
+		if (!cases[i].want)
+			CHECK(rc == 0, "payload %s: %s", cases[i].name, e.msg);
+		else
+			CHECK(rc < 0 && e.cat == FERR_VERIFY &&
+				  strstr(e.msg, cases[i].want),
+			      "payload %s: rc %d '%s'", cases[i].name, rc,
+			      rc < 0 ? e.msg : "");
+	}
+	/* a valid payload padded past the cap */
+	big = calloc(1, FERRY_MAX_COSIGN_PAYLOAD + 64);
+	memset(big, ' ', FERRY_MAX_COSIGN_PAYLOAD + 1);
+	CHECK(cosign_payload_check((unsigned char *)big,
+				   FERRY_MAX_COSIGN_PAYLOAD + 1, &img, &e) < 0 &&
+		  strstr(e.msg, "over the limit"),
+	      "payload over the cap: '%s'", e.msg);
+	free(big);
+}
+
+static void test_cosign_verify(void)
+{
+	static const char payload[] = PAYLOAD(IMG, COSIGN_PAYLOAD_TYPE);
+	static const char lie[] = PAYLOAD(OTHER, COSIGN_PAYLOAD_TYPE);
+	struct sig_key keys[2];
+	struct digest img;
+	struct ferr e;
+	unsigned char *s = NULL, *ls = NULL;
+	size_t sn = 0, lsn = 0, which = 9;
+	char *b64, *lb64, tampered[sizeof(payload)];
+
+	memset(keys, 0, sizeof(keys));
+	digest_parse(&img, IMG, NULL);
+	if (sig_keygen(&keys[0], SIG_ECDSA_P256, &e) < 0 ||
+	    sig_keygen(&keys[1], SIG_ECDSA_P256, &e) < 0 ||
+	    sig_sign(&keys[1], payload, strlen(payload), &s, &sn, &e) < 0 ||
+	    sig_sign(&keys[1], lie, strlen(lie), &ls, &lsn, &e) < 0) {
+		CHECK(0, "cosign keys: %s", e.msg);
+		return;
+	}
+	b64 = sig_base64_encode(s, sn);
+	lb64 = sig_base64_encode(ls, lsn);
+	CHECK(cosign_verify(keys, 2, (const unsigned char *)payload,
+			    strlen(payload), b64, &img, &which, &e) == 0 &&
+		  which == 1,
+	      "signed by the second of two keys: %s", e.msg);
+	CHECK(cosign_verify(keys, 1, (const unsigned char *)payload,
+			    strlen(payload), b64, &img, &which, &e) < 0 &&
+		  e.cat == FERR_VERIFY && strstr(e.msg, "does not verify"),
+	      "an untrusted key: '%s'", e.msg);
+	memcpy(tampered, payload, sizeof(payload));
+	strstr(tampered, "/app")[3] = 'q'; /* another identity, same image */
+	CHECK(cosign_verify(keys, 2, (const unsigned char *)tampered,
+			    strlen(tampered), b64, &img, &which, &e) < 0 &&
+		  e.cat == FERR_VERIFY,
+	      "a payload changed after signing: '%s'", e.msg);
+	CHECK(cosign_verify(keys, 2, (const unsigned char *)lie, strlen(lie),
+			    lb64, &img, &which, &e) < 0 &&
+		  strstr(e.msg, "names '" OTHER "'"),
+	      "a valid signature of a payload naming another image: '%s'",
+	      e.msg);
+	CHECK(cosign_verify(keys, 2, (const unsigned char *)payload,
+			    strlen(payload), "not base64!", &img, &which,
+			    &e) < 0 &&
+		  e.cat == FERR_VERIFY,
+	      "a signature annotation that is not base64: '%s'", e.msg);
+	free(b64);
+	free(lb64);
+	free(s);
+	free(ls);
+	sig_key_release(&keys[0]);
+	sig_key_release(&keys[1]);
+}
+
+static void test_cosign_layers(void)
+{
+	static const char man[] =
+	    "{\"schemaVersion\":2,\"config\":{},\"layers\":["
+	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" IMG
+	    "\",\"size\":250,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"QUJD\"}},"
+	    "{\"mediaType\":\"text/spdx+json\",\"digest\":\"" OTHER
+	    "\",\"size\":9,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"QUJD\"}},"
+	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" OTHER
+	    "\",\"size\":9},"
+	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" OTHER
+	    "\",\"size\":251,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"REVG\"}}]}";
+	struct cosign_layer *l = NULL;
+	size_t n = 0;
+	struct ferr e;
+
+	CHECK(cosign_sig_layers((const unsigned char *)man, strlen(man), &l, &n,
+				&e) == 0 &&
+		  n == 2,
+	      "two simple-signing layers with a signature: %zu", n);
+	CHECK(n == 2 && l[0].size == 250 && !strcmp(l[0].sig_b64, "QUJD") &&
+		  !strcmp(l[1].digest.str, OTHER) &&
+		  !strcmp(l[1].sig_b64, "REVG"),
+	      "their digests, sizes and signatures");
+	cosign_layers_release(l, n);
+	CHECK(cosign_sig_layers((const unsigned char *)"{}", 2, &l, &n, &e) <
+		      0 &&
+		  !l && !n,
+	      "a manifest without layers is refused");
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1033,6 +1177,9 @@ int main(void)
 	}
 	test_passphrase_limits();
 	test_unsupported();
+	test_cosign_payloads();
+	test_cosign_verify();
+	test_cosign_layers();
 	run("rm -rf '%s'", dir);
 	return check_done();
 }
