@@ -294,7 +294,7 @@ feature_verify_cosign() {
 	expect "wrong key: exit 5, not signed" 5 "^cosign.*$P/$repo:signed.*not signed" \
 		verify s.tar --key k.pub --cosign-key w.pub
 	check "wrong key: not reported as signed" bash -c \
-		"! '$ferry' verify s.tar --key k.pub --cosign-key w.pub 2>&1 | grep -q 'signed by'"
+		"! '$ferry' verify s.tar --key k.pub --cosign-key w.pub 2>&1 | grep -qE '^cosign.*signed by'"
 	expect "two keys, the second right: exit 0" 0 "signed by $(keyid c.pub)" \
 		verify s.tar --key k.pub --cosign-key w.pub --cosign-key c.pub
 	expect "an image without signature: exit 5 naming it" 5 "^cosign.*$P/$repo:unsigned.*not signed" \
@@ -307,6 +307,9 @@ feature_verify_cosign() {
 	check "--json: cosign object per image" jqt --arg a "$P/$repo:signed" --arg u "$P/$repo:unsigned" --arg k "$(keyid c.pub)" \
 		'(.images[] | select(.reference == $a) | .cosign | .signed == true and .keyId == $k)
 		and (.images[] | select(.reference == $u) | .cosign | .signed == false and (.reason | length > 0))' <<<"$out"
+	"$ferry" export -q -o none.tar --compress none --key k.key "${X[@]}" "$P/$repo:signed" --referrers none
+	expect "a bundle exported without signatures: exit 5 naming the image" 5 "^cosign.*$P/$repo:signed.*not signed" \
+		verify none.tar --key k.pub --cosign-key c.pub
 	expect "without --cosign-key: no cosign verdict, exit 0" 0 "verdict: OK" verify su.tar --key k.pub
 }
 
