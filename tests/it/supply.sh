@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# Signatures, attestations, SBOMs and OCI 1.1 referrers travel with the
+# images (SPEC section 6): export carries them, import pushes them with the
+# same digests and tags, --verify-cosign-key gates an export and
+# `verify --cosign-key` checks the carried signatures offline. What is
+# attached at the source is made by tests/fixtures/cosign.py (cosign's
+# format over the distribution API, crypto by openssl); what arrives at
+# the target is checked with cosign.py and skopeo, not with ferry.
+# usage: supply.sh FERRY STATE_DIR FEATURE
+#
+# jq programs are single-quoted on purpose ($x are jq variables).
+# shellcheck disable=SC2016
+set -uo pipefail
+ferry=$1
+state=$2
+feature=${3:-all}
+fixtures=$(cd "$(dirname "$0")/../fixtures" && pwd)
+# shellcheck disable=SC1091
+source "$state/env.sh"
+work=$(mktemp -d)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work" || exit 1
+# shellcheck source=lib.sh
+source "$fixtures/../it/lib.sh"
+P=$FERRY_TEST_PLAIN
+run=s$$$RANDOM # fresh repositories for every run
+X=(--insecure-registry 127.0.0.1)
+MT_INDEX=application/vnd.oci.image.index.v1+json
+alpine=$(grep -m1 '^library/alpine:3.14' "$FERRY_TEST_IMAGES" | cut -f1)
+
+# jq -e over a file (last argument) or standard input, which must not be
+# empty: jq -e passes on empty input
+jqt() {
+	local in
+	if [ $# -gt 1 ] && [ -f "${*: -1}" ]; then
+		[ -s "${*: -1}" ] && jq -e "$@" >/dev/null
+	else
+		in=$(cat)
+		[ -n "$in" ] && jq -e "$@" >/dev/null <<<"$in"
+	fi
+}
+cz() { python3 "$fixtures/cosign.py" "$@"; }
+quiet() { "$@" >/dev/null 2>&1; }
+hexof() { echo "${1#sha256:}"; }
+# cosign-format key pair NAME.pem / NAME.pub
+ckey() {
+	openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt >"$1.pem" &&
+		openssl pkey -in "$1.pem" -pubout -out "$1.pub"
+}
+# the bundle key k.key/k.pub and the cosign key pairs NAME...
+keys() {
+	local n
+	"$ferry" keygen -q -o k >/dev/null || return 1
+	for n; do ckey "$n" || return 1; done
+}
+keyid() { echo "sha256:$(openssl pkey -pubin -in "$1" -outform DER | sha256sum | cut -c1-64)"; }
+# digest of what REF (docker://...) serves, read by skopeo
+sdigest() { echo "sha256:$(skopeo inspect --raw --tls-verify=false "$1" 2>/dev/null | sha256sum | cut -c1-64)"; }
+# HTTP status of a GET of HOST REPO REF with an OCI index/manifest Accept
+mstatus() {
+	curl -s -o /dev/null -w '%{http_code}' \
+		-H "Accept: $MT_INDEX,application/vnd.oci.image.manifest.v1+json" "http://$1/v2/$2/manifests/$3"
+}
+getman() {
+	curl -sf -H "Accept: $MT_INDEX,application/vnd.oci.image.manifest.v1+json" "http://$1/v2/$2/manifests/$3"
+}
+fjson() { tar -xOf "$1" ferry.json; }
+ijson() { tar -xOf "$1" index.json; }
+# the attachment tags and referrers of DIGEST at HOST/REPO, comparable
+# between registries: cosign tag -> manifest digest, referrer digests
+attached_view() {
+	cz list "$1" "$2" "$3" | jq -c '{sig: .cosign.sig.digest, att: .cosign.att.digest,
+		sbom: .cosign.sbom.digest, referrers: [.referrers.manifests[].digest] | sort}'
+}
+tags_of() { curl -sf "http://$1/v2/$2/tags/list" | jq -r '.tags[]?' | sort; }
+
+# signed_app HOST REPO: alpine (an index of two platforms) as REPO:1,
+# its top digest and first platform signed with c.pem, an attestation and
+# an SBOM on the top digest, an OCI 1.1 SBOM referrer listed in the
+# fallback tag, and a signature on that referrer.  Sets D, PD, R.
+signed_app() {
+	skopeo copy --all -q --src-tls-verify=false --dest-tls-verify=false \
+		"docker://$P/$alpine" "docker://$1/$2:1" || return 1
+	D=$(sdigest "docker://$1/$2:1")
+	PD=$(skopeo inspect --raw --tls-verify=false "docker://$1/$2:1" | jq -r '.manifests[0].digest')
+	cz sign "$1" "$2" "$D" --key c.pem >/dev/null &&
+		cz sign "$1" "$2" "$PD" --key c.pem >/dev/null &&
+		cz attest "$1" "$2" "$D" --key c.pem >/dev/null &&
+		cz sbom "$1" "$2" "$D" >/dev/null &&
+		R=$(cz referrer "$1" "$2" "$D" --artifact-type application/spdx+json --fallback) &&
+		cz sign "$1" "$2" "$R" --key c.pem >/dev/null
+}
+
+feature_roundtrip() {
+	local src=$run/rt/app plainrepo=$run/rt/plain U out t tags1 tags2 n
+	keys c other || {
+		bad "keys"
+		return
+	}
+	signed_app "$P" "$src" || {
+		bad "roundtrip: source setup"
+		return
+	}
+	U=$(cz image "$P" "$plainrepo" 1 --seed unsigned)
+	"$ferry" export -q "$P/$src:1" "$P/$plainrepo:1" -o b.tar --compress none --key k.key "${X[@]}"
+	check "export of signed and unsigned images: exit 0" [ $? = 0 ]
+	fjson b.tar >ferry.json
+	ijson b.tar >index.json
+
+	# ferry.json: what is attached, with the digests the source has
+	check "ferry.json: the signed image lists 7 attachments" jqt '.images[0].attached | length == 7' ferry.json
+	check "ferry.json: signature on the top digest, with its tag and the source's digest" jqt \
+		--arg d "$D" --arg g "$(sdigest "docker://$P/$src:sha256-$(hexof "$D").sig")" --arg t "sha256-$(hexof "$D").sig" \
+		'any(.images[0].attached[]; .kind == "signature" and .subject == $d and .digest == $g and .tag == $t
+			and .mediaType == "application/vnd.oci.image.manifest.v1+json" and .size > 0)' ferry.json
+	check "ferry.json: signature on the platform manifest" jqt --arg d "$PD" \
+		--arg g "$(sdigest "docker://$P/$src:sha256-$(hexof "$PD").sig")" \
+		'any(.images[0].attached[]; .kind == "signature" and .subject == $d and .digest == $g)' ferry.json
+	check "ferry.json: attestation and sbom with their tags" jqt --arg d "$D" \
+		--arg a "$(sdigest "docker://$P/$src:sha256-$(hexof "$D").att")" \
+		--arg s "$(sdigest "docker://$P/$src:sha256-$(hexof "$D").sbom")" \
+		'any(.images[0].attached[]; .kind == "attestation" and .subject == $d and .digest == $a and (.tag | endswith(".att")))
+		and any(.images[0].attached[]; .kind == "sbom" and .subject == $d and .digest == $s and (.tag | endswith(".sbom")))' ferry.json
+	check "ferry.json: the referrer, artifactType, no tag" jqt --arg d "$D" --arg r "$R" \
+		'any(.images[0].attached[]; .kind == "referrer" and .subject == $d and .digest == $r
+			and .artifactType == "application/spdx+json" and (has("tag") | not))' ferry.json
+	check "ferry.json: the referrers index under the fallback tag" jqt --arg d "$D" \
+		--arg g "$(sdigest "docker://$P/$src:sha256-$(hexof "$D")")" --arg t "sha256-$(hexof "$D")" \
+		'any(.images[0].attached[]; .kind == "referrers" and .subject == $d and .digest == $g and .tag == $t
+			and .mediaType == "application/vnd.oci.image.index.v1+json")' ferry.json
+	check "ferry.json: the signature on the referrer (attached to an attachment)" jqt --arg r "$R" \
+		'any(.images[0].attached[]; .kind == "signature" and .subject == $r)' ferry.json
+	check "ferry.json: the unsigned image has nothing attached" jqt \
+		'(.images[1].attached // []) == [] and (.images | length == 2)' ferry.json
+	# index.json: the images first, then one descriptor per attachment tag
+	check "index.json: images first, then the 6 attachment tags" jqt --arg a "$P/$src:1" --arg b "$P/$plainrepo:1" \
+		'(.manifests | length == 8) and .manifests[0].annotations["org.opencontainers.image.ref.name"] == $a
+		and .manifests[1].annotations["org.opencontainers.image.ref.name"] == $b' index.json
+	jq -r --arg p "$P/$src" '.images[0].attached[] | select(.tag) | "\($p):\(.tag) \(.digest)"' ferry.json | sort >want
+	jq -r '.manifests[2:][] | "\(.annotations["org.opencontainers.image.ref.name"]) \(.digest)"' index.json | sort >got
+	check "index.json: each attachment tag's full reference and digest match ferry.json" \
+		bash -c '[ "$(wc -l <want)" = 6 ] && cmp -s want got'
+	n=0
+	tar -tf b.tar >entries # listed once: grep -q would cut a pipe from tar
+	for t in $(jq -r '.images[].attached[]?.digest' ferry.json); do
+		grep -qx "blobs/sha256/${t#sha256:}" entries && n=$((n + 1))
+	done
+	check "every attached manifest is a blob of the bundle ($n of 7)" [ "$n" = 7 ]
+	expect "ferry verify: OK" 0 "verdict: OK" verify b.tar --key k.pub
+
+	# import into a prefix of the plain registry
+	out=$("$ferry" import b.tar -v --key k.pub --to "$P/$run/in" "${X[@]}" --state-dir st 2>&1)
+	check "import: exit 0" [ $? = 0 ]
+	for t in "sha256-$(hexof "$D").sig" "sha256-$(hexof "$D").att" "sha256-$(hexof "$D").sbom" \
+		"sha256-$(hexof "$PD").sig" "sha256-$(hexof "$R").sig" "sha256-$(hexof "$D")"; do
+		check "import pushed tag $t" grep -qE "^pushed +tag $run/in/$src:$t\$" <<<"$out"
+	done
+	check "import wrote no tag for the unsigned image but its own" \
+		[ "$(grep -cE "^pushed +tag $run/in/$plainrepo:" <<<"$out")" = 1 ]
+	# at the target: the signatures verify (openssl) and name the image
+	for t in "$D" "$PD" "$R"; do
+		out=$(cz verify "$P" "$run/in/$src" "$t" --key c.pub)
+		check "target: the signature of $t verifies with the trusted key" [ $? = 0 ]
+		check "target: a valid signature layer for $t" grep -q '^valid ' <<<"$out"
+	done
+	# cosign.py verify checks critical.image.docker-manifest-digest; and
+	# the payload, read straight from the target, names the image's digest
+	check "target: the signature payload names the image's digest" bash -c "
+		l=\$(curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+			http://$P/v2/$run/in/$src/manifests/sha256-$(hexof "$D").sig | jq -r '.layers[0].digest')
+		curl -sf http://$P/v2/$run/in/$src/blobs/\$l | jq -e --arg d '$D' '.critical.image[\"docker-manifest-digest\"] == \$d' >/dev/null"
+	check "target: another key does not verify (test of the test)" \
+		bash -c "! python3 '$fixtures/cosign.py' verify '$P' '$run/in/$src' '$D' --key other.pub >/dev/null"
+	for t in "$D" "$PD" "$R"; do
+		check "target: attachments of $t same as at the source (cosign.py list)" \
+			[ "$(attached_view "$P" "$run/in/$src" "$t")" = "$(attached_view "$P" "$src" "$t")" ]
+	done
+	check "target lists the referrer, with the source's digest" jqt --arg r "$R" \
+		'.referrers == [$r] and .att != null and .sbom != null' <<<"$(attached_view "$P" "$run/in/$src" "$D")"
+	check "skopeo: the .sig tag at the target has the source's digest" \
+		[ "$(sdigest "docker://$P/$run/in/$src:sha256-$(hexof "$D").sig")" = \
+		"$(sdigest "docker://$P/$src:sha256-$(hexof "$D").sig")" ]
+	check "skopeo: the image at the target has its digest" [ "$(sdigest "docker://$P/$run/in/$src:1")" = "$D" ]
+	out=$(cz verify "$P" "$run/in/$plainrepo" "$U" --key c.pub)
+	check "target: the unsigned image has no signature (exit 1)" [ $? = 1 ]
+	check "target: the unsigned image has no signature tag" \
+		bash -c "! curl -sf http://$P/v2/$run/in/$plainrepo/tags/list | grep -q '\\.sig'"
+
+	# a rerun (fresh local state: the registry decides) moves no tag
+	tags1=$(for t in $(tags_of "$P" "$run/in/$src"); do echo "$t $(sdigest "docker://$P/$run/in/$src:$t")"; done)
+	out=$("$ferry" import b.tar -v --key k.pub --to "$P/$run/in" "${X[@]}" --state-dir st2 2>&1)
+	check "rerun of the import: exit 0" [ $? = 0 ]
+	check "rerun: no tag pushed" bash -c "! grep -qE '^(pushed|merged) +tag' <<<'$out'"
+	n=$(grep -cE "^skipped +tag $run/in/$src:sha256-" <<<"$out")
+	check "rerun: the 6 attachment tags skipped (got $n)" [ "$n" = 6 ]
+	tags2=$(for t in $(tags_of "$P" "$run/in/$src"); do echo "$t $(sdigest "docker://$P/$run/in/$src:$t")"; done)
+	check "rerun: every tag still points where it did" [ "$tags1" = "$tags2" ]
+	check "rerun: the fallback index lists the referrer once" jqt --arg r "$R" '[.manifests[].digest] == [$r]' \
+		<<<"$(getman "$P" "$run/in/$src" "sha256-$(hexof "$D")")"
+}
+
+feature_none() {
+	local src=$run/none/app S out
+	keys c || {
+		bad "keys"
+		return
+	}
+	S=$(cz image "$P" "$src" 1 --seed none)
+	cz sign "$P" "$src" "$S" --key c.pem >/dev/null
+	cz referrer "$P" "$src" "$S" --fallback >/dev/null
+	"$ferry" export -q "$P/$src:1" -o all.tar --compress none --key k.key "${X[@]}"
+	check "default export carries the signature (test of the test)" jqt \
+		'.images[0].attached | any(.[]; .kind == "signature")' <<<"$(fjson all.tar)"
+	"$ferry" export -q "$P/$src:1" -o b.tar --compress none --key k.key "${X[@]}" --referrers none
+	check "--referrers none: exit 0" [ $? = 0 ]
+	check "--referrers none: nothing attached in ferry.json" jqt 'all(.images[]; has("attached") | not)' <<<"$(fjson b.tar)"
+	check "--referrers none: index.json lists the image only" jqt '.manifests | length == 1' <<<"$(ijson b.tar)"
+	check "--referrers none: fewer blobs than with the default" \
+		[ "$(tar -tf b.tar | grep -c ^blobs/)" -lt "$(tar -tf all.tar | grep -c ^blobs/)" ]
+	out=$("$ferry" import b.tar -v --key k.pub --to "$P/$run/none-in" "${X[@]}" --state-dir st 2>&1)
+	check "--referrers none: import exit 0" [ $? = 0 ]
+	check "target has the image" [ "$(sdigest "docker://$P/$run/none-in/$src:1")" = "$S" ]
+	check "target has no signature or referrers tag" [ "$(tags_of "$P" "$run/none-in/$src")" = 1 ]
+}
+
+feature_gate() {
+	local repo=$run/gate/app A U W Xd
+	keys c w || {
+		bad "keys"
+		return
+	}
+	A=$(cz image "$P" "$repo" signed --seed a)
+	U=$(cz image "$P" "$repo" unsigned --seed u)
+	W=$(cz image "$P" "$repo" other --seed w)
+	Xd=$(cz image "$P" "$repo" elsewhere --seed x)
+	cz sign "$P" "$repo" "$A" --key c.pem >/dev/null
+	cz sign "$P" "$repo" "$W" --key w.pem >/dev/null
+	# a valid signature by the trusted key, but over a payload for A
+	cz sign "$P" "$repo" "$Xd" --key c.pem --payload-digest "$A" >/dev/null
+	gx() { "$ferry" export -q -o "$1" --compress none --key k.key "${X[@]}" "${@:2}"; }
+
+	expect "unsigned image: exit 5 naming it" 5 "$P/$repo:unsigned" \
+		export -q -o u.tar --key k.key "${X[@]}" "$P/$repo:signed" "$P/$repo:unsigned" --verify-cosign-key c.pub
+	check "unsigned image: no bundle written" bash -c '[ -z "$(ls -A | grep "^u\.tar")" ]'
+	expect "signed by an untrusted key: exit 5 naming it" 5 "$P/$repo:other" \
+		export -q -o w.tar --key k.key "${X[@]}" "$P/$repo:other" --verify-cosign-key c.pub
+	check "untrusted key: no bundle written" [ ! -e w.tar ]
+	expect "payload naming another digest: exit 5 naming the image" 5 "$P/$repo:elsewhere" \
+		export -q -o x.tar --key k.key "${X[@]}" "$P/$repo:elsewhere" --verify-cosign-key c.pub
+	check "payload naming another digest: no bundle written" [ ! -e x.tar ]
+	check "the mismatched signature is there and valid by itself (test of the test)" bash -c \
+		"python3 '$fixtures/cosign.py' verify '$P' '$repo' '$Xd' --key c.pub | grep -q 'payload names $A'"
+
+	gx ok.tar "$P/$repo:signed" --verify-cosign-key c.pub
+	check "all signed: exit 0 and a bundle" [ $? = 0 ]
+	check "all signed: the bundle is there" [ -s ok.tar ]
+	check "ferry.json: cosignKeyId is the key's id" jqt --arg k "$(keyid c.pub)" \
+		'.images[0].cosignKeyId == $k' <<<"$(fjson ok.tar)"
+	check "ferry.json: the carried signature is listed" jqt --arg d "$A" \
+		'any(.images[0].attached[]; .kind == "signature" and .subject == $d)' <<<"$(fjson ok.tar)"
+	gx two.tar "$P/$repo:other" "$P/$repo:signed" --verify-cosign-key c.pub --verify-cosign-key w.pub
+	check "two keys, images signed by either: exit 0" [ $? = 0 ]
+	check "ferry.json: each image names the key that verified it" jqt --arg c "$(keyid c.pub)" --arg w "$(keyid w.pub)" \
+		'[.images[].cosignKeyId] == [$w, $c]' <<<"$(fjson two.tar)"
+	gx plain.tar "$P/$repo:signed"
+	check "without the gate: no cosignKeyId" jqt 'all(.images[]; has("cosignKeyId") | not)' <<<"$(fjson plain.tar)"
+	expect "--referrers none with --verify-cosign-key: usage error" 2 "verify-cosign-key" \
+		export -q -o n.tar --key k.key "${X[@]}" "$P/$repo:signed" --referrers none --verify-cosign-key c.pub
+	check "usage error: no bundle written" [ ! -e n.tar ]
+}
+
+# The contract of `ferry verify --cosign-key` (SPEC section 6).
+feature_verify_cosign() {
+	local repo=$run/vc/app A U out
+	keys c w || {
+		bad "keys"
+		return
+	}
+	A=$(cz image "$P" "$repo" signed --seed va)
+	U=$(cz image "$P" "$repo" unsigned --seed vu)
+	cz sign "$P" "$repo" "$A" --key c.pem >/dev/null
+	"$ferry" export -q -o s.tar --compress none --key k.key "${X[@]}" "$P/$repo:signed" || {
+		bad "verify_cosign: export"
+		return
+	}
+	"$ferry" export -q -o su.tar --compress none --key k.key "${X[@]}" "$P/$repo:signed" "$P/$repo:unsigned"
+	expect "right key: exit 0, signed by its id" 0 "^cosign.*$P/$repo:signed.*signed by $(keyid c.pub)" \
+		verify s.tar --key k.pub --cosign-key c.pub
+	expect "wrong key: exit 5, not signed" 5 "^cosign.*$P/$repo:signed.*not signed" \
+		verify s.tar --key k.pub --cosign-key w.pub
+	check "wrong key: not reported as signed" bash -c \
+		"! '$ferry' verify s.tar --key k.pub --cosign-key w.pub 2>&1 | grep -qE '^cosign.*signed by'"
+	expect "two keys, the second right: exit 0" 0 "signed by $(keyid c.pub)" \
+		verify s.tar --key k.pub --cosign-key w.pub --cosign-key c.pub
+	expect "an image without signature: exit 5 naming it" 5 "^cosign.*$P/$repo:unsigned.*not signed" \
+		verify su.tar --key k.pub --cosign-key c.pub
+	out=$("$ferry" verify su.tar --key k.pub --cosign-key c.pub 2>&1)
+	check "one cosign line per image" [ "$(grep -c '^cosign' <<<"$out")" = 2 ]
+	check "the signed one is still reported signed" grep -qE "^cosign.*$P/$repo:signed.*signed by $(keyid c.pub)" <<<"$out"
+	out=$("$ferry" verify su.tar --key k.pub --cosign-key c.pub --json 2>/dev/null)
+	check "--json: exit 5" [ $? = 5 ]
+	check "--json: cosign object per image" jqt --arg a "$P/$repo:signed" --arg u "$P/$repo:unsigned" --arg k "$(keyid c.pub)" \
+		'(.images[] | select(.reference == $a) | .cosign | .signed == true and .keyId == $k)
+		and (.images[] | select(.reference == $u) | .cosign | .signed == false and (.reason | length > 0))' <<<"$out"
+	"$ferry" export -q -o none.tar --compress none --key k.key "${X[@]}" "$P/$repo:signed" --referrers none
+	expect "a bundle exported without signatures: exit 5 naming the image" 5 "^cosign.*$P/$repo:signed.*not signed" \
+		verify none.tar --key k.pub --cosign-key c.pub
+	expect "without --cosign-key: no cosign verdict, exit 0" 0 "verdict: OK" verify su.tar --key k.pub
+}
+
+# start_double: the Harbor double with the referrers API in front of the
+# plain registry, project "proj"; sets $h and auth.json
+start_double() {
+	python3 "$fixtures/harbor.py" --referrers port "$P" api.log admin:harbor-pw proj &
+	pid=$!
+	for _ in $(seq 100); do [ -s port ] && break; sleep 0.1; done
+	h=127.0.0.1:$(cat port)
+	printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$h" "$(printf admin:harbor-pw | base64)" >auth.json
+}
+
+feature_referrers_api() {
+	local src=$run/ra/app dst tgt out R0 fb
+	keys c || {
+		bad "keys"
+		return
+	}
+	signed_app "$P" "$src" || {
+		bad "referrers_api: source setup"
+		return
+	}
+	"$ferry" export -q "$P/$src:1" -o b.tar --compress none --key k.key "${X[@]}" || {
+		bad "referrers_api: export"
+		return
+	}
+	start_double
+	dst=proj/$run/ra/app
+	out=$("$ferry" import b.tar -v --key k.pub --to "$h/proj" "${X[@]}" --authfile auth.json --state-dir st 2>&1)
+	check "import into a registry with the referrers API: exit 0" [ $? = 0 ] || echo "$out" | tail -3
+	check "the fallback tag is not needed there" \
+		grep -qE "^not needed \(the registry indexes referrers\) +tag $dst:sha256-$(hexof "$D")\$" <<<"$out"
+	check "the referrer push got OCI-Subject (double's log)" jqt -s --arg r "$R" \
+		'any(.[]; .method == "PUT" and (.path | endswith("/manifests/" + $r)) and .status == 201)' api.log
+	check "no fallback tag upstream (404 with an OCI index Accept)" \
+		[ "$(mstatus "$P" "$dst" "sha256-$(hexof "$D")")" = 404 ]
+	check "the .sig tag is upstream (test of the test for the 404)" \
+		[ "$(mstatus "$P" "$dst" "sha256-$(hexof "$D").sig")" = 200 ]
+	check "the double's referrers API lists the referrer" bash -c \
+		"curl -sf http://$h/v2/$dst/referrers/$D | jq -e --arg r '$R' '[.manifests[].digest] == [\$r]
+			and .manifests[0].artifactType == \"application/spdx+json\"' >/dev/null"
+	check "the signatures verify through the double" quiet cz verify "$h" "$dst" "$D" --key c.pub
+
+	# export from the double: the referrers come from the API
+	: >api.log
+	"$ferry" export -q "$h/$dst:1" -o api.tar --compress none --key k.key "${X[@]}" --authfile auth.json
+	check "export from the registry with the API: exit 0" [ $? = 0 ]
+	check "export asked the referrers API" jqt -s 'any(.[]; (.path | test("/referrers/sha256:")) and .status == 200)' api.log
+	fjson api.tar >api.json
+	check "that bundle carries the referrer" jqt --arg d "$D" --arg r "$R" \
+		'any(.images[0].attached[]; .kind == "referrer" and .subject == $d and .digest == $r
+			and .artifactType == "application/spdx+json")' api.json
+	check "that bundle carries a referrers entry under the fallback tag" jqt --arg d "$D" --arg t "sha256-$(hexof "$D")" \
+		'any(.images[0].attached[]; .kind == "referrers" and .subject == $d and .tag == $t)' api.json
+	check "and the signature of the referrer" jqt --arg r "$R" \
+		'any(.images[0].attached[]; .kind == "signature" and .subject == $r)' api.json
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	pid=
+
+	# into a plain repository whose fallback tag already lists another
+	# referrer: the import merges
+	tgt=$run/merge
+	skopeo copy --all -q --src-tls-verify=false --dest-tls-verify=false \
+		"docker://$P/$src:1" "docker://$P/$tgt/$dst:1" || bad "merge: target setup"
+	R0=$(cz referrer "$P" "$tgt/$dst" "$D" --artifact-type application/vnd.example.other --fallback)
+	check "the target's fallback tag lists its own referrer first (test of the test)" jqt --arg a "$R0" \
+		'[.manifests[].digest] == [$a]' <<<"$(getman "$P" "$tgt/$dst" "sha256-$(hexof "$D")")"
+	out=$("$ferry" import api.tar -v --key k.pub --to "$P/$tgt" "${X[@]}" --state-dir st2 2>&1)
+	check "import into a plain registry with a fallback tag: exit 0" [ $? = 0 ] || echo "$out" | tail -3
+	check "the fallback tag was merged" grep -qE "^merged +tag $tgt/$dst:sha256-$(hexof "$D")\$" <<<"$out"
+	fb=$(getman "$P" "$tgt/$dst" "sha256-$(hexof "$D")")
+	check "the fallback index lists both referrers" jqt --arg a "$R0" --arg r "$R" \
+		'.mediaType == "application/vnd.oci.image.index.v1+json" and ([.manifests[].digest] | sort) == ([$a, $r] | sort)' <<<"$fb"
+	check "the carried referrer has the source's digest" \
+		[ "$(sdigest "docker://$P/$tgt/$dst@$R")" = "$R" ]
+	check "the carried referrer names the image" jqt --arg d "$D" '.subject.digest == $d' \
+		<<<"$(getman "$P" "$tgt/$dst" "$R")"
+	check "cosign.py list at the target: both referrers, from the fallback tag" jqt --arg a "$R0" --arg r "$R" \
+		'.referrers.source == "fallback" and ([.referrers.manifests[].digest] | sort) == ([$a, $r] | sort)' \
+		<<<"$(cz list "$P" "$tgt/$dst" "$D")"
+	check "the referrer's signature verifies at the target" quiet cz verify "$P" "$tgt/$dst" "$R" --key c.pub
+}
+
+# Many images in many repositories, from two registry hosts (the same
+# registry as 127.0.0.1 and as localhost), looked up by parallel workers:
+# each worker keeps its repository's tag list and its host's referrers
+# API state while the others add theirs (a use after free before; the
+# ASan build reports it).
+feature_many_repos() {
+	local i d refs=() n
+	keys c || {
+		bad "keys"
+		return
+	}
+	for i in $(seq 12); do
+		d=$(cz image "$P" "$run/many/r$i" 1 --seed "many $i")
+		cz sign "$P" "$run/many/r$i" "$d" --key c.pem >/dev/null || bad "sign r$i"
+		if [ $((i % 2)) = 0 ]; then refs+=("$P/$run/many/r$i:1"); else refs+=("localhost:${P##*:}/$run/many/r$i:1"); fi
+	done
+	for i in 1 2; do
+		"$ferry" export -q "${refs[@]}" -o "b$i.tar" --compress none --key k.key "${X[@]}" \
+			--insecure-registry localhost --jobs 4 --verify-cosign-key c.pub
+		check "export of 12 signed images with 4 workers, run $i: exit 0" [ $? = 0 ]
+		n=$(fjson "b$i.tar" | jq --arg k "$(keyid c.pub)" \
+			'[.images[] | select(.cosignKeyId == $k and any(.attached[]; .kind == "signature"))] | length')
+		check "run $i: every image carries its verified signature ($n of 12)" [ "$n" = 12 ]
+	done
+}
+
+it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos
