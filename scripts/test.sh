@@ -55,7 +55,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 # prefetch and workers, import's workers, split volumes' read-ahead, the
 # pipe. A race report fails the test (TSan's exit code).
 CC=clang TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
-	CTEST_ARGS="-R ^(export\.(tree_parallel|tree_wide|tree_fanout|resume|interrupt)|import\.(parallel|roundtrip|shared_layers|state_truth)|weekly\.(split_parts|split_import|delta_import)|pipe\.(mirror|broken))$" \
+	CTEST_ARGS="-R ^(export\.(tree_parallel|tree_wide|tree_fanout|resume|interrupt)|import\.(parallel|roundtrip|shared_layers|state_truth)|weekly\.(split_parts|split_import|delta_import)|pipe\.(mirror|broken)|supply\.(roundtrip|many_repos|referrers_api))$" \
 	build_and_test "ThreadSanitizer, threaded features" build-tsan -DFERRY_TSAN=ON
 # Every libFuzzer target for a short bounded time over its seed corpus
 # (scripts/fuzz.sh runs them longer).

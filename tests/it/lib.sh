@@ -24,7 +24,12 @@ expect() {
 		echo "$out" | tail -5 | sed 's/^/    /'
 	fi
 }
-jqe() { jq -e "$@" >/dev/null; }
+# jqe EXPR FILE: FILE holds JSON for which EXPR is true (jq 1.6's -e
+# passes on an empty file: an empty or missing file fails here)
+jqe() {
+	[ -s "${*: -1}" ] || return 1
+	jq -e "$@" >/dev/null
+}
 # The closing line ctest and CI read, and the exit status.
 finish() {
 	echo "$passed passed, $failed failed"
