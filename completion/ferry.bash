@@ -22,18 +22,19 @@ _ferry()
 	case $prev in
 	--progress) COMPREPLY=($(compgen -W "auto plain json none" -- "$cur")); return ;;
 	--compress) COMPREPLY=($(compgen -W "zstd gzip none" -- "$cur")); return ;;
+	--referrers) COMPREPLY=($(compgen -W "all none" -- "$cur")); return ;;
 	--type) COMPREPLY=($(compgen -W "ecdsa-p256 ed25519 rsa-3072" -- "$cur")); return ;;
 	--platform) COMPREPLY=($(compgen -W "all linux/amd64 linux/arm64 linux/arm/v7" -- "$cur")); return ;;
 	--cache | --state-dir) COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--jobs | --sequence | --channel | --older-than | --insecure-registry | --to | --split-size) return ;;
-	--key | --ca-file | --authfile | --report | --passphrase-file | -f | --images-file | -o | --output | --base)
+	--key | --ca-file | --authfile | --report | --passphrase-file | -f | --images-file | -o | --output | --base | --verify-cosign-key | --cosign-key)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	esac
 	local opts
 	case $cmd in
 	keygen) opts="--output --type --passphrase-file" ;;
-	export) opts="--images-file --output --key --passphrase-file --platform --jobs --cache --compress --report --channel --sequence --base --split-size" ;;
-	verify) opts="--key --json" ;;
+	export) opts="--images-file --output --key --passphrase-file --platform --jobs --cache --compress --report --channel --sequence --base --split-size --referrers --verify-cosign-key" ;;
+	verify) opts="--key --cosign-key --json" ;;
 	inspect) opts="--json" ;;
 	unpack) opts="--key --output" ;;
 	import) opts="--key --to --jobs --dry-run --report --allow-rollback --keep-registry --state-dir --create-projects --public" ;;
