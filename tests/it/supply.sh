@@ -153,6 +153,16 @@ feature_roundtrip() {
 	check "every attached manifest is a blob of the bundle ($n of 7)" [ "$n" = 7 ]
 	expect "ferry verify: OK" 0 "verdict: OK" verify b.tar --key k.pub
 
+	# a dry run says what it would write, and writes no attachment
+	out=$("$ferry" import b.tar -v --dry-run --key k.pub --to "$P/$run/in" "${X[@]}" --state-dir st 2>&1)
+	check "dry run: exit 0" [ $? = 0 ]
+	check "dry run: would push the signature tag" \
+		grep -qE "^would push +tag $run/in/$src:sha256-$(hexof "$D").sig\$" <<<"$out"
+	check "dry run: would push the fallback referrers tag" \
+		grep -qE "^would push +tag $run/in/$src:sha256-$(hexof "$D")\$" <<<"$out"
+	check "dry run: nothing at the target" \
+		bash -c '! skopeo inspect --raw --tls-verify=false "docker://$0/$1:sha256-$2.sig" >/dev/null 2>&1' \
+		"$P" "$run/in/$src" "$(hexof "$D")"
 	# import into a prefix of the plain registry
 	out=$("$ferry" import b.tar -v --key k.pub --to "$P/$run/in" "${X[@]}" --state-dir st 2>&1)
 	check "import: exit 0" [ $? = 0 ]
