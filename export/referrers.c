@@ -61,9 +61,11 @@ struct att_list {
 struct disc {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct tagset *ts;
+	/* each allocated on its own: workers keep pointers to them while
+	 * another one grows the array */
+	struct tagset **ts;
 	size_t nts;
-	struct hostapi *ha;
+	struct hostapi **ha;
 	size_t nha;
 	struct att_list *img; /* one per image */
 	size_t next;
@@ -82,7 +84,7 @@ static const struct tagset *tags_of(struct exporter *x, struct reg_client *cl,
 				    const char *host, const char *repo)
 {
 	struct disc *d = x->disc;
-	struct tagset *t = NULL, *nt;
+	struct tagset *t = NULL, **nt;
 	size_t n = strlen(host) + strlen(repo) + 2, k;
 	char *key = malloc(n);
 	struct ferr e;
@@ -92,26 +94,27 @@ static const struct tagset *tags_of(struct exporter *x, struct reg_client *cl,
 	snprintf(key, n, "%s/%s", host, repo);
 	pthread_mutex_lock(&d->mu);
 	for (k = 0; k < d->nts; k++)
-		if (!strcmp(d->ts[k].key, key))
+		if (!strcmp(d->ts[k]->key, key))
 			break;
 	if (k < d->nts) {
-		while (d->ts[k].state == 0)
+		t = d->ts[k];
+		while (t->state == 0)
 			pthread_cond_wait(&d->cv, &d->mu);
-		t = d->ts[k].state == 1 ? &d->ts[k] : NULL;
+		t = t->state == 1 ? t : NULL;
 		pthread_mutex_unlock(&d->mu);
 		free(key);
 		return t;
 	}
 	nt = realloc(d->ts, (d->nts + 1) * sizeof(*nt));
-	if (!nt) {
+	if (nt)
+		d->ts = nt;
+	if (!nt || !(t = calloc(1, sizeof(*t)))) {
 		pthread_mutex_unlock(&d->mu);
 		free(key);
 		return NULL;
 	}
-	d->ts = nt;
-	memset(&d->ts[k], 0, sizeof(d->ts[k]));
-	d->ts[k].key = key;
-	d->nts++;
+	t->key = key;
+	d->ts[d->nts++] = t;
 	pthread_mutex_unlock(&d->mu);
 
 	{
@@ -122,10 +125,10 @@ static const struct tagset *tags_of(struct exporter *x, struct reg_client *cl,
 		if (ok)
 			qsort(tags, ntags, sizeof(*tags), cmp_str);
 		pthread_mutex_lock(&d->mu);
-		d->ts[k].tags = tags;
-		d->ts[k].n = ntags;
-		d->ts[k].state = ok ? 1 : 2;
-		t = ok ? &d->ts[k] : NULL;
+		t->tags = tags;
+		t->n = ntags;
+		t->state = ok ? 1 : 2;
+		t = ok ? t : NULL;
 		pthread_cond_broadcast(&d->cv);
 		pthread_mutex_unlock(&d->mu);
 	}
@@ -141,20 +144,20 @@ static bool may_have(const struct tagset *t, const char *tag)
 static struct hostapi *api_of(struct exporter *x, const char *host)
 {
 	struct disc *d = x->disc;
-	struct hostapi *h = NULL, *nh;
+	struct hostapi *h = NULL, **nh;
 
 	pthread_mutex_lock(&d->mu);
 	for (size_t k = 0; k < d->nha && !h; k++)
-		if (!strcmp(d->ha[k].host, host))
-			h = &d->ha[k];
+		if (!strcmp(d->ha[k]->host, host))
+			h = d->ha[k];
 	if (!h && (nh = realloc(d->ha, (d->nha + 1) * sizeof(*nh)))) {
 		d->ha = nh;
-		h = &d->ha[d->nha];
-		memset(h, 0, sizeof(*h));
-		if ((h->host = strdup(host)))
-			d->nha++;
-		else
+		if ((h = calloc(1, sizeof(*h))) && (h->host = strdup(host))) {
+			d->ha[d->nha++] = h;
+		} else {
+			free(h);
 			h = NULL;
+		}
 	}
 	pthread_mutex_unlock(&d->mu);
 	return h;
@@ -816,14 +819,17 @@ void exp_discover_release(struct exporter *x)
 	}
 	free(d->img);
 	for (size_t k = 0; k < d->nts; k++) {
-		for (size_t j = 0; j < d->ts[k].n; j++)
-			free(d->ts[k].tags[j]);
-		free(d->ts[k].tags);
-		free(d->ts[k].key);
+		for (size_t j = 0; j < d->ts[k]->n; j++)
+			free(d->ts[k]->tags[j]);
+		free(d->ts[k]->tags);
+		free(d->ts[k]->key);
+		free(d->ts[k]);
 	}
 	free(d->ts);
-	for (size_t k = 0; k < d->nha; k++)
-		free(d->ha[k].host);
+	for (size_t k = 0; k < d->nha; k++) {
+		free(d->ha[k]->host);
+		free(d->ha[k]);
+	}
 	free(d->ha);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
