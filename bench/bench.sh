@@ -5,6 +5,7 @@
 #   bench/bench.sh --wan|--scale [--images N] [--rtt-ms MS] [--keep]
 #   bench/bench.sh --weekly [--size-mb N] [--repeat N] [--pct P] [--split-size S] [--keep]
 #   bench/bench.sh --mirror [--size-mb N] [--repeat N] [--keep]
+#   bench/bench.sh --referrers [--images N] [--rtt-ms MS] [--repeat N] [--keep]
 #
 #   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
 #   --keep       also keep the registry storage (the next run skips the push)
@@ -20,6 +21,9 @@
 #                default 256M) against the one file (bench_weekly.sh)
 #   --mirror     instead: registry to registry, ferry export -o - | ferry
 #                import - against skopeo copy and curl (bench_mirror.sh)
+#   --referrers  instead: export of N unsigned images with --referrers all
+#                against --referrers none, on loopback and at MS ms RTT
+#                (fastest of at least 3 each; bench_referrers.sh)
 #
 # Builds ferry (Release, in build-bench/) unless FERRY names a binary,
 # generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
@@ -107,6 +111,7 @@ while (($#)); do
     --images=* | --rtt-ms=*) SCALE_ARGS+=("$1"); shift ;;
     --weekly) WEEKLY_MODE=1; shift ;;
     --mirror) MIRROR_MODE=1; shift ;;
+    --referrers) REFERRERS_MODE=1; shift ;;
     --pct | --split-size)
         (($# >= 2)) || usage
         WEEKLY_ARGS+=("$1" "$2")
@@ -117,6 +122,12 @@ while (($#)); do
     *) echo "bench: unknown argument '$1'" >&2; usage ;;
     esac
 done
+# What discovering attachments costs a plain export: a benchmark of its own.
+if ((${REFERRERS_MODE:-0} && !CLEAN)); then
+    ((SCALE_MODE == 0 && WEEKLY_MODE == 0 && MIRROR_MODE == 0)) ||
+        { echo "bench: --referrers does not combine with --wan, --scale, --weekly or --mirror" >&2; exit 2; }
+    exec "$HERE/bench_referrers.sh" --repeat "$((REPEAT > 3 ? REPEAT : 3))" "${SCALE_ARGS[@]}"
+fi
 # Many small images (WAN, 10x growth): a benchmark of its own.
 ((SCALE_MODE == 0 || WEEKLY_MODE == 0)) || { echo "bench: --weekly does not combine with --wan or --scale" >&2; exit 2; }
 ((SCALE_MODE == 0 || CLEAN)) || exec "$HERE/bench_scale.sh" "${SCALE_ARGS[@]}"

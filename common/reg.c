@@ -2530,12 +2530,13 @@ int reg_get_referrers(struct reg_client *c, const char *repo,
 		if (!json_is_array(mans) ||
 		    json_array_size(all) + json_array_size(mans) >
 			FERRY_MAX_INDEX_ENTRIES) {
-			json_decref(root);
+			/* mans belongs to root: say which before freeing it */
 			ferr_set(e, FERR_INPUT, 0,
 				 json_is_array(mans)
 				     ? "%s: more than the limit of entries"
 				     : "%s: not an index",
 				 what);
+			json_decref(root);
 			goto out;
 		}
 		json_array_extend(all, mans);

@@ -365,6 +365,18 @@ static int api_index(json_t *mans, struct reg_manifest *m, struct ferr *e)
 	return digest_of(m->data, m->len, &m->digest, e);
 }
 
+/* Is `d` already carried as a referrer of `s`? */
+static bool has_referrer(const struct att_list *l, const struct digest *s,
+			 const struct digest *d)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].kind == BA_REFERRER &&
+		    digest_equal(&l->v[i].subject, s) &&
+		    digest_equal(&l->v[i].m.digest, d))
+			return true;
+	return false;
+}
+
 /* One referrer the index lists: fetched by digest, and it must name
  * `s` as its subject. */
 static int take_referrer(struct dimg *g, const struct digest *s, json_t *d,
@@ -380,6 +392,8 @@ static int take_referrer(struct dimg *g, const struct digest *s, json_t *d,
 	memset(&m, 0, sizeof(m));
 	if (exp_parse_desc(d, &dg, &size, &mt, g->what, e) < 0)
 		return -1;
+	if (has_referrer(g->l, s, &dg))
+		return 0; /* listed again: fetched and carried once */
 	if (!mt || exp_is_index_type(mt) ||
 	    (strcmp(mt, MT_OCI_MANIFEST) && strcmp(mt, MT_DOCKER_MANIFEST)))
 		return ferr_set(e, FERR_INPUT, 0,
