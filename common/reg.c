@@ -2518,8 +2518,11 @@ int reg_get_referrers(struct reg_client *c, const char *repo,
 		}
 		if (get_page(c, &rq, &body, &next, &status, e) < 0) {
 			/* a registry without the API says 404 (the spec
-			 * forbids it to one that has it) */
-			if (status == 404 && page == 0) {
+			 * forbids it to one that has it); some that do not
+			 * know the path at all say 400 or 405 */
+			if ((status == 404 || status == 400 ||
+			     status == 405) &&
+			    page == 0) {
 				ferr_clear(e);
 				rc = 0;
 			}

@@ -167,7 +167,8 @@ int reg_list_tags(struct reg_client *c, const char *repo, char ***tags,
 
 /* GET /v2/<repo>/referrers/<d> (OCI 1.1): the descriptors it lists (a
  * jansson array, new reference) and *supported = true; a registry without
- * the API (404) gives 0 with *supported = false and *manifests NULL.  The
+ * the API (404, or 400/405 from one that does not know the path) gives 0
+ * with *supported = false and *manifests NULL.  The
  * descriptors are the registry's word only: each is fetched by digest. */
 int reg_get_referrers(struct reg_client *c, const char *repo,
 		      const struct digest *d, json_t **manifests,

@@ -84,6 +84,12 @@ feature_attach_sound() {
 	check "through the API, no fallback tag is asked for" [ "$(reqs '/manifests/sha256-[0-9a-f]{64}$')" = 0 ]
 	check "through the API, one referrers request for each of the 8 subjects ($(reqs /referrers/))" \
 		[ "$(reqs /referrers/)" = 8 ]
+	# a registry that answers 405 to the referrers path has no API: the
+	# fallback tag is read instead
+	ex api405
+	check "att-api405 (referrers path answered 405) exports (exit $rc: $(tail -1 out.txt))" [ "$rc" = 0 ]
+	check "att-api405 carries its 6 attachments through the fallback tag ($(attached))" [ "$(attached)" = 6 ]
+	check "att-api405: the referrers path asked once ($(reqs /referrers/))" [ "$(reqs /referrers/)" = 1 ]
 	ex ok --referrers none
 	check "--referrers none exports" [ "$rc" = 0 ]
 	check "--referrers none carries nothing" [ "$(attached)" = 0 ]
