@@ -89,8 +89,8 @@ static char *dump(json_t *root, size_t flags)
 	return t;
 }
 
-static json_t *index_desc(const char *mt, const struct digest *d,
-			  uint64_t size, const char *ref)
+static json_t *index_desc(const char *mt, const struct digest *d, uint64_t size,
+			  const char *ref)
 {
 	json_t *o = json_object(), *a = json_object();
 
@@ -121,7 +121,8 @@ static char *tag_ref(const char *image_ref, const char *tag)
 
 char *bundle_index_json(const struct bundle_image *im, size_t n)
 {
-	json_t *root = json_object(), *mans = json_array(), *seen = json_object();
+	json_t *root = json_object(), *mans = json_array(),
+	       *seen = json_object();
 	bool ok = true;
 
 	json_object_set_new(root, "schemaVersion", json_integer(2));
@@ -129,10 +130,9 @@ char *bundle_index_json(const struct bundle_image *im, size_t n)
 			    json_string(
 				"application/vnd.oci.image.index.v1+json"));
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(mans,
-				      index_desc(im[i].media_type,
-						 &im[i].digest, im[i].doc_size,
-						 im[i].ref));
+		json_array_append_new(
+		    mans, index_desc(im[i].media_type, &im[i].digest,
+				     im[i].doc_size, im[i].ref));
 	/* then one descriptor per attached tag (each once: two images of
 	 * one repository share their attachments) */
 	for (size_t i = 0; i < n && ok; i++)
@@ -200,12 +200,13 @@ static json_t *attached_json(const struct bundle_image *im)
 		const struct bundle_attach *a = &im->attached[k];
 		json_t *o = json_object();
 
-		json_object_set_new(o, "kind",
-				    json_string(bundle_attach_kind_name(a->kind)));
+		json_object_set_new(
+		    o, "kind", json_string(bundle_attach_kind_name(a->kind)));
 		json_object_set_new(o, "subject", json_string(a->subject.str));
 		json_object_set_new(o, "digest", json_string(a->digest.str));
 		json_object_set_new(o, "mediaType", json_string(a->media_type));
-		json_object_set_new(o, "size", json_integer((json_int_t)a->size));
+		json_object_set_new(o, "size",
+				    json_integer((json_int_t)a->size));
 		if (a->artifact_type)
 			json_object_set_new(o, "artifactType",
 					    json_string(a->artifact_type));
@@ -245,15 +246,16 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im[i].total_size));
 		if (im[i].nattached)
-			json_object_set_new(d, "attached", attached_json(&im[i]));
+			json_object_set_new(d, "attached",
+					    attached_json(&im[i]));
 		if (im[i].cosign_key_id)
 			json_object_set_new(d, "cosignKeyId",
 					    json_string(im[i].cosign_key_id));
 		if (im[i].has_signed &&
 		    !digest_equal(&im[i].signed_digest, &im[i].digest))
-			json_object_set_new(
-			    d, "signedDigest",
-			    json_string(im[i].signed_digest.str));
+			json_object_set_new(d, "signedDigest",
+					    json_string(
+						im[i].signed_digest.str));
 		json_array_append_new(imgs, d);
 	}
 	json_object_set_new(root, "images", imgs);

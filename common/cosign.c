@@ -39,7 +39,8 @@ int cosign_sig_layers(const unsigned char *manifest, size_t len,
 	}
 	json_array_foreach(layers, i, d)
 	{
-		const char *mt = json_string_value(json_object_get(d, "mediaType"));
+		const char *mt =
+		    json_string_value(json_object_get(d, "mediaType"));
 		const char *sig = json_string_value(json_object_get(
 		    json_object_get(d, "annotations"), COSIGN_ANNOT_SIG));
 		json_t *sz = json_object_get(d, "size");

@@ -2520,8 +2520,7 @@ int reg_get_referrers(struct reg_client *c, const char *repo,
 			/* a registry without the API says 404 (the spec
 			 * forbids it to one that has it); some that do not
 			 * know the path at all say 400 or 405 */
-			if ((status == 404 || status == 400 ||
-			     status == 405) &&
+			if ((status == 404 || status == 400 || status == 405) &&
 			    page == 0) {
 				ferr_clear(e);
 				rc = 0;

@@ -222,7 +222,8 @@ static int push_subject(struct att_list *l, const struct digest *d, int depth,
 static char *artifact_type_of(const struct reg_manifest *m, bool referrer)
 {
 	json_t *root = json_loadb((const char *)m->data, m->len, 0, NULL);
-	const char *at = json_string_value(json_object_get(root, "artifactType"));
+	const char *at =
+	    json_string_value(json_object_get(root, "artifactType"));
 	char *out;
 
 	if (!at && referrer)
@@ -292,7 +293,8 @@ static int find_cosign(struct dimg *g, const struct digest *s, int depth,
 		       struct ferr *e)
 {
 	static const enum bundle_attach_kind kinds[] = {BA_SIGNATURE,
-							BA_ATTESTATION, BA_SBOM};
+							BA_ATTESTATION,
+							BA_SBOM};
 
 	for (size_t k = 0; k < 3; k++) {
 		char tag[BUNDLE_ATTACH_TAG_MAX], *t;
@@ -325,10 +327,10 @@ static int find_cosign(struct dimg *g, const struct digest *s, int depth,
 
 static int cmp_desc(const void *a, const void *b)
 {
-	const char *x = json_string_value(
-	    json_object_get(*(json_t *const *)a, "digest"));
-	const char *y = json_string_value(
-	    json_object_get(*(json_t *const *)b, "digest"));
+	const char *x =
+	    json_string_value(json_object_get(*(json_t *const *)a, "digest"));
+	const char *y =
+	    json_string_value(json_object_get(*(json_t *const *)b, "digest"));
 	return strcmp(x ? x : "", y ? y : "");
 }
 
@@ -431,8 +433,8 @@ static int referrers_index(struct dimg *g, const struct digest *s,
 
 	*found = false;
 	if (api_state(g->x, g->api) >= 0) {
-		if (reg_get_referrers(g->cl, g->repo, s, &mans, &supported,
-				      e) < 0)
+		if (reg_get_referrers(g->cl, g->repo, s, &mans, &supported, e) <
+		    0)
 			return ferr_prefix(e, "%s", g->what);
 		api_set(g->x, g->api, supported ? 1 : -1);
 	}
@@ -568,7 +570,8 @@ static int gate(struct dimg *g, const struct digest *signed_d, struct ferr *e)
 		if (cosign_sig_layers(a->m.data, a->m.len, &ls, &nls, &why) < 0)
 			continue;
 		for (size_t k = 0; k < nls; k++, tried++) {
-			if (check_layer(g, &ls[k], signed_d, &which, &why) < 0) {
+			if (check_layer(g, &ls[k], signed_d, &which, &why) <
+			    0) {
 				if (why.cat == FERR_INTERRUPT ||
 				    why.cat == FERR_NETWORK ||
 				    why.cat == FERR_AUTH) {
@@ -591,8 +594,9 @@ static int gate(struct dimg *g, const struct digest *signed_d, struct ferr *e)
 				g->what, tag);
 	(void)o;
 	if (tried == 1)
-		return ferr_set(e, FERR_VERIFY, 0, "%s: its cosign signature: %s",
-				g->what, why.msg);
+		return ferr_set(e, FERR_VERIFY, 0,
+				"%s: its cosign signature: %s", g->what,
+				why.msg);
 	return ferr_set(e, FERR_VERIFY, 0,
 			"%s: none of its %zu cosign signatures verifies (last: "
 			"%s)",
@@ -687,7 +691,8 @@ static int first_subjects(struct exporter *x, size_t i, struct ferr *e)
 					 json_string_value(
 					     json_object_get(d, "digest")),
 					 NULL) == 0 &&
-			    exp_find_item(x, &cd) && push_subject(l, &cd, 0, e) < 0) {
+			    exp_find_item(x, &cd) &&
+			    push_subject(l, &cd, 0, e) < 0) {
 				json_decref(root);
 				return -1;
 			}

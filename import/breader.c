@@ -1129,8 +1129,8 @@ static int take_attached(struct rd *r, json_t *fi, size_t i, struct ferr *e)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	im->has_signed = kid || sd;
 	im->signed_digest = im->digest;
-	if (sd && digest_parse(&im->signed_digest, json_string_value(sd),
-			       NULL) < 0)
+	if (sd &&
+	    digest_parse(&im->signed_digest, json_string_value(sd), NULL) < 0)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'ferry.json': image %zu has a malformed "
 				"signedDigest",
@@ -1147,8 +1147,7 @@ static int take_attached(struct rd *r, json_t *fi, size_t i, struct ferr *e)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 	json_array_foreach(arr, k, o)
 	{
-		if (take_attach(r, o, &im->attached[im->nattached++], i, e) <
-		    0)
+		if (take_attach(r, o, &im->attached[im->nattached++], i, e) < 0)
 			return -1;
 	}
 	return 0;

@@ -212,8 +212,8 @@ bool ccheck_image(const struct ccheck *c, size_t i, const struct sig_key **key,
 	for (size_t k = 0; k < ci->nsigs; k++)
 		for (size_t l = 0; l < ci->sigs[k].nlayers; l++) {
 			const struct cosign_layer *cl = &ci->sigs[k].layers[l];
-			struct payload *p =
-			    find_payload((struct ccheck *)c, &cl->digest);
+			struct payload *p = find_payload((struct ccheck *)c,
+							 &cl->digest);
 			size_t which;
 
 			tried++;
@@ -239,14 +239,16 @@ bool ccheck_image(const struct ccheck *c, size_t i, const struct sig_key **key,
 			}
 		}
 	if (!tried)
-		snprintf(why, n, "the bundle carries no cosign signature of "
-				 "'%s'",
+		snprintf(why, n,
+			 "the bundle carries no cosign signature of "
+			 "'%s'",
 			 ci->signed_d.str);
 	else if (tried == 1)
 		snprintf(why, n, "its cosign signature: %s", e.msg);
 	else
-		snprintf(why, n, "none of its %zu cosign signatures verifies "
-				 "(last: %s)",
+		snprintf(why, n,
+			 "none of its %zu cosign signatures verifies "
+			 "(last: %s)",
 			 tried, e.msg);
 	return false;
 }

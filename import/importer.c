@@ -1639,9 +1639,9 @@ static int push_doc(struct imp *x, struct reg_client *c, size_t i,
 	}
 	{
 		bool indexed = false;
-		if (reg_put_manifest_subject(c, repo, dg, d->media_type, d->data,
-					     d->len, &it->s->d, &indexed,
-					     e) < 0)
+		if (reg_put_manifest_subject(c, repo, dg, d->media_type,
+					     d->data, d->len, &it->s->d,
+					     &indexed, e) < 0)
 			return -1;
 		/* OCI 1.1: a registry that indexes referrers says so in its
 		 * answer to a manifest with a subject */
@@ -1872,8 +1872,8 @@ static int push_docs(struct imp *x, size_t threads, struct ferr *e)
 	for (size_t p = 0; p < 4 && !rc; p++) {
 		size_t n;
 		bool nested;
-		struct item *items =
-		    doc_items(x, kinds[p % 2], p >= 2, &n, &nested);
+		struct item *items = doc_items(x, kinds[p % 2], p >= 2, &n,
+					       &nested);
 		if (!items)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
 		rc = run_items(x, items, 0, n, push_doc, nested ? 1 : threads,
@@ -1973,8 +1973,8 @@ static int push_atag(struct imp *x, struct reg_client *c, size_t i,
 			return -1;
 		if (h.found && h.has_digest &&
 		    digest_equal(&h.digest, &a->digest)) {
-			note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped",
-			     NULL, NULL);
+			note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped", NULL,
+			     NULL);
 			return 0;
 		}
 	}
@@ -1986,16 +1986,15 @@ static int push_atag(struct imp *x, struct reg_client *c, size_t i,
 	if (reg_put_manifest(c, repo, a->tag, s->doc->media_type, s->doc->data,
 			     s->doc->len, &a->digest, e) < 0)
 		return -1;
-	note(x, IMP_EV_TAG, t->repo, a->tag, 0, "pushed",
-	     &x->res->attach_tags, &x->pr->tags_pushed);
+	note(x, IMP_EV_TAG, t->repo, a->tag, 0, "pushed", &x->res->attach_tags,
+	     &x->pr->tags_pushed);
 	return 0;
 }
 
 /* Does the target index referrers itself?  Known from the answers to
  * this run's pushes of referrers; else asked once. */
-static int target_indexes(struct imp *x, struct reg_client *c,
-			  const char *repo, const struct digest *subject,
-			  struct ferr *e)
+static int target_indexes(struct imp *x, struct reg_client *c, const char *repo,
+			  const struct digest *subject, struct ferr *e)
 {
 	json_t *mans = NULL;
 	bool supported;
@@ -2021,14 +2020,17 @@ static int merge_index(const struct reg_manifest *have, const struct doc *ours,
 	int rc = -1;
 
 	*out = NULL;
-	if (!json_is_array(hm) || !json_is_array(json_object_get(o, "manifests"))) {
-		ferr_set(e, FERR_INPUT, 0, "the target's referrers index is "
-					   "not an index with 'manifests'");
+	if (!json_is_array(hm) ||
+	    !json_is_array(json_object_get(o, "manifests"))) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "the target's referrers index is "
+			 "not an index with 'manifests'");
 		goto out;
 	}
 	json_array_foreach(json_object_get(o, "manifests"), i, d)
 	{
-		const char *dg = json_string_value(json_object_get(d, "digest"));
+		const char *dg =
+		    json_string_value(json_object_get(d, "digest"));
 		json_t *hd;
 		size_t k;
 		bool found = false;

@@ -75,8 +75,8 @@ static json_t *attached_json(const struct bundle_image *im)
 		const struct bundle_attach *a = &im->attached[k];
 		json_t *o = json_object();
 
-		json_object_set_new(o, "kind",
-				    json_string(bundle_attach_kind_name(a->kind)));
+		json_object_set_new(
+		    o, "kind", json_string(bundle_attach_kind_name(a->kind)));
 		json_object_set_new(o, "subject", json_string(a->subject.str));
 		json_object_set_new(o, "digest", json_string(a->digest.str));
 		json_object_set_new(o, "mediaType", json_string(a->media_type));
@@ -342,8 +342,10 @@ static void verify_json(const struct vrun *v)
 				    cli_json_text(v->h.key_id));
 	json_object_set_new(o, "bundle", cli_json_text(v->bundle));
 	json_object_set_new(o, "trustedKeyId", json_string(v->key.key_id));
-	json_object_set_new(o, "keyType", json_string(sig_type_name(v->key.type)));
-	json_object_set_new(o, "entries", json_integer((json_int_t)v->st.entries));
+	json_object_set_new(o, "keyType",
+			    json_string(sig_type_name(v->key.type)));
+	json_object_set_new(o, "entries",
+			    json_integer((json_int_t)v->st.entries));
 	json_object_set_new(o, "blobs", json_integer((json_int_t)v->st.blobs));
 	json_object_set_new(o, "blobBytes",
 			    json_integer((json_int_t)v->st.blob_bytes));
@@ -364,13 +366,14 @@ static void verify_json(const struct vrun *v)
 	} else {
 		json_object_set_new(
 		    o, "checks",
-		    json_pack("[sssss]",
-			      "signature over SHA256SUMS with the trusted key",
-			      "every entry matches SHA256SUMS",
-			      "every blob matches its digest and descriptor size",
-			      "entry names, types, order, no duplicates or extras",
-			      "JSON documents capped, one manifest type each, "
-			      "media types agree"));
+		    json_pack(
+			"[sssss]",
+			"signature over SHA256SUMS with the trusted key",
+			"every entry matches SHA256SUMS",
+			"every blob matches its digest and descriptor size",
+			"entry names, types, order, no duplicates or extras",
+			"JSON documents capped, one manifest type each, "
+			"media types agree"));
 	}
 	json_object_set_new(o, "seconds", json_real(v->secs));
 	print_json(o);
@@ -386,8 +389,8 @@ static void verify_text(const struct vrun *v)
 		return;
 	}
 	print_header(&v->h);
-	printf("signed by   %s (%s), the key given with --key\n",
-	       v->key.key_id, sig_type_name(v->key.type));
+	printf("signed by   %s (%s), the key given with --key\n", v->key.key_id,
+	       sig_type_name(v->key.type));
 	printf("entries     %llu (%llu blobs, %.1f MiB)\n",
 	       (unsigned long long)v->st.entries,
 	       (unsigned long long)v->st.blobs, mib(v->st.blob_bytes));
@@ -424,8 +427,9 @@ static void cosign_verdict(struct vrun *v)
 	if (!bad)
 		return;
 	ccheck_image(v->cc, first, &k, why, sizeof(why));
-	ferr_set(&v->e, FERR_VERIFY, 0, "image '%s' is not signed by a cosign "
-					"key given: %s%s",
+	ferr_set(&v->e, FERR_VERIFY, 0,
+		 "image '%s' is not signed by a cosign "
+		 "key given: %s%s",
 		 v->h.images[first].ref, why,
 		 bad > 1 ? " (and more images)" : "");
 	v->rc = ferr_exit_code(FERR_VERIFY);

@@ -54,10 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (cosign_sig_layers(copy, bodyn, &l, &n, &e) == 0)
 			for (size_t i = 0; i < n; i++)
-				if (!l[i].sig_b64 || !digest_valid(l[i].digest.str))
+				if (!l[i].sig_b64 ||
+				    !digest_valid(l[i].digest.str))
 					abort();
 		cosign_layers_release(l, n);
-		if (cosign_payload_check(copy, bodyn, &img, &e) < 0 && !e.msg[0])
+		if (cosign_payload_check(copy, bodyn, &img, &e) < 0 &&
+		    !e.msg[0])
 			abort();
 	}
 	free(copy);

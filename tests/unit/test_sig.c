@@ -1015,12 +1015,14 @@ static void test_base64(void)
 }
 
 /* cosign's simple-signing payloads and signature manifests (SPEC §6). */
-#define IMG "sha256:e5d898c85793190d3fb321606c7319d351b455c8bf66266d86015672a9a7f72e"
-#define OTHER "sha256:58b336fdf330695a3335af81bd23959b50213c0e4394dd5cec6e7d3f58360f0b"
+#define IMG                                                                    \
+	"sha256:e5d898c85793190d3fb321606c7319d351b455c8bf66266d86015672a9a7f72e"
+#define OTHER                                                                  \
+	"sha256:58b336fdf330695a3335af81bd23959b50213c0e4394dd5cec6e7d3f58360f0b"
 #define PAYLOAD(dg, type)                                                      \
-	"{\"critical\":{\"identity\":{\"docker-reference\":\"r.example/"     \
-	"app\"},\"image\":{\"docker-manifest-digest\":\"" dg "\"},\"type\":\"" \
-	type "\"},\"optional\":null}"
+	"{\"critical\":{\"identity\":{\"docker-reference\":\"r.example/"       \
+	"app\"},\"image\":{\"docker-manifest-digest\":\"" dg                   \
+	"\"},\"type\":\"" type "\"},\"optional\":null}"
 
 static void test_cosign_payloads(void)
 {
@@ -1065,7 +1067,8 @@ static void test_cosign_payloads(void)
 	big = calloc(1, FERRY_MAX_COSIGN_PAYLOAD + 64);
 	memset(big, ' ', FERRY_MAX_COSIGN_PAYLOAD + 1);
 	CHECK(cosign_payload_check((unsigned char *)big,
-				   FERRY_MAX_COSIGN_PAYLOAD + 1, &img, &e) < 0 &&
+				   FERRY_MAX_COSIGN_PAYLOAD + 1, &img,
+				   &e) < 0 &&
 		  strstr(e.msg, "over the limit"),
 	      "payload over the cap: '%s'", e.msg);
 	free(big);
@@ -1130,13 +1133,16 @@ static void test_cosign_layers(void)
 	static const char man[] =
 	    "{\"schemaVersion\":2,\"config\":{},\"layers\":["
 	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" IMG
-	    "\",\"size\":250,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"QUJD\"}},"
+	    "\",\"size\":250,\"annotations\":{\"" COSIGN_ANNOT_SIG
+	    "\":\"QUJD\"}},"
 	    "{\"mediaType\":\"text/spdx+json\",\"digest\":\"" OTHER
-	    "\",\"size\":9,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"QUJD\"}},"
+	    "\",\"size\":9,\"annotations\":{\"" COSIGN_ANNOT_SIG
+	    "\":\"QUJD\"}},"
 	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" OTHER
 	    "\",\"size\":9},"
 	    "{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"" OTHER
-	    "\",\"size\":251,\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"REVG\"}}]}";
+	    "\",\"size\":251,\"annotations\":{\"" COSIGN_ANNOT_SIG
+	    "\":\"REVG\"}}]}";
 	struct cosign_layer *l = NULL;
 	size_t n = 0;
 	struct ferr e;
