@@ -780,6 +780,28 @@ static void print_summary(const struct export_args *a, const struct ui *u,
 		key->key_id);
 }
 
+/* The engine's options from the command line's. */
+static void fill_opts(const struct export_args *a, struct exp_opts *eo,
+		      struct ui *u)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	eo->cache_dir = a->cache;
+	eo->jobs = (int)a->jobs;
+	eo->compress = a->compress;
+	eo->threads = ncpu > 0 ? (int)ncpu : 1;
+	eo->channel = a->channel;
+	eo->sequence = a->has_sequence ? a->sequence : (uint64_t)eo->created;
+	eo->split_size = a->split;
+	eo->bases = a->bases;
+	eo->nbases = a->nbases;
+	eo->no_referrers = a->no_referrers;
+	eo->ncosign_keys = a->ncosign_keys;
+	eo->progress = &u->pr;
+	eo->event = on_event;
+	eo->event_ctx = u;
+}
+
 int cmd_export(int argc, char **argv)
 {
 	struct export_args a;
@@ -793,7 +815,6 @@ int cmd_export(int argc, char **argv)
 	struct exp_result res;
 	struct ferr e;
 	struct ui u;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int r, rc = FERRY_EXIT_USAGE;
 
 	memset(&key, 0, sizeof(key));
@@ -832,22 +853,9 @@ int cmd_export(int argc, char **argv)
 	cli_reg_opts(&a.com, &creds, &ropts);
 	eo.reg = &ropts;
 	eo.platforms = platforms;
-	eo.cache_dir = a.cache;
-	eo.jobs = (int)a.jobs;
-	eo.compress = a.compress;
-	eo.threads = ncpu > 0 ? (int)ncpu : 1;
 	eo.key = &key;
-	eo.channel = a.channel;
-	eo.sequence = a.has_sequence ? a.sequence : (uint64_t)eo.created;
-	eo.split_size = a.split;
-	eo.bases = a.bases;
-	eo.nbases = a.nbases;
-	eo.no_referrers = a.no_referrers;
 	eo.cosign_keys = cosign;
-	eo.ncosign_keys = a.ncosign_keys;
-	eo.progress = &u.pr;
-	eo.event = on_event;
-	eo.event_ctx = &u;
+	fill_opts(&a, &eo, &u);
 	ui_start(&u, &a.com);
 	r = exp_run(&eo, refs.v, refs.n, a.out, &res, &e);
 	cli_ticker_stop(&u.tk, r == 0);
