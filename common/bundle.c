@@ -192,7 +192,7 @@ char *bundle_manifest_json(const struct bundle_image *im, size_t n)
 	return dump(root, JSON_COMPACT);
 }
 
-static json_t *attached_json(const struct bundle_image *im)
+json_t *bundle_attached_json(const struct bundle_image *im)
 {
 	json_t *arr = json_array();
 
@@ -247,7 +247,7 @@ char *bundle_ferry_json(const struct bundle_meta *m,
 				    json_integer((json_int_t)im[i].total_size));
 		if (im[i].nattached)
 			json_object_set_new(d, "attached",
-					    attached_json(&im[i]));
+					    bundle_attached_json(&im[i]));
 		if (im[i].cosign_key_id)
 			json_object_set_new(d, "cosignKeyId",
 					    json_string(im[i].cosign_key_id));

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "digest.h"
 #include "err.h"
 
@@ -87,6 +89,9 @@ struct bundle_image {
 	bool has_signed;
 	struct digest signed_digest;
 };
+
+/* An image's attachments as ferry.json lists them (a new reference). */
+json_t *bundle_attached_json(const struct bundle_image *im);
 
 /* Free what each of the n images owns, and the array; safe on NULL. */
 void bundle_images_release(struct bundle_image *im, size_t n);

@@ -584,6 +584,56 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/* ---- a pool over the images ---- */
+
+static void *each_worker(void *arg)
+{
+	struct exporter *x = arg;
+	struct clients cs;
+
+	memset(&cs, 0, sizeof(cs));
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&x->mu);
+		i = x->next_image++;
+		pthread_mutex_unlock(&x->mu);
+		if (i >= x->nimages ||
+		    (x->o->reg->cancel && *x->o->reg->cancel))
+			break;
+		x->each_fn(x, &cs, i);
+	}
+	exp_clients_release(&cs);
+	return NULL;
+}
+
+int exp_each_image(struct exporter *x,
+		   void (*fn)(struct exporter *x, struct clients *cs, size_t i),
+		   struct ferr *e)
+{
+	size_t n = (size_t)(x->o->jobs > 0 ? x->o->jobs : 4), started = 0;
+	pthread_t *t;
+
+	if (n > x->nimages)
+		n = x->nimages;
+	t = calloc(n + 1, sizeof(*t));
+	if (!t)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	x->next_image = 0;
+	x->each_fn = fn;
+	for (; started < n; started++)
+		if (pthread_create(&t[started], NULL, each_worker, x) != 0)
+			break;
+	if (!started) /* no thread at all: do it here */
+		each_worker(x);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	free(t);
+	if (x->o->reg->cancel && *x->o->reg->cancel)
+		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
+	return 0;
+}
+
 /* ---- resolution: every reference, in order ---- */
 
 /* The images to export: one per distinct normalised reference. */

@@ -103,7 +103,8 @@ struct exporter {
 	const struct ref **refs;
 	struct mstore store;
 	struct ref_top *tops;
-	size_t pf_next;
+	size_t next_image; /* exp_each_image */
+	void (*each_fn)(struct exporter *x, struct clients *cs, size_t i);
 	/* referrers.c */
 	struct disc *disc;
 	/* delta: the bases' ids, and every digest they carry or omit */
@@ -125,6 +126,13 @@ void exp_clients_release(struct clients *cs);
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e);
 void exp_blob_done_event(struct exporter *x, struct item *it);
+
+/* Run fn(x, clients, i) for every image i on the --jobs pool, each worker
+ * with registry clients of its own; fn records its own failure.  Images
+ * are taken in order; an interrupt stops the taking (FERR_INTERRUPT). */
+int exp_each_image(struct exporter *x,
+		   void (*fn)(struct exporter *x, struct clients *cs, size_t i),
+		   struct ferr *e);
 
 /* resolve.c: platforms and descriptors */
 struct platform {

@@ -284,52 +284,17 @@ static int pf_ref(struct exporter *x, struct clients *cs, size_t i,
 	return pf_config(&p, doc, e);
 }
 
-static void *pf_worker(void *arg)
+static void pf_one(struct exporter *x, struct clients *cs, size_t i)
 {
-	struct exporter *x = arg;
-	struct clients cs;
-
-	memset(&cs, 0, sizeof(cs));
-	for (;;) {
-		size_t i;
-
-		pthread_mutex_lock(&x->mu);
-		i = x->pf_next++;
-		pthread_mutex_unlock(&x->mu);
-		if (i >= x->nimages ||
-		    (x->o->reg->cancel && *x->o->reg->cancel))
-			break;
-		ferr_clear(&x->tops[i].err);
-		if (pf_ref(x, &cs, i, &x->tops[i].err) < 0)
-			x->tops[i].failed = true;
-	}
-	exp_clients_release(&cs);
-	return NULL;
+	ferr_clear(&x->tops[i].err);
+	if (pf_ref(x, cs, i, &x->tops[i].err) < 0)
+		x->tops[i].failed = true;
 }
 
 int exp_prefetch(struct exporter *x, struct ferr *e)
 {
-	size_t n = (size_t)(x->o->jobs > 0 ? x->o->jobs : 4), started = 0;
-	pthread_t *t;
-
 	x->tops = calloc(x->nimages + 1, sizeof(*x->tops));
-	t = calloc(n, sizeof(*t));
-	if (!x->tops || !t) {
-		free(t);
+	if (!x->tops)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	}
-	if (n > x->nimages)
-		n = x->nimages;
-	x->pf_next = 0;
-	for (; started < n; started++)
-		if (pthread_create(&t[started], NULL, pf_worker, x) != 0)
-			break;
-	if (!started) /* no thread at all: do it here */
-		pf_worker(x);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(t[i], NULL);
-	free(t);
-	if (x->o->reg->cancel && *x->o->reg->cancel)
-		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
-	return 0;
+	return exp_each_image(x, pf_one, e);
 }

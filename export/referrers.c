@@ -68,7 +68,6 @@ struct disc {
 	struct hostapi **ha;
 	size_t nha;
 	struct att_list *img; /* one per image */
-	size_t next;
 };
 
 /* ---- shared knowledge: tag lists and the referrers API ---- */
@@ -641,29 +640,13 @@ static int disc_image(struct exporter *x, struct clients *cs, size_t i,
 	return 0;
 }
 
-static void *disc_worker(void *arg)
+static void disc_one(struct exporter *x, struct clients *cs, size_t i)
 {
-	struct exporter *x = arg;
-	struct clients cs;
+	struct att_list *l = &x->disc->img[i];
 
-	memset(&cs, 0, sizeof(cs));
-	for (;;) {
-		size_t i;
-		struct att_list *l;
-
-		pthread_mutex_lock(&x->disc->mu);
-		i = x->disc->next++;
-		pthread_mutex_unlock(&x->disc->mu);
-		if (i >= x->nimages ||
-		    (x->o->reg->cancel && *x->o->reg->cancel))
-			break;
-		l = &x->disc->img[i];
-		ferr_clear(&l->err);
-		if (disc_image(x, &cs, i, &l->err) < 0)
-			l->failed = true;
-	}
-	exp_clients_release(&cs);
-	return NULL;
+	ferr_clear(&l->err);
+	if (disc_image(x, cs, i, &l->err) < 0)
+		l->failed = true;
 }
 
 /* The manifests of image i the bundle carries (and the top digest at the
@@ -699,29 +682,6 @@ static int first_subjects(struct exporter *x, size_t i, struct ferr *e)
 		}
 		json_decref(root);
 	}
-	return 0;
-}
-
-static int run_workers(struct exporter *x, struct ferr *e)
-{
-	size_t n = (size_t)(x->o->jobs > 0 ? x->o->jobs : 4), started = 0;
-	pthread_t *t;
-
-	if (n > x->nimages)
-		n = x->nimages;
-	t = calloc(n + 1, sizeof(*t));
-	if (!t)
-		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	for (; started < n; started++)
-		if (pthread_create(&t[started], NULL, disc_worker, x) != 0)
-			break;
-	if (!started)
-		disc_worker(x);
-	for (size_t i = 0; i < started; i++)
-		pthread_join(t[i], NULL);
-	free(t);
-	if (x->o->reg->cancel && *x->o->reg->cancel)
-		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
 	return 0;
 }
 
@@ -797,7 +757,7 @@ int exp_discover(struct exporter *x, struct ferr *e)
 	for (size_t i = 0; i < x->nimages; i++)
 		if (first_subjects(x, i, e) < 0)
 			return -1;
-	if (run_workers(x, e) < 0 || first_failure(x, e) < 0)
+	if (exp_each_image(x, disc_one, e) < 0 || first_failure(x, e) < 0)
 		return -1;
 	for (size_t i = 0; i < x->nimages; i++)
 		if (adopt(x, i, e) < 0)

@@ -65,31 +65,6 @@ static void put_line(const char *label, const char *text, const char *tail)
 	fputs(tail, stdout);
 }
 
-/* What is attached to an image's manifests (ferry.json, checked by the
- * reader: digests in the bundle, tags of the one allowed shape). */
-static json_t *attached_json(const struct bundle_image *im)
-{
-	json_t *arr = json_array();
-
-	for (size_t k = 0; k < im->nattached; k++) {
-		const struct bundle_attach *a = &im->attached[k];
-		json_t *o = json_object();
-
-		json_object_set_new(
-		    o, "kind", json_string(bundle_attach_kind_name(a->kind)));
-		json_object_set_new(o, "subject", json_string(a->subject.str));
-		json_object_set_new(o, "digest", json_string(a->digest.str));
-		json_object_set_new(o, "mediaType", json_string(a->media_type));
-		if (a->artifact_type)
-			json_object_set_new(o, "artifactType",
-					    cli_json_text(a->artifact_type));
-		if (a->tag)
-			json_object_set_new(o, "tag", json_string(a->tag));
-		json_array_append_new(arr, o);
-	}
-	return arr;
-}
-
 /* "3 signatures, 1 sbom, ..." */
 static void print_attached(const struct bundle_image *im)
 {
@@ -148,7 +123,8 @@ static json_t *header_json(const struct bundle_header *h)
 		json_object_set_new(d, "size",
 				    json_integer((json_int_t)im->total_size));
 		if (im->nattached)
-			json_object_set_new(d, "attached", attached_json(im));
+			json_object_set_new(d, "attached",
+					    bundle_attached_json(im));
 		if (im->cosign_key_id)
 			json_object_set_new(d, "cosignKeyId",
 					    json_string(im->cosign_key_id));
