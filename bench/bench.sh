@@ -5,7 +5,7 @@
 #   bench/bench.sh --wan|--scale [--images N] [--rtt-ms MS] [--keep]
 #   bench/bench.sh --weekly [--size-mb N] [--repeat N] [--pct P] [--split-size S] [--keep]
 #   bench/bench.sh --mirror [--size-mb N] [--repeat N] [--keep]
-#   bench/bench.sh --referrers [--images N] [--rtt-ms MS] [--repeat N] [--keep]
+#   bench/bench.sh --referrers [--images N] [--rtt-ms MS] [--repeat N] [--api] [--keep]
 #
 #   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
 #   --keep       also keep the registry storage (the next run skips the push)
@@ -24,6 +24,8 @@
 #   --referrers  instead: export of N unsigned images with --referrers all
 #                against --referrers none, on loopback and at MS ms RTT
 #                (fastest of at least 3 each; bench_referrers.sh)
+#   --api        with --referrers: through a registry that answers the
+#                referrers API (one request per manifest)
 #
 # Builds ferry (Release, in build-bench/) unless FERRY names a binary,
 # generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
@@ -77,11 +79,12 @@ GOAL_IMPORT_DISK=0
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 SCALE_ARGS=()
 SCALE_MODE=0
 WEEKLY_ARGS=()
+REFERRERS_ARGS=()
 WEEKLY_MODE=0
 MIRROR_MODE=0
 while (($#)); do
@@ -112,6 +115,7 @@ while (($#)); do
     --weekly) WEEKLY_MODE=1; shift ;;
     --mirror) MIRROR_MODE=1; shift ;;
     --referrers) REFERRERS_MODE=1; shift ;;
+    --api) REFERRERS_ARGS+=("$1"); shift ;;
     --pct | --split-size)
         (($# >= 2)) || usage
         WEEKLY_ARGS+=("$1" "$2")
@@ -126,7 +130,8 @@ done
 if ((${REFERRERS_MODE:-0} && !CLEAN)); then
     ((SCALE_MODE == 0 && WEEKLY_MODE == 0 && MIRROR_MODE == 0)) ||
         { echo "bench: --referrers does not combine with --wan, --scale, --weekly or --mirror" >&2; exit 2; }
-    exec "$HERE/bench_referrers.sh" --repeat "$((REPEAT > 3 ? REPEAT : 3))" "${SCALE_ARGS[@]}"
+    exec "$HERE/bench_referrers.sh" --repeat "$((REPEAT > 3 ? REPEAT : 3))" "${SCALE_ARGS[@]}" \
+        "${REFERRERS_ARGS[@]}"
 fi
 # Many small images (WAN, 10x growth): a benchmark of its own.
 ((SCALE_MODE == 0 || WEEKLY_MODE == 0)) || { echo "bench: --weekly does not combine with --wan or --scale" >&2; exit 2; }

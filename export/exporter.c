@@ -586,6 +586,11 @@ static void *worker(void *arg)
 
 /* ---- a pool over the images ---- */
 
+size_t exp_jobs(const struct exporter *x)
+{
+	return (size_t)(x->o->jobs > 0 ? x->o->jobs : 4);
+}
+
 static void *each_worker(void *arg)
 {
 	struct exporter *x = arg;
@@ -607,11 +612,11 @@ static void *each_worker(void *arg)
 	return NULL;
 }
 
-int exp_each_image(struct exporter *x,
+int exp_each_image(struct exporter *x, size_t n,
 		   void (*fn)(struct exporter *x, struct clients *cs, size_t i),
 		   struct ferr *e)
 {
-	size_t n = (size_t)(x->o->jobs > 0 ? x->o->jobs : 4), started = 0;
+	size_t started = 0;
 	pthread_t *t;
 
 	if (n > x->nimages)

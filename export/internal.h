@@ -127,12 +127,14 @@ int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e);
 void exp_blob_done_event(struct exporter *x, struct item *it);
 
-/* Run fn(x, clients, i) for every image i on the --jobs pool, each worker
- * with registry clients of its own; fn records its own failure.  Images
- * are taken in order; an interrupt stops the taking (FERR_INTERRUPT). */
-int exp_each_image(struct exporter *x,
+/* Run fn(x, clients, i) for every image i on n workers, each with
+ * registry clients of its own; fn records its own failure.  Images are
+ * taken in order; an interrupt stops the taking (FERR_INTERRUPT). */
+int exp_each_image(struct exporter *x, size_t n,
 		   void (*fn)(struct exporter *x, struct clients *cs, size_t i),
 		   struct ferr *e);
+/* --jobs (default 4). */
+size_t exp_jobs(const struct exporter *x);
 
 /* resolve.c: platforms and descriptors */
 struct platform {

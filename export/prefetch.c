@@ -296,5 +296,5 @@ int exp_prefetch(struct exporter *x, struct ferr *e)
 	x->tops = calloc(x->nimages + 1, sizeof(*x->tops));
 	if (!x->tops)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
-	return exp_each_image(x, pf_one, e);
+	return exp_each_image(x, exp_jobs(x), pf_one, e);
 }

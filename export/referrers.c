@@ -24,6 +24,10 @@
 #include "cosign.h"
 #include "internal.h"
 
+/* Discovery workers: this many per --jobs, at most EXP_DISCOVER_MAX. */
+#define EXP_DISCOVER_PER_JOB 4
+#define EXP_DISCOVER_MAX 32
+
 /* One repository's tag list, read once for every image of it. */
 struct tagset {
 	char *key; /* host/repo */
@@ -745,6 +749,16 @@ static int adopt(struct exporter *x, size_t i, struct ferr *e)
 	return 0;
 }
 
+/* Lookups are small requests whose cost is the round trip (a registry
+ * with the referrers API answers one per manifest): more of them at once
+ * than --jobs downloads. */
+static size_t disc_workers(const struct exporter *x)
+{
+	size_t n = EXP_DISCOVER_PER_JOB * exp_jobs(x);
+
+	return n > EXP_DISCOVER_MAX ? EXP_DISCOVER_MAX : n;
+}
+
 int exp_discover(struct exporter *x, struct ferr *e)
 {
 	if (x->o->no_referrers)
@@ -757,7 +771,8 @@ int exp_discover(struct exporter *x, struct ferr *e)
 	for (size_t i = 0; i < x->nimages; i++)
 		if (first_subjects(x, i, e) < 0)
 			return -1;
-	if (exp_each_image(x, disc_one, e) < 0 || first_failure(x, e) < 0)
+	if (exp_each_image(x, disc_workers(x), disc_one, e) < 0 ||
+	    first_failure(x, e) < 0)
 		return -1;
 	for (size_t i = 0; i < x->nimages; i++)
 		if (adopt(x, i, e) < 0)
