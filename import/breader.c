@@ -1067,6 +1067,7 @@ static int take_attach(struct rd *r, json_t *o, struct bundle_attach *a,
 	const char *at = json_string_value(json_object_get(o, "artifactType"));
 	const char *tag = json_string_value(json_object_get(o, "tag"));
 	json_t *sz = json_object_get(o, "size");
+	const struct bundle_image *im = &r->h->images[i];
 	char want[BUNDLE_ATTACH_TAG_MAX];
 	struct bref *b;
 	int k = kind ? bundle_attach_kind_parse(kind) : -1;
@@ -1099,6 +1100,18 @@ static int take_attach(struct rd *r, json_t *o, struct bundle_attach *a,
 				i + 1, kind, tag ? tag : "(none)",
 				a->subject.str,
 				a->kind == BA_REFERRER ? "none" : want);
+	/* a subject the bundle does not carry would let its tag replace
+	 * another image's signature at the target: only the image's own
+	 * digests (and what upstream signed) or what the bundle holds */
+	b = tfind(&r->t, &a->subject);
+	if (!digest_equal(&a->subject, &im->digest) &&
+	    !(im->has_signed && digest_equal(&a->subject, &im->signed_digest)) &&
+	    (!b || (!b->listed && !b->omitted)))
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"'ferry.json': image %zu has an attached %s on "
+				"'%s', which is neither the image nor in the "
+				"bundle",
+				i + 1, kind, a->subject.str);
 	b = tfind(&r->t, &a->digest);
 	if (!b || !b->listed)
 		return ferr_set(e, FERR_BUNDLE, 0,

@@ -202,7 +202,9 @@ struct knobs {
 	/* SPEC §6: image 1 carries a signature (the manifest blob) on the
 	 * index: 1 valid, 2 a tag its subject does not give, 3 a digest not
 	 * in the bundle, 4 index.json without the tag, 5 ferry.json without
-	 * it, 6 an untagged referrer given a tag */
+	 * it, 6 an untagged referrer given a tag, 7 a signature whose subject
+	 * is neither the image nor in the bundle (its tag would overwrite
+	 * another image's signature at the target) */
 	int attach;
 };
 
@@ -318,9 +320,11 @@ static void make_bundle(const struct knobs *k, struct model *m)
 		at.digest = d[1];
 		if (k->attach == 3)
 			digest_of("elsewhere", 9, &at.digest, NULL);
+		if (k->attach == 7)
+			digest_of("another image", 13, &at.subject, NULL);
 		at.media_type = MT_OCI_MANIFEST;
 		at.size = m->e[E_MANIFEST].len;
-		bundle_attach_tag(BA_SIGNATURE, &d[0], tag);
+		bundle_attach_tag(BA_SIGNATURE, &at.subject, tag);
 		at.tag = k->attach == 2 ? (char *)"latest" : tag;
 		im[0].attached = &at;
 		im[0].nattached = k->attach == 4 ? 0 : 1;
@@ -613,6 +617,14 @@ static const struct row rows[] = {
      false,
      FERR_BUNDLE,
      "attached referrer with the tag"},
+    {"attachment whose subject is neither the image nor in the bundle",
+     NONE,
+     {.attach = 7},
+     NULL,
+     NULL,
+     false,
+     FERR_BUNDLE,
+     "neither the image nor in the bundle"},
     {"valid tar.gz", GZIP, {0}, NULL, NULL, false, FERR_OK, NULL},
     {"valid tar.zst", ZSTD, {0}, NULL, NULL, false, FERR_OK, NULL},
     {"valid: a layer that is a tar with a pax global header",
