@@ -1116,6 +1116,35 @@ static int check_collisions(struct imp *x, struct ferr *e)
 
 /* A bundle recorded as imported counts only while the target still has
  * every one of its tags, pointing where the bundle says. */
+/* The cosign tags are the bundle's tags too: one missing or moved at the
+ * target means the import runs again.  (A fallback referrers tag is not
+ * asked for: a target that indexes referrers never gets one.) */
+static int atags_in_place(struct imp *x, bool *all, struct ferr *e)
+{
+	for (size_t i = 0; i < x->natags; i++) {
+		const struct atag *t = &x->atags[i];
+		struct reg_head h;
+
+		if (t->a->kind == BA_REFERRERS)
+			continue;
+		if (reg_head_manifest(x->main, x->repos[t->repo].name, t->a->tag,
+				      &h, e) < 0)
+			return -1;
+		if (!h.found ||
+		    (h.has_digest && !digest_equal(&h.digest, &t->a->digest))) {
+			size_t n = strlen(x->repos[t->repo].name) +
+				   strlen(t->a->tag) + 2;
+			*all = false;
+			free(x->res->stale);
+			if ((x->res->stale = malloc(n)))
+				snprintf(x->res->stale, n, "%s:%s",
+					 x->repos[t->repo].name, t->a->tag);
+			return 0;
+		}
+	}
+	return 0;
+}
+
 static int tags_in_place(struct imp *x, bool *all, struct ferr *e)
 {
 	const struct imp_result *res = x->res;
@@ -1141,7 +1170,7 @@ static int tags_in_place(struct imp *x, bool *all, struct ferr *e)
 			return 0;
 		}
 	}
-	return 0;
+	return atags_in_place(x, all, e);
 }
 
 static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)

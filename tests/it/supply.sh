@@ -212,6 +212,18 @@ feature_roundtrip() {
 	check "rerun: every tag still points where it did" [ "$tags1" = "$tags2" ]
 	check "rerun: the fallback index lists the referrer once" jqt --arg r "$R" '[.manifests[].digest] == [$r]' \
 		<<<"$(getman "$P" "$run/in/$src" "sha256-$(hexof "$D")")"
+
+	# the state says imported, but the target's .sig tag was moved: the
+	# registry decides, so the import runs again and puts it back
+	skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+		"docker://$P/$plainrepo:1" "docker://$P/$run/in/$src:sha256-$(hexof "$D").sig" ||
+		bad "moved .sig: setup"
+	out=$("$ferry" import b.tar -v --key k.pub --to "$P/$run/in" "${X[@]}" --state-dir st 2>&1)
+	check "moved .sig tag: the import runs again (exit 0)" [ $? = 0 ]
+	check "moved .sig tag: not 'already imported'" bash -c "! grep -q 'already imported' <<<'$out'"
+	check "moved .sig tag: back at the source's digest" \
+		[ "$(sdigest "docker://$P/$run/in/$src:sha256-$(hexof "$D").sig")" = \
+		"$(sdigest "docker://$P/$src:sha256-$(hexof "$D").sig")" ]
 }
 
 feature_none() {
