@@ -2049,6 +2049,16 @@ static int merge_index(const struct reg_manifest *have, const struct doc *ours,
 	int rc = -1;
 
 	*out = NULL;
+	/* a Docker manifest list has "manifests" too, but merging into it
+	 * and writing the result as an OCI index would change what the
+	 * tag is */
+	if (!have->media_type || strcmp(have->media_type, MT_OCI_INDEX)) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "the target's referrers tag is not an OCI index "
+			 "('%.100s')",
+			 have->media_type ? have->media_type : "(none)");
+		goto out;
+	}
 	if (!json_is_array(hm) ||
 	    !json_is_array(json_object_get(o, "manifests"))) {
 		ferr_set(e, FERR_INPUT, 0,

@@ -415,6 +415,26 @@ feature_referrers_api() {
 		'.referrers.source == "fallback" and ([.referrers.manifests[].digest] | sort) == ([$a, $r] | sort)' \
 		<<<"$(cz list "$P" "$tgt/$dst" "$D")"
 	check "the referrer's signature verifies at the target" quiet cz verify "$P" "$tgt/$dst" "$R" --key c.pub
+
+	# a target whose fallback tag holds a Docker manifest list (not an
+	# OCI referrers index): refused, the tag left as it was
+	local tgt2=$run/merge2 ml mt
+	skopeo copy --all -q --src-tls-verify=false --dest-tls-verify=false \
+		"docker://$P/$src:1" "docker://$P/$tgt2/$dst:1" || bad "docker list: target setup"
+	ml=$(jq -cn --arg d "$PD" --argjson n "$(getman "$P" "$tgt2/$dst" "$PD" | wc -c)" \
+		'{schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.list.v2+json",
+		  manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $n,
+		  platform: {architecture: "amd64", os: "linux"}}]}')
+	curl -sf -X PUT -H "Content-Type: application/vnd.docker.distribution.manifest.list.v2+json" \
+		--data-binary "$ml" "http://$P/v2/$tgt2/$dst/manifests/sha256-$(hexof "$D")" >/dev/null ||
+		bad "docker list: put"
+	out=$("$ferry" import api.tar --key k.pub --to "$P/$tgt2" "${X[@]}" --state-dir st3 2>&1)
+	check "fallback tag holding a Docker list: refused (exit != 0)" [ $? != 0 ]
+	check "fallback tag holding a Docker list: the error says so" grep -q "not an OCI index" <<<"$out"
+	mt=$(curl -sf -H "Accept: application/vnd.docker.distribution.manifest.list.v2+json,$MT_INDEX" \
+		"http://$P/v2/$tgt2/$dst/manifests/sha256-$(hexof "$D")" | jq -r .mediaType)
+	check "fallback tag holding a Docker list: left as it was ($mt)" \
+		[ "$mt" = application/vnd.docker.distribution.manifest.list.v2+json ]
 }
 
 # Many images in many repositories, from two registry hosts (the same
