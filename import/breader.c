@@ -1105,7 +1105,8 @@ static int take_attach(struct rd *r, json_t *o, struct bundle_attach *a,
 	 * digests (and what upstream signed) or what the bundle holds */
 	b = tfind(&r->t, &a->subject);
 	if (!digest_equal(&a->subject, &im->digest) &&
-	    !(im->has_signed && digest_equal(&a->subject, &im->signed_digest)) &&
+	    !(im->has_signed &&
+	      digest_equal(&a->subject, &im->signed_digest)) &&
 	    (!b || (!b->listed && !b->omitted)))
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"'ferry.json': image %zu has an attached %s on "

@@ -230,6 +230,11 @@ struct item { /* a manifest to push into a repository */
 struct atag { /* an attachment's tag in one target repository */
 	size_t repo;
 	const struct bundle_attach *a;
+	/* a referrers index, prepared before any tag is written: */
+	bool indexed; /* the target indexes referrers: no tag */
+	bool have;    /* the target has the tag already */
+	bool same;    /* ... listing every entry of the bundle's */
+	char *merged; /* else what to write there (NULL: the bundle's) */
 };
 
 struct imp;
@@ -1127,8 +1132,8 @@ static int atags_in_place(struct imp *x, bool *all, struct ferr *e)
 
 		if (t->a->kind == BA_REFERRERS)
 			continue;
-		if (reg_head_manifest(x->main, x->repos[t->repo].name, t->a->tag,
-				      &h, e) < 0)
+		if (reg_head_manifest(x->main, x->repos[t->repo].name,
+				      t->a->tag, &h, e) < 0)
 			return -1;
 		if (!h.found ||
 		    (h.has_digest && !digest_equal(&h.digest, &t->a->digest))) {
@@ -1696,7 +1701,6 @@ static struct item *doc_items(struct imp *x, int kind, bool attach, size_t *n,
 	for (size_t k = 0; k < x->ndocs; k++)
 		if (x->docs[k]->doc->kind == kind)
 			cap += x->docs[k]->n;
-	(void)attach;
 	if (!(items = calloc(cap ? cap : 1, sizeof(*items))))
 		return NULL;
 	for (size_t k = x->ndocs; k-- > 0;) {
@@ -2105,21 +2109,21 @@ out:
 	return rc;
 }
 
-/* Where the target does not index referrers itself, write the fallback
- * tag: the bundle's referrers index merged with what the tag lists. */
-static int push_rindex(struct imp *x, struct reg_client *c, size_t i,
+/* Where the target does not index referrers itself, the fallback tag
+ * gets the bundle's referrers index merged with what the tag lists.
+ * Worked out before any tag is written, so that a target whose tag
+ * cannot be merged (not an index, too many entries, refused) fails the
+ * import while it has moved no tag. */
+static int prep_rindex(struct imp *x, struct reg_client *c, size_t i,
 		       struct ferr *e)
 {
-	const struct atag *t = &x->atags[i];
+	struct atag *t = &x->atags[i];
 	const struct bundle_attach *a = t->a;
 	const char *repo = x->repos[t->repo].name;
 	struct dset *s = set_find(x, &a->digest);
 	struct reg_manifest have;
-	char *merged = NULL;
-	bool same = false;
 	int api, rc = -1;
 
-	memset(&have, 0, sizeof(have));
 	if (a->kind != BA_REFERRERS)
 		return 0;
 	if (!s || !s->doc)
@@ -2128,42 +2132,66 @@ static int push_rindex(struct imp *x, struct reg_client *c, size_t i,
 				a->digest.str);
 	if ((api = target_indexes(x, c, repo, &a->subject, e)) == 0)
 		return -1;
-	if (api > 0) {
-		note(x, IMP_EV_TAG, t->repo, a->tag, 0,
-		     "not needed (the registry indexes referrers)", NULL, NULL);
+	if ((t->indexed = api > 0))
 		return 0;
-	}
+	memset(&have, 0, sizeof(have));
 	if (reg_get_manifest(c, repo, a->tag, &have, e) < 0) {
 		if (e->code != 404)
 			return -1;
 		ferr_clear(e);
-	} else if (merge_index(&have, s->doc, &merged, &same, e) < 0) {
-		ferr_prefix(e, "'%s:%s'", repo, a->tag);
-		goto out;
+		return 0;
 	}
-	if (have.data && same) {
-		note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped", NULL, NULL);
+	t->have = true;
+	if (merge_index(&have, s->doc, &t->merged, &t->same, e) < 0)
+		ferr_prefix(e, "'%s:%s'", repo, a->tag);
+	else
 		rc = 0;
-		goto out;
+	reg_manifest_release(&have);
+	return rc;
+}
+
+static int push_rindex(struct imp *x, struct reg_client *c, size_t i,
+		       struct ferr *e)
+{
+	const struct atag *t = &x->atags[i];
+	const struct bundle_attach *a = t->a;
+	struct dset *s = set_find(x, &a->digest);
+
+	if (a->kind != BA_REFERRERS)
+		return 0;
+	if (t->indexed) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0,
+		     "not needed (the registry indexes referrers)", NULL, NULL);
+		return 0;
+	}
+	if (t->have && t->same) {
+		note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped", NULL, NULL);
+		return 0;
 	}
 	if (x->o->dry_run) {
 		note(x, IMP_EV_TAG, t->repo, a->tag, 0,
-		     have.data ? "would merge" : "would push", NULL, NULL);
-		rc = 0;
-		goto out;
+		     t->have ? "would merge" : "would push", NULL, NULL);
+		return 0;
 	}
-	if (reg_put_manifest(c, repo, a->tag, MT_OCI_INDEX,
-			     merged ? (void *)merged : (void *)s->doc->data,
-			     merged ? strlen(merged) : s->doc->len,
-			     merged ? NULL : &a->digest, e) < 0)
-		goto out;
-	note(x, IMP_EV_TAG, t->repo, a->tag, 0, merged ? "merged" : "pushed",
+	if (reg_put_manifest(c, x->repos[t->repo].name, a->tag, MT_OCI_INDEX,
+			     t->merged ? (void *)t->merged
+				       : (void *)s->doc->data,
+			     t->merged ? strlen(t->merged) : s->doc->len,
+			     t->merged ? NULL : &a->digest, e) < 0)
+		return -1;
+	note(x, IMP_EV_TAG, t->repo, a->tag, 0, t->merged ? "merged" : "pushed",
 	     &x->res->referrers_indexes, &x->pr->tags_pushed);
-	rc = 0;
-out:
-	free(merged);
-	reg_manifest_release(&have);
-	return rc;
+	return 0;
+}
+
+/* Before any tag: what the referrers indexes need (every attachment
+ * manifest is in place by now, and its push said whether the target
+ * indexes referrers). */
+static int prep_attached(struct imp *x, size_t threads, struct ferr *e)
+{
+	if (!x->natags)
+		return 0;
+	return run_items(x, NULL, 0, x->natags, prep_rindex, threads, e);
 }
 
 /* After the images' tags: attachment tags, then referrers indexes (which
@@ -2324,6 +2352,8 @@ static void imp_release(struct imp *x, bool failed, const struct ferr *e)
 	idx_release(&x->set_idx);
 	free(x->docs);
 	free(x->omit_have);
+	for (size_t i = 0; i < x->natags && x->atags; i++)
+		free(x->atags[i].merged);
 	free(x->atags);
 	free(x->state_path);
 	if (x->lock_fd >= 0)
@@ -2349,6 +2379,7 @@ int imp_run(const struct imp_opts *o, const char *bundle,
 		goto out;
 	}
 	if (check_omitted(x, e) < 0 || push_docs(x, x->nclients, e) < 0 ||
+	    prep_attached(x, x->nclients, e) < 0 ||
 	    push_tags(x, x->nclients, e) < 0 ||
 	    push_attached(x, x->nclients, e) < 0)
 		goto out;

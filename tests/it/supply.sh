@@ -435,6 +435,10 @@ feature_referrers_api() {
 		"http://$P/v2/$tgt2/$dst/manifests/sha256-$(hexof "$D")" | jq -r .mediaType)
 	check "fallback tag holding a Docker list: left as it was ($mt)" \
 		[ "$mt" = application/vnd.docker.distribution.manifest.list.v2+json ]
+	# found before any tag is written (SPEC section 4): the signature tag
+	# the bundle carries is not there either
+	check "fallback tag holding a Docker list: no tag written, the .sig neither" \
+		[ "$(mstatus "$P" "$tgt2/$dst" "sha256-$(hexof "$D").sig")" = 404 ]
 }
 
 # Many images in many repositories, from two registry hosts (the same
