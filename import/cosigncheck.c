@@ -27,6 +27,10 @@ struct csig {
 
 struct cimg {
 	struct digest signed_d; /* what the signatures must name */
+	/* a --platform subset: the source's top, which the signatures export
+	 * checked name (ferry.json's word: never enough to pass) */
+	bool subset;
+	struct digest source_d;
 	struct csig *sigs;
 	size_t nsigs;
 };
@@ -86,7 +90,11 @@ static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
 		const struct bundle_image *im = &h->images[i];
 		struct cimg *ci = &c->img[i];
 
-		ci->signed_d = im->has_signed ? im->signed_digest : im->digest;
+		/* only a signature of what the bundle carries covers it */
+		ci->signed_d = im->digest;
+		ci->subset = im->has_signed &&
+			     !digest_equal(&im->signed_digest, &im->digest);
+		ci->source_d = im->signed_digest;
 		ci->sigs = calloc(im->nattached + 1, sizeof(*ci->sigs));
 		if (!ci->sigs)
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
@@ -238,7 +246,13 @@ bool ccheck_image(const struct ccheck *c, size_t i, const struct sig_key **key,
 				return true;
 			}
 		}
-	if (!tried)
+	if (!tried && ci->subset)
+		snprintf(why, n,
+			 "no cosign signature names '%s', a --platform subset "
+			 "of '%s': a signature of that index, which this "
+			 "bundle does not hold, does not cover the subset",
+			 ci->signed_d.str, ci->source_d.str);
+	else if (!tried)
 		snprintf(why, n,
 			 "the bundle carries no cosign signature of "
 			 "'%s'",

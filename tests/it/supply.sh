@@ -333,6 +333,32 @@ feature_verify_cosign() {
 	expect "a bundle exported without signatures: exit 5 naming the image" 5 "^cosign.*$P/$repo:signed.*not signed" \
 		verify none.tar --key k.pub --cosign-key c.pub
 	expect "without --cosign-key: no cosign verdict, exit 0" 0 "verdict: OK" verify su.tar --key k.pub
+
+	# --platform subsets: upstream signed the index (and its first
+	# platform). The gate checks the index's signature at the source; the
+	# bundle's top is then a platform manifest, which only a signature of
+	# its own covers: ferry.json's signedDigest is never enough offline
+	local multi=$run/vc/multi p0 p1
+	signed_app "$P" "$multi" || {
+		bad "verify_cosign: multi-platform setup"
+		return
+	}
+	p0=$(skopeo inspect --raw --tls-verify=false "docker://$P/$multi:1" |
+		jq -r '.manifests[0].platform | "\(.os)/\(.architecture)\(if .variant then "/" + .variant else "" end)"')
+	p1=$(skopeo inspect --raw --tls-verify=false "docker://$P/$multi:1" |
+		jq -r '.manifests[1].platform | "\(.os)/\(.architecture)\(if .variant then "/" + .variant else "" end)"')
+	"$ferry" export -q -o p1.tar --compress none --key k.key "${X[@]}" "$P/$multi:1" --platform "$p1" \
+		--verify-cosign-key c.pub
+	check "subset $p1: the gate passes on the index's signature at the source" [ $? = 0 ]
+	check "subset $p1: ferry.json names the signed index as signedDigest" jqt --arg d "$D" \
+		'.images[0].signedDigest == $d and .images[0].digest != $d' <<<"$(fjson p1.tar)"
+	expect "subset $p1: verify --cosign-key says the index's signature does not cover it (exit 5)" 5 \
+		"not signed: no cosign signature names .*a --platform subset of '$D'" \
+		verify p1.tar --key k.pub --cosign-key c.pub
+	"$ferry" export -q -o p0.tar --compress none --key k.key "${X[@]}" "$P/$multi:1" --platform "$p0"
+	check "subset $p0: export exit 0" [ $? = 0 ]
+	expect "subset $p0 (signed on its own upstream): verify --cosign-key exit 0" 0 \
+		"^cosign.*$P/$multi:1.*signed by $(keyid c.pub)" verify p0.tar --key k.pub --cosign-key c.pub
 }
 
 # start_double: the Harbor double with the referrers API in front of the
