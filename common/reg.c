@@ -2348,28 +2348,44 @@ out:
 /* ---- tag lists and referrers (supply-chain metadata, SPEC §6) ---- */
 
 /* The next page a Link header names on this host, or NULL. */
-static char *next_page(struct reg_client *c, const char *url, const char *link)
+/* The next page a Link header names: 0 with *next NULL when there is
+ * none; -1 when it is on another host or scheme (credentials go to this
+ * registry only, and a list cut short there would be taken for whole). */
+static int next_page(struct reg_client *c, const char *url, const char *link,
+		     char **next, const char *what, struct ferr *e)
 {
 	const char *lt, *gt;
-	char *rel, *abs, *hp;
+	char *rel, *abs, *hp = NULL, *sa = NULL, *sb = NULL;
+	bool ok;
 
+	*next = NULL;
 	if (!link || !(lt = strchr(link, '<')) || !(gt = strchr(lt, '>')) ||
 	    !strstr(gt, "rel=\"next\""))
-		return NULL;
+		return 0;
 	rel = strndup(lt + 1, (size_t)(gt - lt - 1));
 	abs = rel ? resolve_location(url, rel) : NULL;
 	free(rel);
-	hp = abs ? url_hostport(abs) : NULL;
-	/* credentials go to this host only: another one ends the list */
-	if (!hp || !same_hostport(hp, c->host)) {
-		free(abs);
-		abs = NULL;
+	if (abs) {
+		hp = url_hostport(abs);
+		sa = url_scheme(abs);
+		sb = url_scheme(url);
 	}
+	ok = hp && sa && sb && same_hostport(hp, c->host) && !strcmp(sa, sb);
 	free(hp);
-	return abs;
+	free(sa);
+	free(sb);
+	if (!ok) {
+		free(abs);
+		return ferr_set(e, FERR_INPUT, 0,
+				"%s: the next page is on another host or "
+				"scheme",
+				what);
+	}
+	*next = abs;
+	return 0;
 }
 
-/* GET a JSON document of the registry API, following one Link. */
+/* GET a JSON document of the registry API, and where its next page is. */
 static int get_page(struct reg_client *c, struct req *rq, struct buf *body,
 		    char **next, long *status, struct ferr *e)
 {
@@ -2377,6 +2393,7 @@ static int get_page(struct reg_client *c, struct req *rq, struct buf *body,
 	int rc;
 
 	memset(&x, 0, sizeof(x));
+	*next = NULL;
 	buf_reset(body);
 	rq->mode = BODY_BUFFER;
 	rq->body = body;
@@ -2384,7 +2401,8 @@ static int get_page(struct reg_client *c, struct req *rq, struct buf *body,
 	rq->method = "GET";
 	rc = request(c, rq, &x, e);
 	*status = rc < 0 ? e->code : x.status;
-	*next = rc < 0 ? NULL : next_page(c, rq->url, x.link);
+	if (rc == 0)
+		rc = next_page(c, rq->url, x.link, next, rq->what, e);
 	xfer_release(&x);
 	return rc;
 }

@@ -181,6 +181,12 @@ feature_attach_taglist() {
 	ex tagjunk
 	check "a tag list that is no JSON: export succeeds (exit $rc: $(tail -1 out.txt))" [ "$rc" = 0 ]
 	check "the signature is still found ($(attached))" [ "$(attached)" = 1 ]
+	# a tag list whose next page is on another host is not taken for a
+	# whole one (credentials stay here, and the signature's tag is on the
+	# page not read)
+	ex tagaway
+	check "a tag list continued on another host: export succeeds (exit $rc: $(tail -1 out.txt))" [ "$rc" = 0 ]
+	check "the signature is still found ($(attached))" [ "$(attached)" = 1 ]
 }
 
 feature_attach_kinds() {
