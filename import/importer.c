@@ -230,6 +230,7 @@ struct item { /* a manifest to push into a repository */
 struct atag { /* an attachment's tag in one target repository */
 	size_t repo;
 	const struct bundle_attach *a;
+	char *key; /* "<repository>:<tag>" */
 	/* a referrers index, prepared before any tag is written: */
 	bool indexed; /* the target indexes referrers: no tag */
 	bool have;    /* the target has the tag already */
@@ -1046,10 +1047,49 @@ static int plan_images(struct imp *x, const struct bundle_header *h,
 	return 0;
 }
 
+static const char *atag_key(const void *ctx, size_t pos)
+{
+	return ((const struct imp *)ctx)->atags[pos].key;
+}
+
+/* An attachment's tag in `repo`, once; two different attachments that
+ * would land on one tag (images of two registries or prefixes mapped to
+ * one repository) are refused before anything is pushed, as for images. */
+static int atag_add(struct imp *x, struct idx *ix, size_t repo,
+		    const struct bundle_attach *a, struct ferr *e)
+{
+	struct atag *t = &x->atags[x->natags];
+	size_t n = strlen(x->repos[repo].name) + strlen(a->tag) + 2, k;
+
+	if (!(t->key = malloc(n)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	snprintf(t->key, n, "%s:%s", x->repos[repo].name, a->tag);
+	if (idx_find(ix, t->key, atag_key, x, &k)) {
+		int rc = 0;
+		if (!digest_equal(&x->atags[k].a->digest, &a->digest))
+			rc = ferr_set(e, FERR_INPUT, 0,
+				      "two attachments ('%s' and '%s') would "
+				      "both land on '%s' (--keep-registry "
+				      "keeps them apart)",
+				      x->atags[k].a->digest.str, a->digest.str,
+				      t->key);
+		free(t->key);
+		t->key = NULL;
+		return rc;
+	}
+	t->repo = repo;
+	t->a = a;
+	if (idx_add(ix, t->key, x->natags, atag_key, x) < 0)
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	x->natags++;
+	return 0;
+}
+
 /* Every attachment goes to its image's repository; each tag once. */
 static int plan_attached(struct imp *x, const struct bundle_header *h,
 			 struct ferr *e)
 {
+	struct idx ix = {0};
 	size_t cap = 0;
 
 	for (size_t i = 0; i < h->nimages; i++)
@@ -1062,7 +1102,7 @@ static int plan_attached(struct imp *x, const struct bundle_header *h,
 		for (size_t k = 0; k < h->images[i].nattached; k++) {
 			const struct bundle_attach *a =
 			    &h->images[i].attached[k];
-			bool existed = set_find(x, &a->digest) != NULL, dup;
+			bool existed = set_find(x, &a->digest) != NULL;
 			struct dset *s;
 
 			if (set_add(x, &a->digest, repo, e) < 0)
@@ -1074,16 +1114,13 @@ static int plan_attached(struct imp *x, const struct bundle_header *h,
 				s->attach = s->rindex = true;
 			if (!a->tag)
 				continue;
-			dup = false;
-			for (size_t t = 0; t < x->natags && !dup; t++)
-				dup = x->atags[t].repo == repo &&
-				      !strcmp(x->atags[t].a->tag, a->tag);
-			if (!dup) {
-				x->atags[x->natags].repo = repo;
-				x->atags[x->natags++].a = a;
+			if (atag_add(x, &ix, repo, a, e) < 0) {
+				idx_release(&ix);
+				return -1;
 			}
 		}
 	}
+	idx_release(&ix);
 	return 0;
 }
 
@@ -2352,8 +2389,10 @@ static void imp_release(struct imp *x, bool failed, const struct ferr *e)
 	idx_release(&x->set_idx);
 	free(x->docs);
 	free(x->omit_have);
-	for (size_t i = 0; i < x->natags && x->atags; i++)
+	for (size_t i = 0; x->atags && i <= x->natags; i++) {
 		free(x->atags[i].merged);
+		free(x->atags[i].key);
+	}
 	free(x->atags);
 	free(x->state_path);
 	if (x->lock_fd >= 0)

@@ -537,4 +537,37 @@ feature_delta() {
 	check "target: b's signature verifies" quiet cz verify "$P" "$run/wk-in/$run/wk/b" "$b" --key c.pub
 }
 
-it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos delta
+# One image in two registries, signed differently in each, exported from
+# both under two tags: without --keep-registry both land in one target
+# repository, where their signature tags would collide: refused before
+# anything is pushed; with --keep-registry both arrive and verify.
+feature_collisions() {
+	local repo=$run/col/app D1 D2 T=$FERRY_TEST_TLS out
+	local TX=(--ca-file "$FERRY_TEST_CA" --authfile "$FERRY_TEST_AUTHFILE")
+	keys c w || {
+		bad "keys"
+		return
+	}
+	D1=$(cz image "$P" "$repo" 1 --seed collide)
+	D2=$(cz --ca "$FERRY_TEST_CA" --user "$FERRY_TEST_USER:$FERRY_TEST_PASS" image "$T" "$repo" 2 --seed collide)
+	check "the same image in both registries" [ -n "$D1" ] && [ "$D1" = "$D2" ]
+	cz sign "$P" "$repo" "$D1" --key c.pem >/dev/null || bad "sign in plain"
+	cz --ca "$FERRY_TEST_CA" --user "$FERRY_TEST_USER:$FERRY_TEST_PASS" sign "$T" "$repo" "$D2" --key w.pem \
+		>/dev/null || bad "sign in tls"
+	"$ferry" export -q "$P/$repo:1" "$T/$repo:2" -o b.tar --compress none --key k.key "${X[@]}" "${TX[@]}"
+	check "export from both registries: exit 0" [ $? = 0 ]
+	check "two different signature manifests for one tag name" jqt \
+		'[.images[].attached[] | select(.kind == "signature") | .digest] | unique | length == 2' <<<"$(fjson b.tar)"
+	out=$("$ferry" import b.tar --key k.pub --to "$P/$run/col-in" "${X[@]}" --state-dir st 2>&1)
+	check "one target repository for both: exit 1 (got $?)" [ $? = 1 ]
+	check "the error names the tag both would land on" grep -q "would both land on '$run/col-in/$repo:sha256-$(hexof "$D1").sig'" <<<"$out"
+	check "nothing pushed: no image tag" [ "$(mstatus "$P" "$run/col-in/$repo" 1)" = 404 ]
+	"$ferry" import -q b.tar --key k.pub --to "$P/$run/col-keep" "${X[@]}" --state-dir st --keep-registry
+	check "with --keep-registry: exit 0" [ $? = 0 ]
+	check "each registry's signature arrives in its own repository" \
+		quiet cz verify "$P" "$run/col-keep/${P/:/-}/$repo" "$D1" --key c.pub
+	check "... and the other one with its own key" \
+		quiet cz verify "$P" "$run/col-keep/${T/:/-}/$repo" "$D2" --key w.pub
+}
+
+it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos delta collisions
