@@ -577,7 +577,8 @@ static int gate(struct dimg *g, const struct digest *signed_d, struct ferr *e)
 			    0) {
 				if (why.cat == FERR_INTERRUPT ||
 				    why.cat == FERR_NETWORK ||
-				    why.cat == FERR_AUTH) {
+				    why.cat == FERR_AUTH ||
+				    why.cat == FERR_IO) {
 					cosign_layers_release(ls, nls);
 					*e = why;
 					return ferr_prefix(e, "%s", g->what);
