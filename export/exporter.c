@@ -546,10 +546,11 @@ static int check_config(struct exporter *x, const struct item *it,
 
 static void *worker(void *arg)
 {
-	struct exporter *x = arg;
-	struct clients cs;
+	struct wslot *ws = arg;
+	struct exporter *x = ws->x;
+	struct clients own = {0}, *cs;
 
-	memset(&cs, 0, sizeof(cs));
+	cs = ws->k < EXP_POOL_MAX ? &x->pool[ws->k] : &own;
 	for (;;) {
 		struct item *it;
 		struct reg_client *cl;
@@ -564,7 +565,7 @@ static void *worker(void *arg)
 		it = x->items[x->queue[x->qnext++]];
 		pthread_mutex_unlock(&x->mu);
 		ferr_clear(&e);
-		cl = exp_client_for(x, &cs, it->host, &e);
+		cl = exp_client_for(x, cs, it->host, &e);
 		rc = cl ? exp_fetch_item(x, cl, it, &e) : -1;
 		if (rc == 0)
 			rc = check_config(x, it, &e);
@@ -580,7 +581,7 @@ static void *worker(void *arg)
 		if (rc == 0)
 			exp_blob_done_event(x, it);
 	}
-	exp_clients_release(&cs);
+	exp_clients_release(&own);
 	return NULL;
 }
 
@@ -593,10 +594,11 @@ size_t exp_jobs(const struct exporter *x)
 
 static void *each_worker(void *arg)
 {
-	struct exporter *x = arg;
-	struct clients cs;
+	struct wslot *ws = arg;
+	struct exporter *x = ws->x;
+	struct clients own = {0}, *cs;
 
-	memset(&cs, 0, sizeof(cs));
+	cs = ws->k < EXP_POOL_MAX ? &x->pool[ws->k] : &own;
 	for (;;) {
 		size_t i;
 
@@ -606,9 +608,9 @@ static void *each_worker(void *arg)
 		if (i >= x->nimages ||
 		    (x->o->reg->cancel && *x->o->reg->cancel))
 			break;
-		x->each_fn(x, &cs, i);
+		x->each_fn(x, cs, i);
 	}
-	exp_clients_release(&cs);
+	exp_clients_release(&own);
 	return NULL;
 }
 
@@ -618,22 +620,31 @@ int exp_each_image(struct exporter *x, size_t n,
 {
 	size_t started = 0;
 	pthread_t *t;
+	struct wslot *ws;
 
 	if (n > x->nimages)
 		n = x->nimages;
 	t = calloc(n + 1, sizeof(*t));
-	if (!t)
+	ws = calloc(n + 1, sizeof(*ws));
+	if (!t || !ws) {
+		free(t);
+		free(ws);
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
 	x->next_image = 0;
 	x->each_fn = fn;
+	for (size_t k = 0; k <= n; k++)
+		ws[k] = (struct wslot){.x = x, .k = k};
 	for (; started < n; started++)
-		if (pthread_create(&t[started], NULL, each_worker, x) != 0)
+		if (pthread_create(&t[started], NULL, each_worker,
+				   &ws[started]) != 0)
 			break;
 	if (!started) /* no thread at all: do it here */
-		each_worker(x);
+		each_worker(&ws[0]);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	free(t);
+	free(ws);
 	if (x->o->reg->cancel && *x->o->reg->cancel)
 		return ferr_set(e, FERR_INTERRUPT, 0, "interrupted");
 	return 0;
@@ -1032,11 +1043,14 @@ static int start_workers(struct exporter *x, pthread_t **threads,
 	if (n > x->nqueue)
 		n = x->nqueue;
 	*threads = calloc(n + 1, sizeof(**threads));
-	if (!*threads)
+	x->wslots = calloc(n + 1, sizeof(*x->wslots));
+	if (!*threads || !x->wslots)
 		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	for (size_t k = 0; k <= n; k++)
+		x->wslots[k] = (struct wslot){.x = x, .k = k};
 	for (*nthreads = 0; *nthreads < n; (*nthreads)++) {
-		if (pthread_create(&(*threads)[*nthreads], NULL, worker, x) !=
-		    0) {
+		if (pthread_create(&(*threads)[*nthreads], NULL, worker,
+				   &x->wslots[*nthreads]) != 0) {
 			x->abort = 1;
 			return ferr_set(e, FERR_IO, errno,
 					"cannot start a thread");
@@ -1122,6 +1136,9 @@ static int exporter_init(struct exporter *x, const struct exp_opts *o,
 static void exporter_release(struct exporter *x)
 {
 	exp_clients_release(&x->main_clients);
+	for (size_t k = 0; k < EXP_POOL_MAX; k++)
+		exp_clients_release(&x->pool[k]);
+	free(x->wslots);
 	free(x->queue);
 	for (size_t i = 0; i < x->nitems; i++) {
 		free(x->items[i]->data);

@@ -14,6 +14,9 @@
 
 #define COPY_CHUNK (1024 * 1024)
 #define MAX_CLIENTS 64
+/* Workers of one parallel phase, at most (--jobs is at most 64, and the
+ * download workers past this many use clients of their own). */
+#define EXP_POOL_MAX 32
 
 enum item_kind { K_INDEX = 0, K_MANIFEST = 1, K_CONFIG = 2, K_LAYER = 3 };
 enum item_state { S_PENDING = 0, S_DONE, S_FAILED };
@@ -74,6 +77,13 @@ struct ref_top {
 	struct ferr err; /* when failed */
 };
 
+struct exporter;
+/* A worker's argument: the exporter, and which worker it is. */
+struct wslot {
+	struct exporter *x;
+	size_t k;
+};
+
 struct exporter {
 	const struct exp_opts *o;
 	struct reg_opts ropts;
@@ -104,6 +114,11 @@ struct exporter {
 	struct mstore store;
 	struct ref_top *tops;
 	size_t next_image; /* exp_each_image */
+	/* Worker k's registry clients, kept from one parallel phase to the
+	 * next (prefetch, discovery, downloads): a connection opened once is
+	 * reused, not opened again by the next phase's workers. */
+	struct clients pool[EXP_POOL_MAX];
+	struct wslot *wslots; /* the download workers' */
 	void (*each_fn)(struct exporter *x, struct clients *cs, size_t i);
 	/* referrers.c */
 	struct disc *disc;

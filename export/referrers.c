@@ -25,8 +25,8 @@
 #include "internal.h"
 
 /* Discovery workers: this many per --jobs, at most EXP_DISCOVER_MAX. */
-#define EXP_DISCOVER_PER_JOB 4
-#define EXP_DISCOVER_MAX 32
+#define EXP_DISCOVER_PER_JOB 2
+#define EXP_DISCOVER_MAX EXP_POOL_MAX
 
 /* One repository's tag list, read once for every image of it. */
 struct tagset {
