@@ -191,6 +191,23 @@ EOF
 		check "k3s recipe: containerd imports $f" quietly ctr -n k8s.io images import --all-platforms "$f"
 	done
 	check "k3s recipe: source digests in k8s.io" cmp -s want.tsv <(images_of k8s.io)
+
+	# a bundle that carries a cosign signature (SPEC section 6): ctr also
+	# records the signature's tag, and with --no-unpack does not try to
+	# unpack it as a container image (docs/loaders.md)
+	local repo=loaders$$/signed sd
+	sd=$(python3 "$fixtures/cosign.py" image "$FERRY_TEST_PLAIN" "$repo" 1 --seed "loaders $$")
+	openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt >c.pem
+	python3 "$fixtures/cosign.py" sign "$FERRY_TEST_PLAIN" "$repo" "$sd" --key c.pem >/dev/null ||
+		bad "signed bundle: sign"
+	"$ferry" export -q "$FERRY_TEST_PLAIN/$repo:1" -o s.tar --compress none --key k.key \
+		--insecure-registry 127.0.0.1 --cache cache >/dev/null || bad "signed bundle: export"
+	check "signed bundle: ctr --no-unpack imports it" \
+		quietly ctr -n signed images import --all-platforms --no-unpack s.tar
+	check "signed bundle: the image, at its source digest" \
+		grep -qx "$FERRY_TEST_PLAIN/$repo:1	$sd" <(images_of signed)
+	check "signed bundle: the signature's tag as well" \
+		grep -q "^$FERRY_TEST_PLAIN/$repo:sha256-${sd#sha256:}.sig	sha256:" <(images_of signed)
 }
 
 # ==================================================================== docker
