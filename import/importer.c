@@ -1156,63 +1156,56 @@ static int check_collisions(struct imp *x, struct ferr *e)
 	return rc;
 }
 
-/* A bundle recorded as imported counts only while the target still has
- * every one of its tags, pointing where the bundle says. */
-/* The cosign tags are the bundle's tags too: one missing or moved at the
- * target means the import runs again.  (A fallback referrers tag is not
- * asked for: a target that indexes referrers never gets one.) */
-static int atags_in_place(struct imp *x, bool *all, struct ferr *e)
+/* Does `repo` still have `tag` pointing at `d`?  When not, *all is
+ * false and the result names `what` as the stale tag. */
+static int tag_in_place(struct imp *x, const char *repo, const char *tag,
+			const struct digest *d, const char *what, bool *all,
+			struct ferr *e)
 {
-	for (size_t i = 0; i < x->natags; i++) {
-		const struct atag *t = &x->atags[i];
-		struct reg_head h;
+	struct reg_head h;
 
-		if (t->a->kind == BA_REFERRERS)
-			continue;
-		if (reg_head_manifest(x->main, x->repos[t->repo].name,
-				      t->a->tag, &h, e) < 0)
-			return -1;
-		if (!h.found ||
-		    (h.has_digest && !digest_equal(&h.digest, &t->a->digest))) {
-			size_t n = strlen(x->repos[t->repo].name) +
-				   strlen(t->a->tag) + 2;
-			*all = false;
-			free(x->res->stale);
-			if ((x->res->stale = malloc(n)))
-				snprintf(x->res->stale, n, "%s:%s",
-					 x->repos[t->repo].name, t->a->tag);
-			return 0;
-		}
-	}
+	if (reg_head_manifest(x->main, repo, tag, &h, e) < 0)
+		return -1;
+	if (h.found && (!h.has_digest || digest_equal(&h.digest, d)))
+		return 0;
+	*all = false;
+	free(x->res->stale);
+	x->res->stale = strdup(what);
 	return 0;
 }
 
+/* A bundle recorded as imported counts only while the target still has
+ * every one of its tags (the images' and their cosign tags), pointing
+ * where the bundle says. */
 static int tags_in_place(struct imp *x, bool *all, struct ferr *e)
 {
 	const struct imp_result *res = x->res;
 
 	*all = true;
-	for (size_t i = 0; i < res->nimages; i++) {
+	for (size_t i = 0; i < res->nimages && *all; i++) {
 		const struct imp_image *im = &res->images[i];
 		const char *at = strrchr(im->target, '@');
 		const char *tag = strrchr(im->target, ':');
-		struct reg_head h;
 
 		if (at || !tag || strchr(tag, '/'))
 			tag = im->digest.str;
 		else
 			tag++;
-		if (reg_head_manifest(x->main, im->repo, tag, &h, e) < 0)
+		if (tag_in_place(x, im->repo, tag, &im->digest, im->target, all,
+				 e) < 0)
 			return -1;
-		if (!h.found ||
-		    (h.has_digest && !digest_equal(&h.digest, &im->digest))) {
-			*all = false;
-			free(x->res->stale);
-			x->res->stale = strdup(im->target);
-			return 0;
-		}
 	}
-	return atags_in_place(x, all, e);
+	/* the fallback referrers tag is left out: a target that indexes
+	 * referrers never gets one */
+	for (size_t i = 0; i < x->natags && *all; i++) {
+		const struct atag *t = &x->atags[i];
+
+		if (t->a->kind != BA_REFERRERS &&
+		    tag_in_place(x, x->repos[t->repo].name, t->a->tag,
+				 &t->a->digest, t->key, all, e) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int on_header(void *ctx, const struct bundle_header *h, struct ferr *e)
