@@ -349,17 +349,13 @@ static void on_event(void *ctx, const struct exp_event *ev)
 	} else if (u->mode == PROGRESS_JSON) {
 		json_t *o = json_object();
 		char *s;
-		if (ev->type == EXP_EV_IMAGE_DONE) {
-			json_object_set_new(o, "event", json_string("image"));
-			json_object_set_new(o, "reference",
-					    json_string(ev->ref));
-			json_object_set_new(o, "digest",
-					    json_string(ev->digest));
-			json_object_set_new(o, "bytes",
-					    json_integer((json_int_t)ev->size));
-		} else if (ev->type == EXP_EV_RESOLVED) {
+		if (ev->type == EXP_EV_IMAGE_DONE ||
+		    ev->type == EXP_EV_RESOLVED) {
 			json_object_set_new(o, "event",
-					    json_string("resolved"));
+					    json_string(
+						ev->type == EXP_EV_IMAGE_DONE
+						    ? "image"
+						    : "resolved"));
 			json_object_set_new(o, "reference",
 					    json_string(ev->ref));
 			json_object_set_new(o, "digest",

@@ -148,6 +148,24 @@ static int walk_platform(struct walk *w, const char *p, struct ferr *e)
 	return 0;
 }
 
+/* Register an index held in `m` (takes its data). */
+static struct item *add_index_doc(struct exporter *x, const char *host,
+				  const char *repo, struct reg_manifest *m,
+				  struct ferr *e)
+{
+	struct item *it = exp_add_item(x, &m->digest, m->len, K_INDEX, host,
+				       repo, e);
+
+	if (it && !it->data) {
+		it->data = m->data;
+		m->data = NULL;
+		it->media_type = !strcmp(m->media_type, MT_DOCKER_LIST)
+				     ? MT_DOCKER_LIST
+				     : MT_OCI_INDEX;
+	}
+	return it;
+}
+
 /* Register an image manifest held in `m` (takes its data). */
 static struct item *add_manifest_doc(struct exporter *x, const char *host,
 				     const char *repo, struct reg_manifest *m,
@@ -389,16 +407,9 @@ static int walk_index_all(struct exporter *x, struct reg_client *cl,
 	root = json_loadb((const char *)m->data, m->len, 0, NULL);
 	if (!root)
 		return ferr_set(e, FERR_INPUT, 0, "%s does not parse", what);
-	it = exp_add_item(x, &m->digest, m->len, K_INDEX, host, repo, e);
+	it = add_index_doc(x, host, repo, m, e);
 	if (!it || walk_count(w, &m->digest, m->len, e) < 0)
 		goto out;
-	if (!it->data) {
-		it->data = m->data;
-		m->data = NULL;
-		it->media_type = !strcmp(m->media_type, MT_DOCKER_LIST)
-				     ? MT_DOCKER_LIST
-				     : MT_OCI_INDEX;
-	}
 	mans = json_object_get(root, "manifests");
 	if (json_array_size(mans) > FERRY_MAX_INDEX_ENTRIES) {
 		ferr_set(e, FERR_INPUT, 0,
@@ -701,7 +712,6 @@ int exp_add_attached(struct exporter *x, size_t img, const char *host,
 {
 	struct bundle_image none; /* attachments are not in the image's size */
 	struct walk w;
-	struct item *it;
 	int rc = -1;
 
 	memset(&none, 0, sizeof(none));
@@ -711,17 +721,8 @@ int exp_add_attached(struct exporter *x, size_t img, const char *host,
 		if (!add_manifest_doc(x, host, repo, m, &w, what, e))
 			goto out;
 	} else {
-		it = exp_add_item(x, &m->digest, m->len, K_INDEX, host, repo,
-				  e);
-		if (!it)
+		if (!add_index_doc(x, host, repo, m, e))
 			goto out;
-		if (!it->data) {
-			it->data = m->data;
-			m->data = NULL;
-			it->media_type = !strcmp(m->media_type, MT_DOCKER_LIST)
-					     ? MT_DOCKER_LIST
-					     : MT_OCI_INDEX;
-		}
 	}
 	rc = record_needs(x, img, &w, e);
 out:
