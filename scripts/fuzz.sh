@@ -44,7 +44,8 @@ for t in "${targets[@]}"; do
 done
 
 # The registry fuzzer: ferry export (ASan + UBSan build) against a registry
-# serving random trees (tests/fixtures/treereg.py), new corpora for SECONDS.
+# serving random trees (tests/fixtures/treereg.py), every other one with
+# random attachments, new corpora for SECONDS.
 if [ ${#targets[@]} -eq 6 ] || [[ " ${targets[*]} " == *" registry "* ]]; then
 	cmake -S . -B build-asan -DFERRY_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
 		cmake --build build-asan -j 2 --target ferry >/dev/null ||
@@ -52,12 +53,19 @@ if [ ${#targets[@]} -eq 6 ] || [[ " ${targets[*]} " == *" registry "* ]]; then
 	end=$(($(date +%s) + secs)) runs=0 bad=0
 	while [ "$(date +%s)" -lt "$end" ]; do
 		seed=$((RANDOM * 32768 + RANDOM))
+		# every other corpus with random signatures, SBOMs and
+		# referrers on the trees (loops, chains, lies)
+		if ((runs % 2)); then
+			script=export_attach.sh feature=attach_fuzz
+		else
+			script=export_engine.sh feature=fuzz
+		fi
 		out=$(FERRY_FUZZ_SEED=$seed FERRY_FUZZ_IMAGES=40 \
-			tests/it/export_engine.sh "$PWD/build-asan/cli/ferry" fuzz 2>&1)
+			"tests/it/$script" "$PWD/build-asan/cli/ferry" "$feature" 2>&1)
 		runs=$((runs + 1))
 		grep -q '^0 failed\|, 0 failed$' <<<"$out" || {
 			bad=$((bad + 1))
-			echo "FAILED registry: FERRY_FUZZ_SEED=$seed"
+			echo "FAILED registry: FERRY_FUZZ_SEED=$seed tests/it/$script FERRY $feature"
 			grep -E 'FAIL|rnd-' <<<"$out" | head -5 | sed 's/^/       /'
 		}
 	done
