@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,4 +141,173 @@ int cosign_verify(const struct sig_key *keys, size_t nkeys,
 			"the signature verifies with none of the %zu given "
 			"keys",
 			nkeys);
+}
+
+/* The layers of an image manifest; NULL when `root` is not one. */
+static json_t *manifest_layers(json_t *root)
+{
+	json_t *layers = json_object_get(root, "layers");
+
+	if (!json_is_array(layers) ||
+	    !json_is_object(json_object_get(root, "config")))
+		return NULL;
+	return layers;
+}
+
+static bool has_layer(json_t *layers, json_t *d)
+{
+	size_t i;
+	json_t *x;
+
+	json_array_foreach(layers, i, x) if (json_equal(x, d)) return true;
+	return false;
+}
+
+/* How many of `from`'s layers `in` lacks. */
+static size_t missing_layers(json_t *from, json_t *in)
+{
+	size_t i, n = 0;
+	json_t *d;
+
+	json_array_foreach(from, i, d) if (!has_layer(in, d)) n++;
+	return n;
+}
+
+int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,
+		     uint64_t *size, struct ferr *e)
+{
+	json_t *root = json_loadb((const char *)m, len, 0, NULL);
+	json_t *c = json_object_get(root, "config");
+	json_t *sz = json_object_get(c, "size");
+	int rc = 0;
+
+	if (!json_is_integer(sz) || json_integer_value(sz) < 0 ||
+	    digest_parse(d, json_string_value(json_object_get(c, "digest")),
+			 NULL) < 0)
+		rc = ferr_set(e, FERR_INPUT, 0,
+			      "a manifest without a valid config descriptor");
+	else
+		*size = (uint64_t)json_integer_value(sz);
+	json_decref(root);
+	return rc;
+}
+
+int cosign_merge_plan(const unsigned char *have, size_t hlen,
+		      const unsigned char *ours, size_t olen,
+		      enum cosign_merge *out, struct ferr *e)
+{
+	json_t *h = json_loadb((const char *)have, hlen, 0, NULL);
+	json_t *o = json_loadb((const char *)ours, olen, 0, NULL);
+	json_t *hl = manifest_layers(h), *ol = manifest_layers(o);
+	size_t add, drop;
+	int rc = -1;
+
+	if (!hl || !ol) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "%s is not an image manifest with layers",
+			 hl ? "the bundle's" : "the target's");
+		goto out;
+	}
+	add = missing_layers(ol, hl);
+	drop = missing_layers(hl, ol);
+	if (json_array_size(hl) + add > FERRY_MAX_SIG_LAYERS) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "merged, it would have %zu layers, more than %u",
+			 json_array_size(hl) + add, FERRY_MAX_SIG_LAYERS);
+		goto out;
+	}
+	*out = !drop  ? COSIGN_MERGE_OURS
+	       : !add ? COSIGN_MERGE_THEIRS
+		      : COSIGN_MERGE_BOTH;
+	rc = 0;
+out:
+	json_decref(h);
+	json_decref(o);
+	return rc;
+}
+
+/* Add what config `oc` says of our layer `j` to config `hc`: its diff_id
+ * (the layer's digest when ours does not say; cosign's layers are not
+ * compressed) and, where ours has one history entry per layer, that. */
+static void merge_config_layer(json_t *hc, json_t *oc, json_t *d, size_t j,
+			       size_t nours)
+{
+	json_t *rootfs = json_object_get(hc, "rootfs");
+	json_t *ids = json_object_get(rootfs, "diff_ids");
+	json_t *oid = json_array_get(
+	    json_object_get(json_object_get(oc, "rootfs"), "diff_ids"), j);
+	json_t *ohist = json_object_get(oc, "history");
+	json_t *hist = json_object_get(hc, "history");
+
+	if (!json_is_object(rootfs)) {
+		rootfs = json_pack("{s:s}", "type", "layers");
+		json_object_set_new(hc, "rootfs", rootfs);
+	}
+	if (!json_is_array(ids)) {
+		ids = json_array();
+		json_object_set_new(rootfs, "diff_ids", ids);
+	}
+	json_array_append(ids, json_is_string(oid)
+				   ? oid
+				   : json_object_get(d, "digest"));
+	if (json_is_array(ohist) && json_array_size(ohist) == nours) {
+		if (!json_is_array(hist)) {
+			hist = json_array();
+			json_object_set_new(hc, "history", hist);
+		}
+		json_array_append(hist, json_array_get(ohist, j));
+	}
+}
+
+int cosign_merge_build(const unsigned char *have, size_t hlen,
+		       const unsigned char *have_cfg, size_t hclen,
+		       const unsigned char *ours, size_t olen,
+		       const unsigned char *ours_cfg, size_t oclen,
+		       char **config, char **manifest, struct ferr *e)
+{
+	json_t *h = json_loadb((const char *)have, hlen, 0, NULL);
+	json_t *o = json_loadb((const char *)ours, olen, 0, NULL);
+	json_t *hc = json_loadb((const char *)have_cfg, hclen, 0, NULL);
+	json_t *oc = json_loadb((const char *)ours_cfg, oclen, 0, NULL);
+	json_t *hl = manifest_layers(h), *ol = manifest_layers(o), *d, *cd;
+	size_t j, nours = json_array_size(ol);
+	struct digest dg;
+	int rc = -1;
+
+	*config = *manifest = NULL;
+	if (!hl || !ol || !json_is_object(hc) || !json_is_object(oc)) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "a cosign manifest or config that is not JSON of "
+			 "the right shape");
+		goto out;
+	}
+	json_array_foreach(ol, j, d)
+	{
+		if (has_layer(hl, d))
+			continue;
+		merge_config_layer(hc, oc, d, j, nours);
+		json_array_append(hl, d);
+	}
+	if (!(*config = json_dumps(hc, JSON_COMPACT)) ||
+	    digest_of((const unsigned char *)*config, strlen(*config), &dg, e) <
+		0)
+		goto nomem;
+	cd = json_object_get(h, "config");
+	json_object_set_new(cd, "digest", json_string(dg.str));
+	json_object_set_new(cd, "size",
+			    json_integer((json_int_t)strlen(*config)));
+	if (!(*manifest = json_dumps(h, JSON_COMPACT)))
+		goto nomem;
+	rc = 0;
+	goto out;
+nomem:
+	ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	free(*config);
+	*config = NULL;
+out:
+	json_decref(h);
+	json_decref(o);
+	json_decref(hc);
+	json_decref(oc);
+	return rc;
 }

@@ -2,6 +2,7 @@
  * type, and agreement with the openssl command (run from a temporary
  * directory) on key ids, signatures and the encrypted key format. */
 #include <dirent.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1162,6 +1163,138 @@ static void test_cosign_layers(void)
 	      "a manifest without layers is refused");
 }
 
+/* A signature manifest with layers named by letters: A and B are two
+ * payloads, S the site's signature of A's payload (same blob, another
+ * signature annotation). */
+static char *sig_manifest(const char *layers)
+{
+	char *out = malloc(4096);
+	size_t n = 0;
+
+	n +=
+	    (size_t)snprintf(out + n, 4096 - n,
+			     "{\"schemaVersion\":2,\"mediaType\":\"application/"
+			     "vnd.oci.image.manifest.v1+json\",\"config\":{"
+			     "\"mediaType\":\"application/"
+			     "vnd.oci.image.config.v1+json\",\"digest\":\"" IMG
+			     "\",\"size\":2},\"layers\":[");
+	for (const char *p = layers; *p; p++)
+		n += (size_t)snprintf(
+		    out + n, 4096 - n,
+		    "%s{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING
+		    "\",\"digest\":\"%s\",\"size\":9,\"annotations\":{"
+		    "\"" COSIGN_ANNOT_SIG "\":\"%s\"}}",
+		    p == layers ? "" : ",", *p == 'B' ? OTHER : IMG,
+		    *p == 'S'	? "U0lURQ=="
+		    : *p == 'A' ? "QQ=="
+				: "Qg==");
+	snprintf(out + n, 4096 - n, "]}");
+	return out;
+}
+
+static void test_cosign_merge_plan(void)
+{
+	static const struct {
+		const char *have, *ours;
+		int want; /* an enum cosign_merge, or -1: refused */
+	} rows[] = {
+	    {"A", "A", COSIGN_MERGE_OURS},
+	    {"", "A", COSIGN_MERGE_OURS},
+	    {"A", "AB", COSIGN_MERGE_OURS},   /* upstream signed again */
+	    {"AB", "A", COSIGN_MERGE_THEIRS}, /* an older bundle */
+	    {"AS", "A", COSIGN_MERGE_THEIRS}, /* merged before */
+	    {"AS", "AB", COSIGN_MERGE_BOTH},  /* the site signed too */
+	    {"S", "A", COSIGN_MERGE_BOTH},    /* same payload, other key */
+	    {"BA", "AB", COSIGN_MERGE_OURS},  /* order does not matter */
+	    {NULL, "A", -1},		      /* the target's is an index */
+	};
+	struct ferr e;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *h = rows[i].have ? sig_manifest(rows[i].have)
+				       : strdup("{\"schemaVersion\":2,"
+						"\"manifests\":[]}");
+		char *o = sig_manifest(rows[i].ours);
+		enum cosign_merge how = COSIGN_MERGE_OURS;
+		int rc = cosign_merge_plan((unsigned char *)h, strlen(h),
+					   (unsigned char *)o, strlen(o), &how,
+					   &e);
+
+		CHECK(rows[i].want < 0 ? rc < 0 && strstr(e.msg, "target's")
+				       : rc == 0 && (int)how == rows[i].want,
+		      "merge plan row %zu (%s into %s): rc %d, %d", i,
+		      rows[i].ours, rows[i].have ? rows[i].have : "an index",
+		      rc, (int)how);
+		free(h);
+		free(o);
+	}
+}
+
+static void test_cosign_merge_build(void)
+{
+	char *h = sig_manifest("AS"), *o = sig_manifest("AB");
+	static const char hc[] =
+	    "{\"architecture\":\"\",\"history\":[{\"c\":1},{\"c\":2}],"
+	    "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" IMG "\",\"" IMG
+	    "\"]}}";
+	static const char oc[] =
+	    "{\"history\":[{\"c\":1},{\"c\":3}],\"rootfs\":{\"type\":"
+	    "\"layers\",\"diff_ids\":[\"" IMG "\",\"" OTHER "\"]}}";
+	char *cfg = NULL, *man = NULL;
+	struct digest dg;
+	struct ferr e;
+	json_t *c, *m;
+
+	CHECK(cosign_merge_build((unsigned char *)h, strlen(h),
+				 (unsigned char *)hc, strlen(hc),
+				 (unsigned char *)o, strlen(o),
+				 (unsigned char *)oc, strlen(oc), &cfg, &man,
+				 &e) == 0,
+	      "merge build: %s", e.msg);
+	c = json_loads(cfg ? cfg : "", 0, NULL);
+	m = json_loads(man ? man : "", 0, NULL);
+	digest_of(cfg ? cfg : "", cfg ? strlen(cfg) : 0, &dg, &e);
+	CHECK(json_array_size(json_object_get(m, "layers")) == 3 &&
+		  !strcmp(json_string_value(json_object_get(
+			      json_array_get(json_object_get(m, "layers"), 2),
+			      "digest")),
+			  OTHER),
+	      "merged: the target's two layers, then the bundle's new one");
+	CHECK(!strcmp(json_string_value(json_object_get(
+			  json_object_get(m, "config"), "digest")),
+		      dg.str) &&
+		  json_integer_value(
+		      json_object_get(json_object_get(m, "config"), "size")) ==
+		      (json_int_t)strlen(cfg),
+	      "merged: the manifest names the merged config");
+	CHECK(json_array_size(json_object_get(json_object_get(c, "rootfs"),
+					      "diff_ids")) == 3 &&
+		  !strcmp(json_string_value(json_array_get(
+			      json_object_get(json_object_get(c, "rootfs"),
+					      "diff_ids"),
+			      2)),
+			  OTHER) &&
+		  json_integer_value(json_object_get(
+		      json_array_get(json_object_get(c, "history"), 2), "c")) ==
+		      3 &&
+		  !strcmp(json_string_value(json_object_get(c, "architecture")),
+			  ""),
+	      "merged config: the target's, with the new layer's diff_id and "
+	      "history entry");
+	json_decref(c);
+	json_decref(m);
+	free(cfg);
+	free(man);
+	CHECK(cosign_merge_build((unsigned char *)h, strlen(h),
+				 (unsigned char *)"[]", 2, (unsigned char *)o,
+				 strlen(o), (unsigned char *)oc, strlen(oc),
+				 &cfg, &man, &e) < 0 &&
+		  !cfg && !man,
+	      "a target config that is not an object is refused");
+	free(h);
+	free(o);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1186,6 +1319,8 @@ int main(void)
 	test_cosign_payloads();
 	test_cosign_verify();
 	test_cosign_layers();
+	test_cosign_merge_plan();
+	test_cosign_merge_build();
 	run("rm -rf '%s'", dir);
 	return check_done();
 }
