@@ -192,9 +192,26 @@ int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,
 	return rc;
 }
 
+/* Is every layer of `layers` of media type `mt`? */
+static bool all_of_type(json_t *layers, const char *mt)
+{
+	size_t i;
+	json_t *d;
+
+	json_array_foreach(layers, i, d)
+	{
+		const char *t =
+		    json_string_value(json_object_get(d, "mediaType"));
+		if (!t || strcmp(t, mt) != 0)
+			return false;
+	}
+	return true;
+}
+
 int cosign_merge_plan(const unsigned char *have, size_t hlen,
 		      const unsigned char *ours, size_t olen,
-		      enum cosign_merge *out, struct ferr *e)
+		      const char *layer_mt, enum cosign_merge *out,
+		      struct ferr *e)
 {
 	json_t *h = json_loadb((const char *)have, hlen, 0, NULL);
 	json_t *o = json_loadb((const char *)ours, olen, 0, NULL);
@@ -202,10 +219,14 @@ int cosign_merge_plan(const unsigned char *have, size_t hlen,
 	size_t add, drop;
 	int rc = -1;
 
-	if (!hl || !ol) {
+	if (!ol) {
 		ferr_set(e, FERR_INPUT, 0,
-			 "%s is not an image manifest with layers",
-			 hl ? "the bundle's" : "the target's");
+			 "the bundle's is not an image manifest with layers");
+		goto out;
+	}
+	if (!hl || !all_of_type(hl, layer_mt)) {
+		*out = COSIGN_MERGE_REPLACE;
+		rc = 0;
 		goto out;
 	}
 	add = missing_layers(ol, hl);

@@ -58,15 +58,22 @@ int cosign_verify(const struct sig_key *keys, size_t nkeys,
 enum cosign_merge {
 	COSIGN_MERGE_OURS,   /* the target's layers are all in ours: ours */
 	COSIGN_MERGE_THEIRS, /* ours are all in the target's: leave it */
-	COSIGN_MERGE_BOTH    /* neither: the target's, ours appended */
+	COSIGN_MERGE_BOTH,   /* neither: the target's, ours appended */
+	COSIGN_MERGE_REPLACE /* the target's is not cosign's: ours */
 };
 
-/* Which of the three `have` (the target's manifest) and `ours` (the
- * bundle's) call for.  FERR_INPUT when the target's is not an image
- * manifest with layers, or the merge would exceed FERRY_MAX_SIG_LAYERS. */
+#define COSIGN_MT_DSSE "application/vnd.dsse.envelope.v1+json"
+
+/* Which of those `have` (the target's manifest) and `ours` (the bundle's)
+ * call for.  Only a target manifest whose every layer has media type
+ * `layer_mt` (COSIGN_MT_SIMPLESIGNING at .sig, COSIGN_MT_DSSE at .att)
+ * holds signatures to keep; anything else at the tag is replaced.
+ * FERR_INPUT when the bundle's is not an image manifest, or the merge
+ * would exceed FERRY_MAX_SIG_LAYERS. */
 int cosign_merge_plan(const unsigned char *have, size_t hlen,
 		      const unsigned char *ours, size_t olen,
-		      enum cosign_merge *out, struct ferr *e);
+		      const char *layer_mt, enum cosign_merge *out,
+		      struct ferr *e);
 
 /* The config descriptor of image manifest `m`. */
 int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,

@@ -2093,7 +2093,11 @@ static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
 	if ((t->same = digest_equal(&have.digest, &a->digest))) {
 		rc = 0;
 	} else if (cosign_merge_plan(have.data, have.len, s->doc->data,
-				     s->doc->len, &how, e) == 0) {
+				     s->doc->len,
+				     a->kind == BA_SIGNATURE
+					 ? COSIGN_MT_SIMPLESIGNING
+					 : COSIGN_MT_DSSE,
+				     &how, e) == 0) {
 		t->same = t->kept = how == COSIGN_MERGE_THEIRS;
 		rc = how == COSIGN_MERGE_BOTH
 			 ? merge_ctag(x, c, t, &have, s->doc, e)

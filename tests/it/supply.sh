@@ -603,12 +603,21 @@ feature_site_signatures() {
 		bad "the site signs a"
 	cz sign "$P" "$a" "$A" --key u2.pem >/dev/null && cz sign "$P" "$b" "$B" --key u2.pem >/dev/null ||
 		bad "upstream signs again"
-	# and c's .sig tag at the target is something else: an index
-	getman "$P" "$TC" 1 >/dev/null &&
-		printf '{"schemaVersion":2,"mediaType":"%s","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s}]}' \
-			"$MT_INDEX" "$C" "$(getman "$P" "$TC" 1 | wc -c)" |
-		curl -sf -X PUT -H "Content-Type: $MT_INDEX" --data-binary @- \
-			"http://$P/v2/$TC/manifests/sha256-$(hexof "$C").sig" >/dev/null || bad "an index at c's .sig tag"
+	# c's .sig tag at the target holds 1000 signatures already: merged
+	# with upstream's new one it would pass the cap
+	python3 - "$fixtures" "$P" "$TC" "$C" <<'PY' || bad "1000 signatures on c at the target"
+import sys
+sys.path.insert(0, sys.argv[1])
+import cosign
+reg, repo, digest = cosign.Registry(sys.argv[2]), sys.argv[3], sys.argv[4]
+tag = cosign.cosign_tag(digest, "sig")
+manifest, config = cosign.load_attached(reg, repo, tag)
+payload = cosign.simple_signing_payload("site", digest)
+layers = [(cosign.descriptor(cosign.MT_SIMPLESIGNING, payload, {cosign.SIG_ANNOTATION: f"c2l0ZQ{i}=="}), payload)
+          for i in range(1000 - len(manifest["layers"]))]
+cosign.push_attached(reg, repo, tag, manifest, config, layers)
+PY
+	cz sign "$P" "$c" "$C" --key u2.pem >/dev/null || bad "upstream signs c again"
 	local new=$run/site/new N
 	N=$(cz image "$P" "$new" 1 --seed "site new")
 	"$ferry" export -q "$P/$a:1" "$P/$b:1" "$P/$c:1" "$P/$new:1" -o w2.tar --compress none --key k.key \
@@ -617,12 +626,16 @@ feature_site_signatures() {
 
 	sig=$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")
 	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st 2>&1)
-	check "a target .sig tag that is an index: exit 1 (got $?)" [ $? = 1 ]
-	check "... naming that tag" grep -q "$TC:sha256-$(hexof "$C").sig'.*not an image manifest" <<<"$out"
+	check "a target .sig tag that merged would pass the cap: exit 1 (got $?)" [ $? = 1 ]
+	check "... naming that tag" grep -q "$TC:sha256-$(hexof "$C").sig'.*1001 layers, more than 1000" <<<"$out"
 	check "... before any tag moved: the new image has none" [ "$(mstatus "$P" "$T/$new" 1)" = 404 ]
 	check "... and a's .sig is as the site left it" [ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$sig" ]
-	curl -sf -X DELETE "http://$P/v2/$TC/manifests/$(sdigest "docker://$P/$TC:sha256-$(hexof "$C").sig")" ||
-		bad "delete the index at c's .sig tag"
+	# the site removes its 1000 signatures of c, and puts an index there
+	getman "$P" "$TC" 1 >/dev/null &&
+		printf '{"schemaVersion":2,"mediaType":"%s","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s}]}' \
+			"$MT_INDEX" "$C" "$(getman "$P" "$TC" 1 | wc -c)" |
+		curl -sf -X PUT -H "Content-Type: $MT_INDEX" --data-binary @- \
+			"http://$P/v2/$TC/manifests/sha256-$(hexof "$C").sig" >/dev/null || bad "an index at c's .sig tag"
 
 	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st2 --dry-run 2>&1)
 	check "dry run: exit 0" [ $? = 0 ]
@@ -643,6 +656,8 @@ feature_site_signatures() {
 	check "b, where upstream only added: its .sig is the source's, digest for digest" \
 		[ "$(sdigest "docker://$P/$TB:sha256-$(hexof "$B").sig")" = "$(sdigest "docker://$P/$b:sha256-$(hexof "$B").sig")" ]
 	check "b: both upstream signatures verify" quiet cz verify "$P" "$TB" "$B" --key u2.pub
+	check "c, whose tag held an index, no signature: replaced by the source's" \
+		[ "$(sdigest "docker://$P/$TC:sha256-$(hexof "$C").sig")" = "$(sdigest "docker://$P/$c:sha256-$(hexof "$C").sig")" ]
 	check "the new image arrived" [ "$(mstatus "$P" "$T/$new" 1)" = 200 ]
 
 	sig=$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")

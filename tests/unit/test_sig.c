@@ -1165,65 +1165,85 @@ static void test_cosign_layers(void)
 
 /* A signature manifest with layers named by letters: A and B are two
  * payloads, S the site's signature of A's payload (same blob, another
- * signature annotation). */
+ * signature annotation), X an ordinary image layer; n: how many more
+ * layers, each a signature of its own. */
+static char *sig_manifest_n(const char *layers, size_t n)
+{
+	size_t cap = 512 + (strlen(layers) + n) * 256, len = 0;
+	char *out = malloc(cap);
+
+	len += (size_t)snprintf(
+	    out, cap,
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/"
+	    "vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":"
+	    "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" IMG
+	    "\",\"size\":2},\"layers\":[");
+	for (const char *p = layers; *p; p++)
+		len += (size_t)snprintf(
+		    out + len, cap - len,
+		    "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":9,"
+		    "\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"%s\"}}",
+		    p == layers ? "" : ",",
+		    *p == 'X' ? "application/vnd.oci.image.layer.v1.tar"
+			      : COSIGN_MT_SIMPLESIGNING,
+		    *p == 'B' ? OTHER : IMG, *p == 'S' ? "U0lURQ==" : "QQ==");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(
+		    out + len, cap - len,
+		    "%s{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING
+		    "\",\"digest\":\"" IMG "\",\"size\":9,\"annotations\":{"
+		    "\"" COSIGN_ANNOT_SIG "\":\"site %zu\"}}",
+		    len && out[len - 1] == '[' ? "" : ",", i);
+	snprintf(out + len, cap - len, "]}");
+	return out;
+}
+
 static char *sig_manifest(const char *layers)
 {
-	char *out = malloc(4096);
-	size_t n = 0;
-
-	n +=
-	    (size_t)snprintf(out + n, 4096 - n,
-			     "{\"schemaVersion\":2,\"mediaType\":\"application/"
-			     "vnd.oci.image.manifest.v1+json\",\"config\":{"
-			     "\"mediaType\":\"application/"
-			     "vnd.oci.image.config.v1+json\",\"digest\":\"" IMG
-			     "\",\"size\":2},\"layers\":[");
-	for (const char *p = layers; *p; p++)
-		n += (size_t)snprintf(
-		    out + n, 4096 - n,
-		    "%s{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING
-		    "\",\"digest\":\"%s\",\"size\":9,\"annotations\":{"
-		    "\"" COSIGN_ANNOT_SIG "\":\"%s\"}}",
-		    p == layers ? "" : ",", *p == 'B' ? OTHER : IMG,
-		    *p == 'S'	? "U0lURQ=="
-		    : *p == 'A' ? "QQ=="
-				: "Qg==");
-	snprintf(out + n, 4096 - n, "]}");
-	return out;
+	return sig_manifest_n(layers, 0);
 }
 
 static void test_cosign_merge_plan(void)
 {
 	static const struct {
 		const char *have, *ours;
-		int want; /* an enum cosign_merge, or -1: refused */
+		size_t more; /* site signatures added to `have` */
+		int want;    /* an enum cosign_merge, or -1: refused */
 	} rows[] = {
-	    {"A", "A", COSIGN_MERGE_OURS},
-	    {"", "A", COSIGN_MERGE_OURS},
-	    {"A", "AB", COSIGN_MERGE_OURS},   /* upstream signed again */
-	    {"AB", "A", COSIGN_MERGE_THEIRS}, /* an older bundle */
-	    {"AS", "A", COSIGN_MERGE_THEIRS}, /* merged before */
-	    {"AS", "AB", COSIGN_MERGE_BOTH},  /* the site signed too */
-	    {"S", "A", COSIGN_MERGE_BOTH},    /* same payload, other key */
-	    {"BA", "AB", COSIGN_MERGE_OURS},  /* order does not matter */
-	    {NULL, "A", -1},		      /* the target's is an index */
+	    {"A", "A", 0, COSIGN_MERGE_OURS},
+	    {"", "A", 0, COSIGN_MERGE_OURS},
+	    {"A", "AB", 0, COSIGN_MERGE_OURS},	 /* upstream signed again */
+	    {"AB", "A", 0, COSIGN_MERGE_THEIRS}, /* an older bundle */
+	    {"AS", "A", 0, COSIGN_MERGE_THEIRS}, /* merged before */
+	    {"AS", "AB", 0, COSIGN_MERGE_BOTH},	 /* the site signed too */
+	    {"S", "A", 0, COSIGN_MERGE_BOTH},	 /* same payload, other key */
+	    {"BA", "AB", 0, COSIGN_MERGE_OURS},	 /* order does not matter */
+	    {"A", "", 0, COSIGN_MERGE_THEIRS},
+	    {NULL, "A", 0, COSIGN_MERGE_REPLACE}, /* an index: no signature */
+	    {"AX", "A", 0, COSIGN_MERGE_REPLACE}, /* an image's layer */
+	    {"A", NULL, 0, -1},			/* the bundle's: no manifest */
+	    {"", "AB", 998, COSIGN_MERGE_BOTH}, /* 1000 together */
+	    {"", "AB", 999, -1},		/* 1001 */
 	};
 	struct ferr e;
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		char *h = rows[i].have ? sig_manifest(rows[i].have)
-				       : strdup("{\"schemaVersion\":2,"
-						"\"manifests\":[]}");
-		char *o = sig_manifest(rows[i].ours);
+		char *h = rows[i].have
+			      ? sig_manifest_n(rows[i].have, rows[i].more)
+			      : strdup("{\"schemaVersion\":2,"
+				       "\"manifests\":[]}");
+		char *o = rows[i].ours ? sig_manifest(rows[i].ours)
+				       : strdup("{\"schemaVersion\":2}");
 		enum cosign_merge how = COSIGN_MERGE_OURS;
 		int rc = cosign_merge_plan((unsigned char *)h, strlen(h),
-					   (unsigned char *)o, strlen(o), &how,
-					   &e);
+					   (unsigned char *)o, strlen(o),
+					   COSIGN_MT_SIMPLESIGNING, &how, &e);
 
-		CHECK(rows[i].want < 0 ? rc < 0 && strstr(e.msg, "target's")
+		CHECK(rows[i].want < 0 ? rc < 0
 				       : rc == 0 && (int)how == rows[i].want,
-		      "merge plan row %zu (%s into %s): rc %d, %d", i,
-		      rows[i].ours, rows[i].have ? rows[i].have : "an index",
+		      "merge plan row %zu (%s into %s+%zu): rc %d, %d", i,
+		      rows[i].ours ? rows[i].ours : "no manifest",
+		      rows[i].have ? rows[i].have : "an index", rows[i].more,
 		      rc, (int)how);
 		free(h);
 		free(o);
