@@ -173,6 +173,25 @@ static size_t missing_layers(json_t *from, json_t *in)
 	return n;
 }
 
+/* Append to `to` each layer of `from` it lacks (once, however often
+ * `from` lists it).  *added: how many. */
+static int append_missing(json_t *to, json_t *from, size_t *added)
+{
+	size_t i;
+	json_t *d;
+
+	*added = 0;
+	json_array_foreach(from, i, d)
+	{
+		if (has_layer(to, d))
+			continue;
+		if (json_array_append(to, d) < 0)
+			return -1;
+		(*added)++;
+	}
+	return 0;
+}
+
 int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,
 		     uint64_t *size, struct ferr *e)
 {
@@ -192,20 +211,44 @@ int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,
 	return rc;
 }
 
-/* Is every layer of `layers` of media type `mt`? */
-static bool all_of_type(json_t *layers, const char *mt)
+/* How many layers of `layers` have media type `mt`. */
+static size_t count_of_type(json_t *layers, const char *mt)
 {
-	size_t i;
+	size_t i, n = 0;
 	json_t *d;
 
 	json_array_foreach(layers, i, d)
 	{
 		const char *t =
 		    json_string_value(json_object_get(d, "mediaType"));
-		if (!t || strcmp(t, mt) != 0)
-			return false;
+		if (t && !strcmp(t, mt))
+			n++;
 	}
-	return true;
+	return n;
+}
+
+/* Is the merge of what `h` lists (with our layers appended: hl) within
+ * the caps? */
+static int merge_fits(json_t *h, json_t *hl, struct ferr *e)
+{
+	char *s;
+	size_t n;
+
+	if (json_array_size(hl) > FERRY_MAX_SIG_LAYERS)
+		return ferr_set(e, FERR_INPUT, 0,
+				"merged, it would have %zu layers, more than "
+				"%u",
+				json_array_size(hl), FERRY_MAX_SIG_LAYERS);
+	if (!(s = json_dumps(h, JSON_COMPACT)))
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	n = strlen(s);
+	free(s);
+	if (n > FERRY_MAX_JSON)
+		return ferr_set(e, FERR_INPUT, 0,
+				"merged, it would be %zu bytes, over the "
+				"limit of %u",
+				n, FERRY_MAX_JSON);
+	return 0;
 }
 
 int cosign_merge_plan(const unsigned char *have, size_t hlen,
@@ -216,7 +259,7 @@ int cosign_merge_plan(const unsigned char *have, size_t hlen,
 	json_t *h = json_loadb((const char *)have, hlen, 0, NULL);
 	json_t *o = json_loadb((const char *)ours, olen, 0, NULL);
 	json_t *hl = manifest_layers(h), *ol = manifest_layers(o);
-	size_t add, drop;
+	size_t add, drop, mine;
 	int rc = -1;
 
 	if (!ol) {
@@ -224,19 +267,25 @@ int cosign_merge_plan(const unsigned char *have, size_t hlen,
 			 "the bundle's is not an image manifest with layers");
 		goto out;
 	}
-	if (!hl || !all_of_type(hl, layer_mt)) {
+	mine = hl ? count_of_type(hl, layer_mt) : 0;
+	if (!mine) { /* no signatures there to keep */
 		*out = COSIGN_MERGE_REPLACE;
 		rc = 0;
 		goto out;
 	}
-	add = missing_layers(ol, hl);
-	drop = missing_layers(hl, ol);
-	if (json_array_size(hl) + add > FERRY_MAX_SIG_LAYERS) {
+	if (mine < json_array_size(hl)) {
 		ferr_set(e, FERR_INPUT, 0,
-			 "merged, it would have %zu layers, more than %u",
-			 json_array_size(hl) + add, FERRY_MAX_SIG_LAYERS);
+			 "it holds cosign's layers and others; which to keep "
+			 "is not for ferry to guess");
 		goto out;
 	}
+	drop = missing_layers(hl, ol);
+	if (append_missing(hl, ol, &add) < 0) {
+		ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+		goto out;
+	}
+	if (add && drop && merge_fits(h, hl, e) < 0)
+		goto out;
 	*out = !drop  ? COSIGN_MERGE_OURS
 	       : !add ? COSIGN_MERGE_THEIRS
 		      : COSIGN_MERGE_BOTH;
@@ -247,37 +296,40 @@ out:
 	return rc;
 }
 
-/* Add what config `oc` says of our layer `j` to config `hc`: its diff_id
- * (the layer's digest when ours does not say; cosign's layers are not
- * compressed) and, where ours has one history entry per layer, that. */
-static void merge_config_layer(json_t *hc, json_t *oc, json_t *d, size_t j,
-			       size_t nours)
+/* The merged config: the target's, with rootfs.diff_ids one per merged
+ * layer (each its digest: cosign's layers are not compressed) and, where
+ * the target's history has one entry per layer, one more for each added
+ * layer (ours where ours has one per layer, else an empty one). */
+static int merge_config(json_t *hc, json_t *oc, json_t *hl, size_t nhave,
+			json_t *ol)
 {
-	json_t *rootfs = json_object_get(hc, "rootfs");
-	json_t *ids = json_object_get(rootfs, "diff_ids");
-	json_t *oid = json_array_get(
-	    json_object_get(json_object_get(oc, "rootfs"), "diff_ids"), j);
-	json_t *ohist = json_object_get(oc, "history");
+	json_t *rootfs = json_object_get(hc, "rootfs"), *ids, *d;
 	json_t *hist = json_object_get(hc, "history");
+	json_t *ohist = json_object_get(oc, "history");
+	bool oaligned = json_array_size(ohist) == json_array_size(ol);
+	size_t i, j;
 
-	if (!json_is_object(rootfs)) {
-		rootfs = json_pack("{s:s}", "type", "layers");
-		json_object_set_new(hc, "rootfs", rootfs);
+	if (!json_is_object(rootfs) &&
+	    json_object_set_new(hc, "rootfs",
+				rootfs = json_pack("{s:s}", "type", "layers")))
+		return -1;
+	if (json_object_set_new(rootfs, "diff_ids", ids = json_array()) < 0)
+		return -1;
+	json_array_foreach(hl, i, d)
+	{
+		if (json_array_append(ids, json_object_get(d, "digest")) < 0)
+			return -1;
+		if (i < nhave || !json_is_array(hist) ||
+		    json_array_size(hist) != i)
+			continue; /* history: only while it is aligned */
+		for (j = 0; j < json_array_size(ol); j++)
+			if (json_equal(json_array_get(ol, j), d))
+				break;
+		if (oaligned ? json_array_append(hist, json_array_get(ohist, j))
+			     : json_array_append_new(hist, json_object()))
+			return -1;
 	}
-	if (!json_is_array(ids)) {
-		ids = json_array();
-		json_object_set_new(rootfs, "diff_ids", ids);
-	}
-	json_array_append(ids, json_is_string(oid)
-				   ? oid
-				   : json_object_get(d, "digest"));
-	if (json_is_array(ohist) && json_array_size(ohist) == nours) {
-		if (!json_is_array(hist)) {
-			hist = json_array();
-			json_object_set_new(hc, "history", hist);
-		}
-		json_array_append(hist, json_array_get(ohist, j));
-	}
+	return 0;
 }
 
 int cosign_merge_build(const unsigned char *have, size_t hlen,
@@ -290,8 +342,8 @@ int cosign_merge_build(const unsigned char *have, size_t hlen,
 	json_t *o = json_loadb((const char *)ours, olen, 0, NULL);
 	json_t *hc = json_loadb((const char *)have_cfg, hclen, 0, NULL);
 	json_t *oc = json_loadb((const char *)ours_cfg, oclen, 0, NULL);
-	json_t *hl = manifest_layers(h), *ol = manifest_layers(o), *d, *cd;
-	size_t j, nours = json_array_size(ol);
+	json_t *hl = manifest_layers(h), *ol = manifest_layers(o), *cd;
+	size_t nhave = json_array_size(hl), added;
 	struct digest dg;
 	int rc = -1;
 
@@ -302,29 +354,39 @@ int cosign_merge_build(const unsigned char *have, size_t hlen,
 			 "the right shape");
 		goto out;
 	}
-	json_array_foreach(ol, j, d)
-	{
-		if (has_layer(hl, d))
-			continue;
-		merge_config_layer(hc, oc, d, j, nours);
-		json_array_append(hl, d);
+	if (append_missing(hl, ol, &added) < 0 ||
+	    merge_config(hc, oc, hl, nhave, ol) < 0 ||
+	    !(*config = json_dumps(hc, JSON_COMPACT)))
+		goto nomem;
+	if (strlen(*config) > FERRY_MAX_JSON) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "the merged config would be %zu bytes, over the limit "
+			 "of %u",
+			 strlen(*config), FERRY_MAX_JSON);
+		goto fail;
 	}
-	if (!(*config = json_dumps(hc, JSON_COMPACT)) ||
-	    digest_of((const unsigned char *)*config, strlen(*config), &dg, e) <
-		0)
-		goto nomem;
+	if (digest_of(*config, strlen(*config), &dg, e) < 0)
+		goto fail;
 	cd = json_object_get(h, "config");
-	json_object_set_new(cd, "digest", json_string(dg.str));
-	json_object_set_new(cd, "size",
-			    json_integer((json_int_t)strlen(*config)));
-	if (!(*manifest = json_dumps(h, JSON_COMPACT)))
+	if (json_object_set_new(cd, "digest", json_string(dg.str)) < 0 ||
+	    json_object_set_new(
+		cd, "size", json_integer((json_int_t)strlen(*config))) < 0 ||
+	    !(*manifest = json_dumps(h, JSON_COMPACT)))
 		goto nomem;
+	if (strlen(*manifest) > FERRY_MAX_JSON) {
+		ferr_set(e, FERR_INPUT, 0,
+			 "merged, it would be %zu bytes, over the limit of %u",
+			 strlen(*manifest), FERRY_MAX_JSON);
+		goto fail;
+	}
 	rc = 0;
 	goto out;
 nomem:
 	ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+fail:
 	free(*config);
-	*config = NULL;
+	free(*manifest);
+	*config = *manifest = NULL;
 out:
 	json_decref(h);
 	json_decref(o);

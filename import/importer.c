@@ -2023,7 +2023,7 @@ static int push_tags(struct imp *x, size_t threads, struct ferr *e)
 /* ---- attachment tags, and referrers indexes (SPEC §6) ---- */
 
 /* The merge of a cosign tag: both configs from the target (the bundle's
- * is in place by now), the merged config pushed (an untagged blob). */
+ * is in place by now), the merged config and manifest pushed (untagged). */
 static int merge_ctag(struct imp *x, struct reg_client *c, struct atag *t,
 		      const struct reg_manifest *have, const struct doc *ours,
 		      struct ferr *e)
@@ -2050,7 +2050,12 @@ static int merge_ctag(struct imp *x, struct reg_client *c, struct atag *t,
 			       &t->merged, e) < 0 ||
 	    digest_of(cfg, strlen(cfg), &cd, e) < 0 ||
 	    digest_of(t->merged, strlen(t->merged), &t->merged_digest, e) < 0 ||
-	    reg_upload_blob(c, repo, &cd, cfg, strlen(cfg), &one, e) < 0)
+	    reg_upload_blob(c, repo, &cd, cfg, strlen(cfg), &one, e) < 0 ||
+	    /* by digest first: what the registry refuses, it refuses
+	     * before any tag moves */
+	    reg_put_manifest(c, repo, t->merged_digest.str, t->merged_mt,
+			     t->merged, strlen(t->merged), &t->merged_digest,
+			     e) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -2083,8 +2088,11 @@ static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
 				a->digest.str);
 	memset(&have, 0, sizeof(have));
 	if (reg_get_manifest(c, repo, a->tag, &have, e) < 0) {
-		if (e->code != 404)
+		/* 404: none; a document ferry does not take (another type,
+		 * too large): no signatures, replaced */
+		if (e->code != 404 && e->cat != FERR_INPUT)
 			return -1;
+		t->have = e->code != 404;
 		ferr_clear(e);
 		t->looked = true;
 		return 0;

@@ -33,6 +33,7 @@ static void fuzz_merge(const unsigned char *p, size_t n)
 			      COSIGN_MT_SIMPLESIGNING, &how, &e) < 0 &&
 	    !e.msg[0])
 		abort();
+	ferr_clear(&e);
 	/* the target's manifest and config both from the input */
 	if (cosign_merge_build(p, n, p, n, (const unsigned char *)ours,
 			       strlen(ours), (const unsigned char *)cfg,

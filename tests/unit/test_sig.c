@@ -1211,7 +1211,7 @@ static void test_cosign_merge_plan(void)
 		int want;    /* an enum cosign_merge, or -1: refused */
 	} rows[] = {
 	    {"A", "A", 0, COSIGN_MERGE_OURS},
-	    {"", "A", 0, COSIGN_MERGE_OURS},
+	    {"", "A", 0, COSIGN_MERGE_REPLACE},	 /* nothing to keep */
 	    {"A", "AB", 0, COSIGN_MERGE_OURS},	 /* upstream signed again */
 	    {"AB", "A", 0, COSIGN_MERGE_THEIRS}, /* an older bundle */
 	    {"AS", "A", 0, COSIGN_MERGE_THEIRS}, /* merged before */
@@ -1220,10 +1220,13 @@ static void test_cosign_merge_plan(void)
 	    {"BA", "AB", 0, COSIGN_MERGE_OURS},	 /* order does not matter */
 	    {"A", "", 0, COSIGN_MERGE_THEIRS},
 	    {NULL, "A", 0, COSIGN_MERGE_REPLACE}, /* an index: no signature */
-	    {"AX", "A", 0, COSIGN_MERGE_REPLACE}, /* an image's layer */
-	    {"A", NULL, 0, -1},			/* the bundle's: no manifest */
+	    {"X", "A", 0, COSIGN_MERGE_REPLACE},  /* an image's layer */
+	    {"AX", "B", 0, -1}, /* signatures and more: not guessed */
+	    {"A", NULL, 0, -1}, /* the bundle's: no manifest */
 	    {"", "AB", 998, COSIGN_MERGE_BOTH}, /* 1000 together */
 	    {"", "AB", 999, -1},		/* 1001 */
+	    {"S", "ABB", 997,
+	     COSIGN_MERGE_BOTH}, /* 1000: B twice counts once */
 	};
 	struct ferr e;
 
@@ -1315,6 +1318,53 @@ static void test_cosign_merge_build(void)
 	free(o);
 }
 
+/* Merged configs from configs that do not match their layers. */
+static void test_cosign_merge_configs(void)
+{
+	static const struct {
+		const char *hc, *oc;
+		long hist; /* history entries wanted, -1: none */
+	} rows[] = {
+	    {"{}", "{}", -1},					/* no rootfs */
+	    {"{\"history\":[{}]}", "{\"history\":[{},{}]}", 1}, /* misaligned */
+	    {"{\"history\":[{},{}]}", "{}", 3}, /* ours has none: {} */
+	    {"{\"rootfs\":\"x\",\"history\":[{},{}]}",
+	     "{\"history\":[{},{\"c\":3}]}", 3},
+	};
+	char *h = sig_manifest("AS"), *o = sig_manifest("AB");
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *cfg = NULL, *man = NULL;
+		struct ferr e;
+		json_t *c, *ids;
+		int rc = cosign_merge_build((unsigned char *)h, strlen(h),
+					    (unsigned char *)rows[i].hc,
+					    strlen(rows[i].hc),
+					    (unsigned char *)o, strlen(o),
+					    (unsigned char *)rows[i].oc,
+					    strlen(rows[i].oc), &cfg, &man, &e);
+
+		c = json_loads(cfg ? cfg : "", 0, NULL);
+		ids = json_object_get(json_object_get(c, "rootfs"), "diff_ids");
+		CHECK(rc == 0 && json_array_size(ids) == 3 &&
+			  !strcmp(json_string_value(json_array_get(ids, 0)),
+				  IMG) &&
+			  !strcmp(json_string_value(json_array_get(ids, 2)),
+				  OTHER),
+		      "merged config row %zu: one diff_id per layer", i);
+		CHECK(rows[i].hist < 0
+			  ? !json_object_get(c, "history")
+			  : (long)json_array_size(
+				json_object_get(c, "history")) == rows[i].hist,
+		      "merged config row %zu: history", i);
+		json_decref(c);
+		free(cfg);
+		free(man);
+	}
+	free(h);
+	free(o);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1341,6 +1391,7 @@ int main(void)
 	test_cosign_layers();
 	test_cosign_merge_plan();
 	test_cosign_merge_build();
+	test_cosign_merge_configs();
 	run("rm -rf '%s'", dir);
 	return check_done();
 }
