@@ -49,6 +49,9 @@
 /* Supply-chain metadata (SPEC §6).  A cosign simple-signing payload is a
  * few hundred bytes: anything larger is not a signature we check. */
 #define FERRY_MAX_COSIGN_PAYLOAD (64u * 1024u)
+/* Layers of a cosign tag's manifest that import merges (signatures or
+ * attestations of one image, the site's and upstream's). */
+#define FERRY_MAX_SIG_LAYERS 1000u
 /* Attachments of attachments followed below an image's manifests (a
  * signature on an SBOM is depth 2). */
 #define FERRY_MAX_ATTACH_DEPTH 4

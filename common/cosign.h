@@ -50,4 +50,43 @@ int cosign_verify(const struct sig_key *keys, size_t nkeys,
 		  const unsigned char *payload, size_t n, const char *sig_b64,
 		  const struct digest *image, size_t *which, struct ferr *e);
 
+/* A cosign tag (".sig", ".att") that the target registry already holds
+ * with other content.  cosign adds each new signature or attestation as
+ * one more layer of the manifest at the tag, so a site's own signatures
+ * live there beside upstream's; import keeps them.  Layers are compared
+ * as whole descriptors: one payload signed by two keys is two layers. */
+enum cosign_merge {
+	COSIGN_MERGE_OURS,   /* the target's layers are all in ours: ours */
+	COSIGN_MERGE_THEIRS, /* ours are all in the target's: leave it */
+	COSIGN_MERGE_BOTH,   /* neither: the target's, ours appended */
+	COSIGN_MERGE_REPLACE /* the target's is not cosign's: ours */
+};
+
+#define COSIGN_MT_DSSE "application/vnd.dsse.envelope.v1+json"
+
+/* Which of those `have` (the target's manifest) and `ours` (the bundle's)
+ * call for.  Only a target manifest whose every layer has media type
+ * `layer_mt` (COSIGN_MT_SIMPLESIGNING at .sig, COSIGN_MT_DSSE at .att)
+ * holds signatures to keep; anything else at the tag is replaced.
+ * FERR_INPUT when the bundle's is not an image manifest, or the merge
+ * would exceed FERRY_MAX_SIG_LAYERS. */
+int cosign_merge_plan(const unsigned char *have, size_t hlen,
+		      const unsigned char *ours, size_t olen,
+		      const char *layer_mt, enum cosign_merge *out,
+		      struct ferr *e);
+
+/* The config descriptor of image manifest `m`. */
+int cosign_config_of(const unsigned char *m, size_t len, struct digest *d,
+		     uint64_t *size, struct ferr *e);
+
+/* COSIGN_MERGE_BOTH: the target's config with each appended layer's
+ * diff_id (and history entry, where ours has one per layer) added, as
+ * cosign appends them; then the target's manifest with the layers and
+ * that config.  *config and *manifest are compact JSON, to free(). */
+int cosign_merge_build(const unsigned char *have, size_t hlen,
+		       const unsigned char *have_cfg, size_t hclen,
+		       const unsigned char *ours, size_t olen,
+		       const unsigned char *ours_cfg, size_t oclen,
+		       char **config, char **manifest, struct ferr *e);
+
 #endif

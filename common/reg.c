@@ -1850,6 +1850,50 @@ int reg_head_blob(struct reg_client *c, const char *repo,
 	return head(c, "blob", repo, d->str, out, e);
 }
 
+static int mem_sink_write(void *ctx, const void *p, size_t n, struct ferr *e)
+{
+	if (buf_append(ctx, p, n) == 0)
+		return 0;
+	if (errno == E2BIG) /* reg_get_blob stops at the size: not expected */
+		return ferr_set(e, FERR_VERIFY, 0, "a blob over its size");
+	return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+}
+
+int reg_get_blob_mem(struct reg_client *c, const char *repo,
+		     const struct digest *d, uint64_t size, size_t max,
+		     unsigned char **out, struct ferr *e)
+{
+	struct reg_blob_req rq;
+	struct reg_sink sink;
+	struct buf b;
+	size_t n;
+
+	*out = NULL;
+	if (size > max)
+		return ferr_set(e, FERR_INPUT, 0,
+				"blob '%s' of '%s' is %llu bytes, over the "
+				"limit of %zu",
+				d->str, repo, (unsigned long long)size, max);
+	buf_init(&b, (size_t)size);
+	memset(&rq, 0, sizeof(rq));
+	memset(&sink, 0, sizeof(sink));
+	rq.repo = repo;
+	rq.digest = *d;
+	rq.size = size;
+	sink.write = mem_sink_write;
+	sink.ctx = &b;
+	if (reg_get_blob(c, &rq, &sink, e) < 0) {
+		buf_release(&b);
+		return -1;
+	}
+	if (!b.data && buf_append(&b, "", 0) < 0) {
+		buf_release(&b);
+		return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
+	}
+	*out = buf_detach(&b, &n);
+	return 0;
+}
+
 int reg_get_blob(struct reg_client *c, const struct reg_blob_req *b,
 		 const struct reg_sink *sink, struct ferr *e)
 {

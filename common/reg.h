@@ -126,6 +126,13 @@ struct reg_blob_req {
 int reg_get_blob(struct reg_client *c, const struct reg_blob_req *rq,
 		 const struct reg_sink *sink, struct ferr *e);
 
+/* A small blob (a config, a signature payload) of `size` bytes into
+ * *out (malloc'd, NUL-terminated), checked like reg_get_blob.  A size
+ * over `max` fails with FERR_INPUT before anything is fetched. */
+int reg_get_blob_mem(struct reg_client *c, const char *repo,
+		     const struct digest *d, uint64_t size, size_t max,
+		     unsigned char **out, struct ferr *e);
+
 /* Pushing.  A blob upload: reg_upload_start (or a cross-repository mount
  * when `mount` and `from_repo` are given: *mounted says whether it took),
  * then the data (reg_upload_stream, or with reg_upload_finish for a small

@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "bounds.h"
-#include "buf.h"
 #include "cosign.h"
 #include "internal.h"
 
@@ -511,24 +510,13 @@ out:
 
 /* ---- the signature gate (--verify-cosign-key) ---- */
 
-static int mem_write(void *ctx, const void *p, size_t n, struct ferr *e)
-{
-	if (buf_append(ctx, p, n) < 0)
-		return ferr_set(e, FERR_VERIFY, 0,
-				"a signature payload over %u bytes",
-				FERRY_MAX_COSIGN_PAYLOAD);
-	return 0;
-}
-
 /* Does one layer of signature manifest `a` verify for `signed_d`? */
 static int check_layer(struct dimg *g, const struct cosign_layer *cl,
 		       const struct digest *signed_d, size_t *which,
 		       struct ferr *e)
 {
 	const struct exp_opts *o = g->x->o;
-	struct reg_blob_req rq;
-	struct reg_sink sink;
-	struct buf b;
+	unsigned char *p = NULL;
 	int rc;
 
 	if (cl->size > FERRY_MAX_COSIGN_PAYLOAD)
@@ -537,19 +525,13 @@ static int check_layer(struct dimg *g, const struct cosign_layer *cl,
 				"limit of %u",
 				(unsigned long long)cl->size,
 				FERRY_MAX_COSIGN_PAYLOAD);
-	buf_init(&b, FERRY_MAX_COSIGN_PAYLOAD);
-	memset(&rq, 0, sizeof(rq));
-	memset(&sink, 0, sizeof(sink));
-	rq.repo = g->repo;
-	rq.digest = cl->digest;
-	rq.size = cl->size;
-	sink.write = mem_write;
-	sink.ctx = &b;
-	rc = reg_get_blob(g->cl, &rq, &sink, e);
+	rc = reg_get_blob_mem(g->cl, g->repo, &cl->digest, cl->size,
+			      FERRY_MAX_COSIGN_PAYLOAD, &p, e);
 	if (rc == 0)
-		rc = cosign_verify(o->cosign_keys, o->ncosign_keys, b.data,
-				   b.len, cl->sig_b64, signed_d, which, e);
-	buf_release(&b);
+		rc = cosign_verify(o->cosign_keys, o->ncosign_keys, p,
+				   (size_t)cl->size, cl->sig_b64, signed_d,
+				   which, e);
+	free(p);
 	return rc;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "cosign.h"
 #include "ref.h"
 
 #define MAX_WORKERS 16
@@ -236,6 +237,12 @@ struct atag { /* an attachment's tag in one target repository */
 	bool have;    /* the target has the tag already */
 	bool same;    /* ... listing every entry of the bundle's */
 	char *merged; /* else what to write there (NULL: the bundle's) */
+	/* a cosign tag (.sig, .att), looked at before any tag is written: */
+	bool looked; /* have/same say what the target holds */
+	bool kept;   /* the target's holds the bundle's layers and more */
+	bool merge;  /* the target's and the bundle's, merged */
+	struct digest merged_digest;
+	char merged_mt[128]; /* the target's manifest type, kept */
 };
 
 struct imp;
@@ -2015,6 +2022,128 @@ static int push_tags(struct imp *x, size_t threads, struct ferr *e)
 
 /* ---- attachment tags, and referrers indexes (SPEC §6) ---- */
 
+/* The merge of a cosign tag: both configs from the target (the bundle's
+ * is in place by now), the merged config and manifest pushed (untagged). */
+static int merge_ctag(struct imp *x, struct reg_client *c, struct atag *t,
+		      const struct reg_manifest *have, const struct doc *ours,
+		      struct ferr *e)
+{
+	const char *repo = x->repos[t->repo].name;
+	unsigned char *hc = NULL, *oc = NULL;
+	char *cfg = NULL;
+	struct digest hd, od, cd;
+	uint64_t hs, os;
+	bool one;
+	int rc = -1;
+
+	t->merge = true;
+	snprintf(t->merged_mt, sizeof(t->merged_mt), "%s",
+		 have->media_type ? have->media_type : "");
+	if (x->o->dry_run)
+		return 0; /* the bundle's config is not in the target */
+	if (cosign_config_of(have->data, have->len, &hd, &hs, e) < 0 ||
+	    cosign_config_of(ours->data, ours->len, &od, &os, e) < 0 ||
+	    reg_get_blob_mem(c, repo, &hd, hs, FERRY_MAX_JSON, &hc, e) < 0 ||
+	    reg_get_blob_mem(c, repo, &od, os, FERRY_MAX_JSON, &oc, e) < 0 ||
+	    cosign_merge_build(have->data, have->len, hc, (size_t)hs,
+			       ours->data, ours->len, oc, (size_t)os, &cfg,
+			       &t->merged, e) < 0 ||
+	    digest_of(cfg, strlen(cfg), &cd, e) < 0 ||
+	    digest_of(t->merged, strlen(t->merged), &t->merged_digest, e) < 0 ||
+	    reg_upload_blob(c, repo, &cd, cfg, strlen(cfg), &one, e) < 0 ||
+	    /* by digest first: what the registry refuses, it refuses
+	     * before any tag moves */
+	    reg_put_manifest(c, repo, t->merged_digest.str, t->merged_mt,
+			     t->merged, strlen(t->merged), &t->merged_digest,
+			     e) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(hc);
+	free(oc);
+	free(cfg);
+	return rc;
+}
+
+/* A cosign tag (.sig, .att) the target may hold already, perhaps with
+ * signatures the site added: see cosign_merge.  Worked out before any
+ * tag is written, so that a tag that cannot be merged fails the import
+ * while no tag has moved. */
+static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
+		     struct ferr *e)
+{
+	struct atag *t = &x->atags[i];
+	const struct bundle_attach *a = t->a;
+	const char *repo = x->repos[t->repo].name;
+	struct dset *s = set_find(x, &a->digest);
+	struct reg_manifest have;
+	enum cosign_merge how;
+	int rc = -1;
+
+	if (a->kind != BA_SIGNATURE && a->kind != BA_ATTESTATION)
+		return 0;
+	if (!s || !s->doc)
+		return ferr_set(e, FERR_BUNDLE, 0,
+				"attachment '%s' has no manifest in the bundle",
+				a->digest.str);
+	memset(&have, 0, sizeof(have));
+	if (reg_get_manifest(c, repo, a->tag, &have, e) < 0) {
+		/* 404: none; a document ferry does not take (another type,
+		 * too large): no signatures, replaced */
+		if (e->code != 404 && e->cat != FERR_INPUT)
+			return -1;
+		t->have = e->code != 404;
+		ferr_clear(e);
+		t->looked = true;
+		return 0;
+	}
+	t->looked = t->have = true;
+	if ((t->same = digest_equal(&have.digest, &a->digest))) {
+		rc = 0;
+	} else if (cosign_merge_plan(have.data, have.len, s->doc->data,
+				     s->doc->len,
+				     a->kind == BA_SIGNATURE
+					 ? COSIGN_MT_SIMPLESIGNING
+					 : COSIGN_MT_DSSE,
+				     &how, e) == 0) {
+		t->same = t->kept = how == COSIGN_MERGE_THEIRS;
+		rc = how == COSIGN_MERGE_BOTH
+			 ? merge_ctag(x, c, t, &have, s->doc, e)
+			 : 0;
+	}
+	if (rc < 0)
+		ferr_prefix(e, "'%s:%s'", repo, a->tag);
+	reg_manifest_release(&have);
+	return rc;
+}
+
+/* Write a cosign tag as prep_ctag worked it out. */
+static int push_ctag(struct imp *x, struct reg_client *c, const struct atag *t,
+		     const struct doc *ours, struct ferr *e)
+{
+	const char *repo = x->repos[t->repo].name, *tag = t->a->tag;
+
+	if (t->same) {
+		note(x, IMP_EV_TAG, t->repo, tag, 0,
+		     t->kept ? "kept (a superset)" : "skipped", NULL, NULL);
+		return 0;
+	}
+	if (x->o->dry_run) {
+		note(x, IMP_EV_TAG, t->repo, tag, 0,
+		     t->merge ? "would merge" : "would push", NULL, NULL);
+		return 0;
+	}
+	if (t->merge
+		? reg_put_manifest(c, repo, tag, t->merged_mt, t->merged,
+				   strlen(t->merged), &t->merged_digest, e)
+		: reg_put_manifest(c, repo, tag, ours->media_type, ours->data,
+				   ours->len, &t->a->digest, e))
+		return -1;
+	note(x, IMP_EV_TAG, t->repo, tag, 0, t->merge ? "merged" : "pushed",
+	     &x->res->attach_tags, &x->pr->tags_pushed);
+	return 0;
+}
+
 /* Write one attachment's tag (a cosign .sig, .att or .sbom). */
 static int push_atag(struct imp *x, struct reg_client *c, size_t i,
 		     struct ferr *e)
@@ -2031,6 +2160,8 @@ static int push_atag(struct imp *x, struct reg_client *c, size_t i,
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"attachment '%s' has no manifest in the bundle",
 				a->digest.str);
+	if (t->looked)
+		return push_ctag(x, c, t, s->doc, e);
 	if (!set_placed(x, &a->digest, t->repo)) {
 		if (reg_head_manifest(c, repo, a->tag, &h, e) < 0)
 			return -1;
@@ -2221,6 +2352,8 @@ static int prep_attached(struct imp *x, size_t threads, struct ferr *e)
 {
 	if (!x->natags)
 		return 0;
+	if (run_items(x, NULL, 0, x->natags, prep_ctag, threads, e) < 0)
+		return -1;
 	return run_items(x, NULL, 0, x->natags, prep_rindex, threads, e);
 }
 

@@ -3,7 +3,9 @@
  * Content-Type value on the first line (an empty line: none), then the
  * body.  The body also goes through cosign's parsers (a signature
  * manifest's layers, a simple-signing payload), which read what a source
- * registry or a bundle holds. */
+ * registry or a bundle holds, and through import's merge of a cosign tag,
+ * as the manifest and the config a target registry holds. */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,42 @@
 #include "reg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fuzz_merge(const unsigned char *p, size_t n)
+{
+	static const char ours[] =
+	    "{\"schemaVersion\":2,\"config\":{\"digest\":\"sha256:"
+	    "e5d898c85793190d3fb321606c7319d351b455c8bf66266d86015672a9a7f72e"
+	    "\",\"size\":2},\"layers\":[{\"mediaType\":"
+	    "\"" COSIGN_MT_SIMPLESIGNING "\",\"digest\":\"sha256:"
+	    "e5d898c85793190d3fb321606c7319d351b455c8bf66266d86015672a9a7f72e"
+	    "\",\"size\":9}]}";
+	static const char cfg[] = "{\"rootfs\":{\"diff_ids\":[\"x\"]}}";
+	enum cosign_merge how;
+	char *c = NULL, *m = NULL;
+	struct ferr e = {0};
+
+	if (cosign_merge_plan(p, n, (const unsigned char *)ours, strlen(ours),
+			      COSIGN_MT_SIMPLESIGNING, &how, &e) < 0 &&
+	    !e.msg[0])
+		abort();
+	ferr_clear(&e);
+	/* the target's manifest and config both from the input */
+	if (cosign_merge_build(p, n, p, n, (const unsigned char *)ours,
+			       strlen(ours), (const unsigned char *)cfg,
+			       strlen(cfg), &c, &m, &e) == 0) {
+		json_t *jm = json_loads(m, 0, NULL),
+		       *jc = json_loads(c, 0, NULL);
+		if (!jm || !jc)
+			abort(); /* what it writes is JSON */
+		json_decref(jm);
+		json_decref(jc);
+	} else if (c || m || !e.msg[0]) {
+		abort();
+	}
+	free(c);
+	free(m);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -61,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (cosign_payload_check(copy, bodyn, &img, &e) < 0 &&
 		    !e.msg[0])
 			abort();
+		fuzz_merge(copy, bodyn);
 	}
 	free(copy);
 	free(ct);

@@ -570,4 +570,111 @@ feature_collisions() {
 		quiet cz verify "$P" "$run/col-keep/${T/:/-}/$repo" "$D2" --key w.pub
 }
 
-it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos delta collisions
+# A site that signs what it imports with its own key (cosign adds a layer
+# to the .sig tag) keeps that signature when a later bundle brings the
+# image with a new upstream signature: import merges the two as cosign
+# would, rather than replacing the site's. A target tag that cannot be
+# merged fails the import with no tag moved.
+feature_site_signatures() {
+	local a=$run/site/a b=$run/site/b c=$run/site/c T=$run/site-in A B C TA TB TC out sig
+	keys u u2 s || {
+		bad "keys"
+		return
+	}
+	A=$(cz image "$P" "$a" 1 --seed "site a")
+	B=$(cz image "$P" "$b" 1 --seed "site b")
+	C=$(cz image "$P" "$c" 1 --seed "site c")
+	for r in "$a $A" "$b $B" "$c $C"; do
+		# shellcheck disable=SC2086
+		set -- $r
+		cz sign "$P" "$1" "$2" --key u.pem >/dev/null || bad "upstream signs $1"
+	done
+	cz attest "$P" "$a" "$A" --key u.pem >/dev/null || bad "upstream attests a"
+	"$ferry" export -q "$P/$a:1" "$P/$b:1" "$P/$c:1" -o w1.tar --compress none --key k.key "${X[@]}" \
+		--cache cache --sequence 1 && "$ferry" import -q w1.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st
+	check "week 1: export and import, exit 0" [ $? = 0 ]
+	TA=$T/$a TB=$T/$b TC=$T/$c
+	check "week 1: a's .sig arrives with its source digest" \
+		[ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$(sdigest "docker://$P/$a:sha256-$(hexof "$A").sig")" ]
+
+	# inside the gap the site signs and attests a with its own key; upstream
+	# signs a and b again with a second key
+	cz sign "$P" "$TA" "$A" --key s.pem >/dev/null && cz attest "$P" "$TA" "$A" --key s.pem >/dev/null ||
+		bad "the site signs a"
+	cz sign "$P" "$a" "$A" --key u2.pem >/dev/null && cz sign "$P" "$b" "$B" --key u2.pem >/dev/null &&
+		cz attest "$P" "$a" "$A" --key u2.pem >/dev/null || bad "upstream signs and attests again"
+	# c's .sig tag at the target holds 1000 signatures already: merged
+	# with upstream's new one it would pass the cap
+	python3 - "$fixtures" "$P" "$TC" "$C" <<'PY' || bad "1000 signatures on c at the target"
+import sys
+sys.path.insert(0, sys.argv[1])
+import cosign
+reg, repo, digest = cosign.Registry(sys.argv[2]), sys.argv[3], sys.argv[4]
+tag = cosign.cosign_tag(digest, "sig")
+manifest, config = cosign.load_attached(reg, repo, tag)
+payload = cosign.simple_signing_payload("site", digest)
+layers = [(cosign.descriptor(cosign.MT_SIMPLESIGNING, payload, {cosign.SIG_ANNOTATION: f"c2l0ZQ{i}=="}), payload)
+          for i in range(1000 - len(manifest["layers"]))]
+cosign.push_attached(reg, repo, tag, manifest, config, layers)
+PY
+	cz sign "$P" "$c" "$C" --key u2.pem >/dev/null || bad "upstream signs c again"
+	local new=$run/site/new N
+	N=$(cz image "$P" "$new" 1 --seed "site new")
+	"$ferry" export -q "$P/$a:1" "$P/$b:1" "$P/$c:1" "$P/$new:1" -o w2.tar --compress none --key k.key \
+		"${X[@]}" --cache cache --sequence 2
+	check "week 2: export, exit 0" [ $? = 0 ]
+
+	sig=$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")
+	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st 2>&1)
+	check "a target .sig tag that merged would pass the cap: exit 1 (got $?)" [ $? = 1 ]
+	check "... naming that tag" grep -q "$TC:sha256-$(hexof "$C").sig'.*1001 layers, more than 1000" <<<"$out"
+	check "... before any tag moved: the new image has none" [ "$(mstatus "$P" "$T/$new" 1)" = 404 ]
+	check "... and a's .sig is as the site left it" [ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$sig" ]
+	# the site removes its 1000 signatures of c, and puts an index there
+	getman "$P" "$TC" 1 >/dev/null &&
+		printf '{"schemaVersion":2,"mediaType":"%s","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s}]}' \
+			"$MT_INDEX" "$C" "$(getman "$P" "$TC" 1 | wc -c)" |
+		curl -sf -X PUT -H "Content-Type: $MT_INDEX" --data-binary @- \
+			"http://$P/v2/$TC/manifests/sha256-$(hexof "$C").sig" >/dev/null || bad "an index at c's .sig tag"
+
+	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st2 --dry-run 2>&1)
+	check "dry run: exit 0" [ $? = 0 ]
+	check "dry run: a's .sig would be merged" grep -q "^would merge *tag $TA:sha256-$(hexof "$A").sig" <<<"$out"
+	check "dry run: nothing written" [ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$sig" ]
+	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st2 2>&1)
+	check "week 2 import: exit 0" [ $? = 0 ]
+	check "it says a's .sig was merged" grep -q "^merged *tag $TA:sha256-$(hexof "$A").sig" <<<"$out"
+	for k in u u2 s; do
+		check "a at the target: a signature by $k verifies" quiet cz verify "$P" "$TA" "$A" --key "$k.pub"
+	done
+	check "a's .sig: the site's layer, then upstream's two" \
+		jqt --argjson src "$(cz list "$P" "$a" "$A")" \
+			'.cosign.sig.layers as $t | ($src.cosign.sig.layers) as $s | ($t | length) == 3 and
+			$t[0] == $s[0] and $t[2] == $s[1] and ($s | index([$t[1]]) == null)' <<<"$(cz list "$P" "$TA" "$A")"
+	check "a's .att: upstream's first, the site's, upstream's new one" \
+		jqt --argjson src "$(cz list "$P" "$a" "$A")" \
+			'.cosign.att.layers as $t | ($src.cosign.att.layers) as $s | ($t | length) == 3 and
+			$t[0] == $s[0] and $t[2] == $s[1]' <<<"$(cz list "$P" "$TA" "$A")"
+	check "it says a's .att was merged" grep -q "^merged *tag $TA:sha256-$(hexof "$A").att" <<<"$out"
+	check "the merged config lists three layers (skopeo reads it)" jqt '.rootfs.diff_ids | length == 3' \
+		<<<"$(skopeo inspect --config --raw --tls-verify=false "docker://$P/$TA:sha256-$(hexof "$A").sig")"
+	check "b, where upstream only added: its .sig is the source's, digest for digest" \
+		[ "$(sdigest "docker://$P/$TB:sha256-$(hexof "$B").sig")" = "$(sdigest "docker://$P/$b:sha256-$(hexof "$B").sig")" ]
+	check "b: the first upstream signature verifies" quiet cz verify "$P" "$TB" "$B" --key u.pub
+	check "b: the second one too" quiet cz verify "$P" "$TB" "$B" --key u2.pub
+	check "c, whose tag held an index, no signature: replaced by the source's" \
+		[ "$(sdigest "docker://$P/$TC:sha256-$(hexof "$C").sig")" = "$(sdigest "docker://$P/$c:sha256-$(hexof "$C").sig")" ]
+	check "the new image arrived" [ "$(mstatus "$P" "$T/$new" 1)" = 200 ]
+
+	sig=$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")
+	# the same state: a merged tag is not the bundle's digest, so the
+	# rerun reads the bundle again, and writes nothing
+	out=$("$ferry" import w2.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st2 2>&1)
+	check "a rerun: exit 0" [ $? = 0 ]
+	check "a rerun keeps the merged .sig" grep -q "^kept.* tag $TA:sha256-$(hexof "$A").sig" <<<"$out"
+	check "a rerun writes no tag" bash -c "! grep -qE '^(pushed|merged) ' <<<'$out'"
+	check "... a's .sig unchanged" [ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$sig" ]
+}
+
+it_main "$feature" roundtrip none gate verify_cosign referrers_api many_repos delta collisions \
+	site_signatures

@@ -2,6 +2,7 @@
  * type, and agreement with the openssl command (run from a temporary
  * directory) on key ids, signatures and the encrypted key format. */
 #include <dirent.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1162,6 +1163,208 @@ static void test_cosign_layers(void)
 	      "a manifest without layers is refused");
 }
 
+/* A signature manifest with layers named by letters: A and B are two
+ * payloads, S the site's signature of A's payload (same blob, another
+ * signature annotation), X an ordinary image layer; n: how many more
+ * layers, each a signature of its own. */
+static char *sig_manifest_n(const char *layers, size_t n)
+{
+	size_t cap = 512 + (strlen(layers) + n) * 256, len = 0;
+	char *out = malloc(cap);
+
+	len += (size_t)snprintf(
+	    out, cap,
+	    "{\"schemaVersion\":2,\"mediaType\":\"application/"
+	    "vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":"
+	    "\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" IMG
+	    "\",\"size\":2},\"layers\":[");
+	for (const char *p = layers; *p; p++)
+		len += (size_t)snprintf(
+		    out + len, cap - len,
+		    "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":9,"
+		    "\"annotations\":{\"" COSIGN_ANNOT_SIG "\":\"%s\"}}",
+		    p == layers ? "" : ",",
+		    *p == 'X' ? "application/vnd.oci.image.layer.v1.tar"
+			      : COSIGN_MT_SIMPLESIGNING,
+		    *p == 'B' ? OTHER : IMG, *p == 'S' ? "U0lURQ==" : "QQ==");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(
+		    out + len, cap - len,
+		    "%s{\"mediaType\":\"" COSIGN_MT_SIMPLESIGNING
+		    "\",\"digest\":\"" IMG "\",\"size\":9,\"annotations\":{"
+		    "\"" COSIGN_ANNOT_SIG "\":\"site %zu\"}}",
+		    len && out[len - 1] == '[' ? "" : ",", i);
+	snprintf(out + len, cap - len, "]}");
+	return out;
+}
+
+static char *sig_manifest(const char *layers)
+{
+	return sig_manifest_n(layers, 0);
+}
+
+static void test_cosign_merge_plan(void)
+{
+	static const struct {
+		const char *have, *ours;
+		size_t more; /* site signatures added to `have` */
+		int want;    /* an enum cosign_merge, or -1: refused */
+	} rows[] = {
+	    {"A", "A", 0, COSIGN_MERGE_OURS},
+	    {"", "A", 0, COSIGN_MERGE_REPLACE},	 /* nothing to keep */
+	    {"A", "AB", 0, COSIGN_MERGE_OURS},	 /* upstream signed again */
+	    {"AB", "A", 0, COSIGN_MERGE_THEIRS}, /* an older bundle */
+	    {"AS", "A", 0, COSIGN_MERGE_THEIRS}, /* merged before */
+	    {"AS", "AB", 0, COSIGN_MERGE_BOTH},	 /* the site signed too */
+	    {"S", "A", 0, COSIGN_MERGE_BOTH},	 /* same payload, other key */
+	    {"BA", "AB", 0, COSIGN_MERGE_OURS},	 /* order does not matter */
+	    {"A", "", 0, COSIGN_MERGE_THEIRS},
+	    {NULL, "A", 0, COSIGN_MERGE_REPLACE}, /* an index: no signature */
+	    {"X", "A", 0, COSIGN_MERGE_REPLACE},  /* an image's layer */
+	    {"AX", "B", 0, -1}, /* signatures and more: not guessed */
+	    {"A", NULL, 0, -1}, /* the bundle's: no manifest */
+	    {"", "AB", 998, COSIGN_MERGE_BOTH}, /* 1000 together */
+	    {"", "AB", 999, -1},		/* 1001 */
+	    {"S", "ABB", 997,
+	     COSIGN_MERGE_BOTH}, /* 1000: B twice counts once */
+	};
+	struct ferr e;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *h = rows[i].have
+			      ? sig_manifest_n(rows[i].have, rows[i].more)
+			      : strdup("{\"schemaVersion\":2,"
+				       "\"manifests\":[]}");
+		char *o = rows[i].ours ? sig_manifest(rows[i].ours)
+				       : strdup("{\"schemaVersion\":2}");
+		enum cosign_merge how = COSIGN_MERGE_OURS;
+		int rc = cosign_merge_plan((unsigned char *)h, strlen(h),
+					   (unsigned char *)o, strlen(o),
+					   COSIGN_MT_SIMPLESIGNING, &how, &e);
+
+		CHECK(rows[i].want < 0 ? rc < 0
+				       : rc == 0 && (int)how == rows[i].want,
+		      "merge plan row %zu (%s into %s+%zu): rc %d, %d", i,
+		      rows[i].ours ? rows[i].ours : "no manifest",
+		      rows[i].have ? rows[i].have : "an index", rows[i].more,
+		      rc, (int)how);
+		free(h);
+		free(o);
+	}
+}
+
+static void test_cosign_merge_build(void)
+{
+	char *h = sig_manifest("AS"), *o = sig_manifest("AB");
+	static const char hc[] =
+	    "{\"architecture\":\"\",\"history\":[{\"c\":1},{\"c\":2}],"
+	    "\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" IMG "\",\"" IMG
+	    "\"]}}";
+	static const char oc[] =
+	    "{\"history\":[{\"c\":1},{\"c\":3}],\"rootfs\":{\"type\":"
+	    "\"layers\",\"diff_ids\":[\"" IMG "\",\"" OTHER "\"]}}";
+	char *cfg = NULL, *man = NULL;
+	struct digest dg;
+	struct ferr e;
+	json_t *c, *m;
+
+	CHECK(cosign_merge_build((unsigned char *)h, strlen(h),
+				 (unsigned char *)hc, strlen(hc),
+				 (unsigned char *)o, strlen(o),
+				 (unsigned char *)oc, strlen(oc), &cfg, &man,
+				 &e) == 0,
+	      "merge build: %s", e.msg);
+	c = json_loads(cfg ? cfg : "", 0, NULL);
+	m = json_loads(man ? man : "", 0, NULL);
+	digest_of(cfg ? cfg : "", cfg ? strlen(cfg) : 0, &dg, &e);
+	CHECK(json_array_size(json_object_get(m, "layers")) == 3 &&
+		  !strcmp(json_string_value(json_object_get(
+			      json_array_get(json_object_get(m, "layers"), 2),
+			      "digest")),
+			  OTHER),
+	      "merged: the target's two layers, then the bundle's new one");
+	CHECK(!strcmp(json_string_value(json_object_get(
+			  json_object_get(m, "config"), "digest")),
+		      dg.str) &&
+		  json_integer_value(
+		      json_object_get(json_object_get(m, "config"), "size")) ==
+		      (json_int_t)strlen(cfg),
+	      "merged: the manifest names the merged config");
+	CHECK(json_array_size(json_object_get(json_object_get(c, "rootfs"),
+					      "diff_ids")) == 3 &&
+		  !strcmp(json_string_value(json_array_get(
+			      json_object_get(json_object_get(c, "rootfs"),
+					      "diff_ids"),
+			      2)),
+			  OTHER) &&
+		  json_integer_value(json_object_get(
+		      json_array_get(json_object_get(c, "history"), 2), "c")) ==
+		      3 &&
+		  !strcmp(json_string_value(json_object_get(c, "architecture")),
+			  ""),
+	      "merged config: the target's, with the new layer's diff_id and "
+	      "history entry");
+	json_decref(c);
+	json_decref(m);
+	free(cfg);
+	free(man);
+	CHECK(cosign_merge_build((unsigned char *)h, strlen(h),
+				 (unsigned char *)"[]", 2, (unsigned char *)o,
+				 strlen(o), (unsigned char *)oc, strlen(oc),
+				 &cfg, &man, &e) < 0 &&
+		  !cfg && !man,
+	      "a target config that is not an object is refused");
+	free(h);
+	free(o);
+}
+
+/* Merged configs from configs that do not match their layers. */
+static void test_cosign_merge_configs(void)
+{
+	static const struct {
+		const char *hc, *oc;
+		long hist; /* history entries wanted, -1: none */
+	} rows[] = {
+	    {"{}", "{}", -1},					/* no rootfs */
+	    {"{\"history\":[{}]}", "{\"history\":[{},{}]}", 1}, /* misaligned */
+	    {"{\"history\":[{},{}]}", "{}", 3}, /* ours has none: {} */
+	    {"{\"rootfs\":\"x\",\"history\":[{},{}]}",
+	     "{\"history\":[{},{\"c\":3}]}", 3},
+	};
+	char *h = sig_manifest("AS"), *o = sig_manifest("AB");
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char *cfg = NULL, *man = NULL;
+		struct ferr e;
+		json_t *c, *ids;
+		int rc = cosign_merge_build((unsigned char *)h, strlen(h),
+					    (unsigned char *)rows[i].hc,
+					    strlen(rows[i].hc),
+					    (unsigned char *)o, strlen(o),
+					    (unsigned char *)rows[i].oc,
+					    strlen(rows[i].oc), &cfg, &man, &e);
+
+		c = json_loads(cfg ? cfg : "", 0, NULL);
+		ids = json_object_get(json_object_get(c, "rootfs"), "diff_ids");
+		CHECK(rc == 0 && json_array_size(ids) == 3 &&
+			  !strcmp(json_string_value(json_array_get(ids, 0)),
+				  IMG) &&
+			  !strcmp(json_string_value(json_array_get(ids, 2)),
+				  OTHER),
+		      "merged config row %zu: one diff_id per layer", i);
+		CHECK(rows[i].hist < 0
+			  ? !json_object_get(c, "history")
+			  : (long)json_array_size(
+				json_object_get(c, "history")) == rows[i].hist,
+		      "merged config row %zu: history", i);
+		json_decref(c);
+		free(cfg);
+		free(man);
+	}
+	free(h);
+	free(o);
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -1186,6 +1389,9 @@ int main(void)
 	test_cosign_payloads();
 	test_cosign_verify();
 	test_cosign_layers();
+	test_cosign_merge_plan();
+	test_cosign_merge_build();
+	test_cosign_merge_configs();
 	run("rm -rf '%s'", dir);
 	return check_done();
 }
