@@ -647,7 +647,7 @@ PY
 	for k in u u2 s; do
 		check "a at the target: a signature by $k verifies" quiet cz verify "$P" "$TA" "$A" --key "$k.pub"
 	done
-	check "a's .sig: the site's layer, then upstream's two" \
+	check "a's .sig: upstream's first layer, the site's, upstream's new one" \
 		jqt --argjson src "$(cz list "$P" "$a" "$A")" \
 			'.cosign.sig.layers as $t | ($src.cosign.sig.layers) as $s | ($t | length) == 3 and
 			$t[0] == $s[0] and $t[2] == $s[1] and ($s | index([$t[1]]) == null)' <<<"$(cz list "$P" "$TA" "$A")"
