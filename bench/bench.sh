@@ -5,7 +5,7 @@
 #   bench/bench.sh --wan|--scale [--images N] [--rtt-ms MS] [--keep]
 #   bench/bench.sh --weekly [--size-mb N] [--repeat N] [--pct P] [--split-size S] [--keep]
 #   bench/bench.sh --mirror [--size-mb N] [--repeat N] [--keep]
-#   bench/bench.sh --referrers [--images N] [--rtt-ms MS] [--repeat N] [--api] [--keep]
+#   bench/bench.sh --referrers [--images N] [--rtt-ms MS] [--repeat N] [--api] [--signed] [--keep]
 #
 #   --size-mb N  corpus size in MB of 10^6 bytes (default 1000)
 #   --keep       also keep the registry storage (the next run skips the push)
@@ -26,6 +26,8 @@
 #                (fastest of at least 3 each; bench_referrers.sh)
 #   --api        with --referrers: through a registry that answers the
 #                referrers API (one request per manifest)
+#   --signed     with --referrers: every image signed, and --referrers all
+#                exports with --verify-cosign-key (what signatures cost)
 #
 # Builds ferry (Release, in build-bench/) unless FERRY names a binary,
 # generates the corpus once (bench/.work/corpus-<N>mb, kept between runs),
@@ -79,7 +81,7 @@ GOAL_IMPORT_DISK=0
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 SCALE_ARGS=()
 SCALE_MODE=0
@@ -115,7 +117,7 @@ while (($#)); do
     --weekly) WEEKLY_MODE=1; shift ;;
     --mirror) MIRROR_MODE=1; shift ;;
     --referrers) REFERRERS_MODE=1; shift ;;
-    --api) REFERRERS_ARGS+=("$1"); shift ;;
+    --api | --signed) REFERRERS_ARGS+=("$1"); shift ;;
     --pct | --split-size)
         (($# >= 2)) || usage
         WEEKLY_ARGS+=("$1" "$2")

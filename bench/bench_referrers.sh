@@ -2,7 +2,7 @@
 # ferry benchmark: what discovering attachments (SPEC section 6) costs a
 # plain export. Run through bench/bench.sh --referrers (see bench/README.md).
 #
-#   bench/bench_referrers.sh [--images N] [--rtt-ms MS] [--repeat R] [--api] [--keep]
+#   bench/bench_referrers.sh [--images N] [--rtt-ms MS] [--repeat R] [--api] [--signed] [--keep]
 #
 #   --images N   corpus of N small multi-arch images, no signatures
 #                (tests/fixtures/gen_scale.py; default 300)
@@ -14,6 +14,10 @@
 #                (tests/fixtures/harbor.py --referrers in front of the
 #                source): one referrers request per manifest, no tag list
 #                rules them out
+#   --signed     every image's index signed with a cosign key first
+#                (tests/fixtures/cosign.py), and "all" exports with
+#                --verify-cosign-key: what carrying and checking
+#                signatures costs (no goal: the 1.10 is for unsigned)
 #   --keep       keep bench/.work/referrers (registry storage, logs)
 #
 # Each run: ferry export -f images.txt --compress none with an empty cache,
@@ -35,12 +39,12 @@ FIXTURES=$ROOT/tests/fixtures
 WORK=${FERRY_BENCH_WORK:-$HERE/.work}
 PYTHON=${PYTHON:-python3}
 REGISTRY_BIN=${FERRY_REGISTRY_BIN:-docker-registry}
-N=300 RTT_MS=25 REPEAT=3 KEEP=0 API=0
+N=300 RTT_MS=25 REPEAT=3 KEEP=0 API=0 SIGNED=0
 GOAL=1.10
 
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while (($#)); do
     case $1 in
@@ -49,6 +53,7 @@ while (($#)); do
     --repeat) (($# >= 2)) || usage; REPEAT=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --api) API=1; shift ;;
+    --signed) SIGNED=1; shift ;;
     -h | --help) usage ;;
     *) echo "bench: unknown argument '$1'" >&2; usage ;;
     esac
@@ -124,6 +129,29 @@ say "pushing $N images into the source registry $SRC"
 "$PYTHON" "$FIXTURES/gen_scale.py" "$SRC" "$RUN/corpus" --images "$N" --prefix ref >"$RUN/logs/gen.log" 2>&1 ||
     die "gen_scale.py failed: $(tail -n 3 "$RUN/logs/gen.log")"
 
+# --signed: a cosign signature on every index, made in one process
+GATE=()
+if ((SIGNED)); then
+    say "signing the $N images (cosign format)"
+    if ! openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt >"$RUN/c.pem" ||
+        ! openssl pkey -in "$RUN/c.pem" -pubout -out "$RUN/c.pub"; then
+        die "cosign key"
+    fi
+    "$PYTHON" - "$FIXTURES" "$SRC" "$RUN/c.pem" "$RUN/corpus/images.tsv" >"$RUN/logs/sign.log" 2>&1 <<'PY' ||
+import argparse, sys
+sys.path.insert(0, sys.argv[1])
+import cosign
+reg = cosign.Registry(sys.argv[2])
+for line in open(sys.argv[4]):
+    ref, digest = line.rstrip("\n").split("\t")
+    repo = ref.rsplit(":", 1)[0]
+    cosign.cmd_sign(reg, argparse.Namespace(host=sys.argv[2], repo=repo, digest=digest, key=sys.argv[3],
+                                            identity=None, payload_digest=None))
+PY
+        die "signing failed: $(tail -n 3 "$RUN/logs/sign.log")"
+    GATE=(--verify-cosign-key "$RUN/c.pub")
+fi
+
 # --api: a registry with the referrers API (the Harbor double) in front;
 # its log of /v2/ calls is what is counted then
 FRONT=$SRC
@@ -166,7 +194,8 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) printf 
 declare -A BEST=() ALL=() REQ=() TAGL=() REFS=() ATT=()
 # run COND MODE HOST: one export; keeps the fastest time and the counts
 run() {
-    local cond=$1 mode=$2 host=$3 before t0 t1 s k=$1.$2
+    local cond=$1 mode=$2 host=$3 before t0 t1 s k=$1.$2 extra=()
+    if [[ $mode == all ]]; then extra=("${GATE[@]}"); fi
     sed "s|^|$host/|" "$RUN/corpus/images.txt" >"$RUN/images.txt"
     rm -rf "$RUN/cache" "$RUN/out.tar"
     sync
@@ -175,6 +204,7 @@ run() {
     if ! "$FERRY_BIN" export -q -f "$RUN/images.txt" -o "$RUN/out.tar" --compress none --key "$RUN/k.key" \
         --insecure-registry 127.0.0.1 --cache "$RUN/cache" --progress none \
         --referrers "$([[ $mode == warmup ]] && echo none || echo "$mode")" \
+        "${extra[@]}" \
         >"$RUN/logs/$k.log" 2>&1; then
         say "$k failed: $(tail -n 2 "$RUN/logs/$k.log" | tr '\n' ' ')"
         FAILED=1
@@ -215,14 +245,16 @@ for cond in "${CONDS[@]}"; do
     med_none=$(median ${ALL[$cond.none]:-})
     mratio=$(awk -v a="$med_all" -v b="$med_none" 'BEGIN {if (a != "" && b > 0) printf "%.3f", a / b}')
     echo
-    printf '%s%s: %d images (2-platform indexes, %d repositories, no signatures), fastest of %d\n' \
-        "$cond" "$( ((API)) && echo ", referrers API")" "$N" "$(cut -d: -f1 "$RUN/corpus/images.txt" | sort -u | wc -l)" "$REPEAT"
+    printf '%s%s: %d images (2-platform indexes, %d repositories, %s), fastest of %d\n' \
+        "$cond" "$( ((API)) && echo ", referrers API")" "$N" "$(cut -d: -f1 "$RUN/corpus/images.txt" | sort -u | wc -l)" \
+        "$( ((SIGNED)) && echo "each signed; all = --verify-cosign-key" || echo "no signatures")" "$REPEAT"
     printf '%-18s %9s %9s %10s %10s %12s\n' "--referrers" seconds requests "tags/list" referrers "sha256-tags"
     for m in none all; do
         printf '%-18s %9s %9s %10s %10s %12s\n' "$m" "${BEST[$cond.$m]:-failed}" "${REQ[$cond.$m]:-}" \
             "${TAGL[$cond.$m]:-}" "${REFS[$cond.$m]:-}" "${ATT[$cond.$m]:-}"
     done
     verdict=$(awk -v v="$mratio" -v g="$GOAL" 'BEGIN {print v == "" ? "n/a" : (v <= g ? "ok" : "MISSED")}')
+    ((SIGNED)) && verdict="(no goal for signed images)"
     printf '%-18s %9s   (fastest of each)\n' "all/none" "${ratio:-n/a}"
     printf '%-18s %9s   (medians %s / %s)  goal <= %s  %s\n' "all/none median" "${mratio:-n/a}" \
         "${med_all:-}" "${med_none:-}" "$GOAL" "$verdict"
