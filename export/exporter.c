@@ -390,6 +390,46 @@ static int open_partial(const char *part, struct ferr *e)
 	return fd;
 }
 
+/* Put a blob the caller has fetched and checked into the cache, so that
+ * the download does not fetch it again (a signature payload that the
+ * --verify-cosign-key gate read).  Best effort: when this fails, the
+ * download fetches it. */
+void exp_cache_put(struct exporter *x, const struct digest *d, const void *p,
+		   size_t n)
+{
+	char *final = exp_asprintf("%s/%s", x->blobdir, digest_hex(d));
+	char *part = exp_asprintf("%s/%s", x->partdir, digest_hex(d));
+	const unsigned char *q = p;
+	struct ferr e;
+	struct stat st;
+	int fd = -1;
+
+	if (!final || !part || (fd = open_partial(part, &e)) < 0)
+		goto out;
+	/* under the lock: another ferry may have renamed this very file
+	 * into place meanwhile, and fd is then the cached blob */
+	if (lstat(final, &st) == 0 || ftruncate(fd, 0) < 0)
+		goto out;
+	while (n) {
+		ssize_t w = write(fd, q, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			unlink(part);
+			goto out;
+		}
+		q += w;
+		n -= (size_t)w;
+	}
+	if (rename(part, final) < 0)
+		unlink(part);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(final);
+	free(part);
+}
+
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e)
 {

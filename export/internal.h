@@ -140,6 +140,9 @@ struct reg_client *exp_client_for(struct exporter *x, struct clients *cs,
 void exp_clients_release(struct clients *cs);
 int exp_fetch_item(struct exporter *x, struct reg_client *cl, struct item *it,
 		   struct ferr *e);
+/* A blob the caller fetched and checked, into the cache (best effort). */
+void exp_cache_put(struct exporter *x, const struct digest *d, const void *p,
+		   size_t n);
 void exp_blob_done_event(struct exporter *x, struct item *it);
 
 /* Run fn(x, clients, i) for every image i on n workers, each with

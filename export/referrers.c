@@ -527,6 +527,8 @@ static int check_layer(struct dimg *g, const struct cosign_layer *cl,
 				FERRY_MAX_COSIGN_PAYLOAD);
 	rc = reg_get_blob_mem(g->cl, g->repo, &cl->digest, cl->size,
 			      FERRY_MAX_COSIGN_PAYLOAD, &p, e);
+	if (rc == 0) /* checked against its digest: the bundle needs it too */
+		exp_cache_put(g->x, &cl->digest, p, (size_t)cl->size);
 	if (rc == 0)
 		rc = cosign_verify(o->cosign_keys, o->ncosign_keys, p,
 				   (size_t)cl->size, cl->sig_b64, signed_d,

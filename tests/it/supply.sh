@@ -278,8 +278,15 @@ feature_gate() {
 	check "the mismatched signature is there and valid by itself (test of the test)" bash -c \
 		"python3 '$fixtures/cosign.py' verify '$P' '$repo' '$Xd' --key c.pub | grep -q 'payload names $A'"
 
-	gx ok.tar "$P/$repo:signed" --verify-cosign-key c.pub
+	local before pa
+	before=$(wc -l <"$FERRY_TEST_PLAIN_LOG")
+	gx ok.tar "$P/$repo:signed" --verify-cosign-key c.pub --cache fresh
 	check "all signed: exit 0 and a bundle" [ $? = 0 ]
+	pa=$(cz list "$P" "$repo" "$A" | jq -r '.cosign.sig.layers[0].digest')
+	sleep 0.3 # the access log is written after the answer
+	check "the payload the gate checked is fetched once, not again for the bundle" [ "$(tail -n +"$((before + 1))" \
+		"$FERRY_TEST_PLAIN_LOG" | grep -cE "\"GET /v2/$repo/blobs/$pa ")" = 1 ]
+	check "... and it is in the bundle" grep -qx "blobs/sha256/${pa#sha256:}" <(tar -tf ok.tar)
 	check "all signed: the bundle is there" [ -s ok.tar ]
 	check "ferry.json: cosignKeyId is the key's id" jqt --arg k "$(keyid c.pub)" \
 		'.images[0].cosignKeyId == $k' <<<"$(fjson ok.tar)"
