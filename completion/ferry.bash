@@ -34,7 +34,7 @@ _ferry()
 	case $cmd in
 	keygen) opts="--output --type --passphrase-file" ;;
 	export) opts="--images-file --output --key --passphrase-file --platform --jobs --cache --compress --report --channel --sequence --base --split-size --referrers --verify-cosign-key" ;;
-	verify) opts="--key --cosign-key --json" ;;
+	verify) opts="--key --cosign-key --base --json" ;;
 	inspect) opts="--json" ;;
 	unpack) opts="--key --output" ;;
 	import) opts="--key --to --jobs --dry-run --report --allow-rollback --keep-registry --state-dir --create-projects --public" ;;

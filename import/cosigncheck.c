@@ -44,6 +44,8 @@ struct ccheck {
 	size_t np, capp;
 	struct payload *cur; /* the payload being read */
 	struct buf b;
+	bool base;	   /* reading a base: payloads only */
+	size_t from_bases; /* payloads a base supplied */
 };
 
 int ccheck_init(struct ccheck **out, const struct sig_key *keys, size_t nkeys,
@@ -168,7 +170,7 @@ static int on_begin(void *ctx, const struct bundle_blob *b, struct ferr *e)
 	(void)e;
 	c->cur = NULL;
 	if (b->kind != BK_LAYER || !(p = find_payload(c, &b->digest)) ||
-	    p->oversize || b->size > FERRY_MAX_COSIGN_PAYLOAD)
+	    p->data || p->oversize || b->size > FERRY_MAX_COSIGN_PAYLOAD)
 		return 0;
 	c->cur = p;
 	buf_reset(&c->b);
@@ -189,10 +191,11 @@ static int on_end(void *ctx, const struct bundle_blob *b, struct ferr *e)
 	struct ccheck *c = ctx;
 
 	if (b->kind == BK_MANIFEST)
-		return take_sig(c, b, e);
+		return c->base ? 0 : take_sig(c, b, e);
 	if (c->cur) { /* its content matched its digest */
 		struct payload *p = c->cur;
 		c->cur = NULL;
+		c->from_bases += c->base;
 		p->data = buf_detach(&c->b, &p->len);
 		if (!p->data && !(p->data = calloc(1, 1)))
 			return ferr_set(e, FERR_IO, ENOMEM, "out of memory");
@@ -208,6 +211,34 @@ static void on_abort(void *ctx)
 
 const struct bundle_ops ccheck_ops = {on_header, on_begin, on_data,
 				      on_end,	 on_abort, NULL};
+
+/* A base's images are not the ones checked: its header only switches
+ * the checker to taking payloads. */
+static int on_base_header(void *ctx, const struct bundle_header *h,
+			  struct ferr *e)
+{
+	(void)h;
+	(void)e;
+	((struct ccheck *)ctx)->base = true;
+	return 0;
+}
+
+const struct bundle_ops ccheck_base_ops = {on_base_header, on_begin, on_data,
+					   on_end,	   on_abort, NULL};
+
+size_t ccheck_missing(const struct ccheck *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->np; i++)
+		n += !c->p[i].data && !c->p[i].oversize;
+	return n;
+}
+
+size_t ccheck_from_bases(const struct ccheck *c)
+{
+	return c->from_bases;
+}
 
 bool ccheck_image(const struct ccheck *c, size_t i, const struct sig_key **key,
 		  char *why, size_t n)
@@ -235,7 +266,7 @@ bool ccheck_image(const struct ccheck *c, size_t i, const struct sig_key **key,
 					ferr_set(&e, FERR_VERIFY, 0,
 						 "its payload '%s' is not in "
 						 "this bundle (a delta's base "
-						 "carries it)",
+						 "carries it: --base)",
 						 cl->digest.str);
 				continue;
 			}

@@ -14,7 +14,7 @@
 
 static const char verify_usage[] =
     "usage: ferry verify BUNDLE --key PUBLIC.pem [--cosign-key PUB.pem]...\n"
-    "                    [--json]\n"
+    "                    [--base OLD_BUNDLE]... [--json]\n"
     "\n"
     "Audit a bundle offline: the signature over SHA256SUMS with the trusted\n"
     "public key, every entry against SHA256SUMS, every blob against its\n"
@@ -25,6 +25,9 @@ static const char verify_usage[] =
     "      --key FILE   the trusted public key (never taken from the bundle)\n"
     "      --cosign-key PUB.pem  also check that each image carries a cosign\n"
     "                   signature one of these keys verifies (repeatable)\n"
+    "      --base OLD_BUNDLE  with --cosign-key, for a delta: read the\n"
+    "                   signature payloads it leaves out from this base,\n"
+    "                   verified with --key as well (repeatable)\n"
     "      --json       print the audit record as JSON\n"
     "\n";
 
@@ -38,15 +41,17 @@ static const char inspect_usage[] =
     "      --json       print JSON\n"
     "\n";
 
-enum { OPT_KEY = CLI_OPT_CMD, OPT_JSON, OPT_COSIGN };
+enum { OPT_KEY = CLI_OPT_CMD, OPT_JSON, OPT_COSIGN, OPT_BASE };
 
-/* --cosign-key keys one verify may name. */
+/* --cosign-key keys, and --base bundles, one verify may name. */
 #define VERIFY_MAX_COSIGN_KEYS 16
+#define VERIFY_MAX_BASES 16
 
 static const struct option long_opts[] = {
     {"key", required_argument, NULL, OPT_KEY},
     {"json", no_argument, NULL, OPT_JSON},
     {"cosign-key", required_argument, NULL, OPT_COSIGN},
+    {"base", required_argument, NULL, OPT_BASE},
     CLI_COMMON_OPTIONS,
     {NULL, 0, NULL, 0},
 };
@@ -202,6 +207,8 @@ static void print_json(json_t *o)
 struct vargs {
 	const char *cosign[VERIFY_MAX_COSIGN_KEYS];
 	size_t ncosign;
+	const char *bases[VERIFY_MAX_BASES];
+	size_t nbases;
 };
 
 static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
@@ -251,6 +258,17 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 			}
 			va->cosign[va->ncosign++] = optarg;
 			break;
+		case OPT_BASE:
+			if (!want_key)
+				goto bad;
+			if (va->nbases == VERIFY_MAX_BASES) {
+				cli_usage_error(cmd, "--base may be given at "
+						     "most 16 times");
+				*rc = FERRY_EXIT_USAGE;
+				return -1;
+			}
+			va->bases[va->nbases++] = optarg;
+			break;
 		default:
 		bad:
 			cli_usage_error(cmd,
@@ -268,6 +286,13 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 		return -1;
 	}
 	*bundle = argv[optind];
+	if (va->nbases && !va->ncosign) {
+		cli_usage_error(cmd, "--base goes with --cosign-key: it "
+				     "supplies the signature payloads a delta "
+				     "leaves out");
+		*rc = FERRY_EXIT_USAGE;
+		return -1;
+	}
 	if (want_key && !*keyfile) {
 		cli_usage_error(cmd,
 				"--key PUBLIC.pem is required: the trusted "
@@ -290,7 +315,39 @@ struct vrun {
 	struct ferr e;
 	int r, rc;
 	double secs;
+	/* --base: each one's bundle id once read, and the payloads it gave */
+	const char *const *bases;
+	size_t nbases;
+	char base_id[VERIFY_MAX_BASES][65];
+	size_t base_payloads[VERIFY_MAX_BASES];
 };
+
+/* verify --base: the signature payloads a delta left out, from its
+ * bases, each read and verified whole with the same key (a base that
+ * fails fails the verify).  A base is read only while payloads are
+ * missing. */
+static void read_bases(struct vrun *v)
+{
+	for (size_t i = 0; i < v->nbases && ccheck_missing(v->cc); i++) {
+		struct bundle_header bh;
+		size_t before = ccheck_from_bases(v->cc);
+
+		memset(&bh, 0, sizeof(bh));
+		if (bundle_read(v->bases[i], &v->key, &ccheck_base_ops, v->cc,
+				&bh, NULL, &v->e) < 0) {
+			ferr_prefix(&v->e, "base '%s'", v->bases[i]);
+			v->r = -1;
+			v->rc = ferr_exit_code(v->e.cat);
+		} else {
+			snprintf(v->base_id[i], sizeof(v->base_id[i]), "%s",
+				 bh.bundle_id);
+			v->base_payloads[i] = ccheck_from_bases(v->cc) - before;
+		}
+		bundle_header_release(&bh);
+		if (v->r != 0)
+			return;
+	}
+}
 
 /* Image i's cosign verdict as JSON. */
 static json_t *cosign_json(const struct vrun *v, size_t i)
@@ -306,6 +363,21 @@ static json_t *cosign_json(const struct vrun *v, size_t i)
 	else
 		json_object_set_new(o, "reason", cli_json_text(why));
 	return o;
+}
+
+/* --base: what each base gave (bundleId null: not read). */
+static json_t *bases_json(const struct vrun *v)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < v->nbases; i++)
+		json_array_append_new(
+		    a, json_pack("{s:o,s:o,s:I}", "bundle",
+				 cli_json_text(v->bases[i]), "bundleId",
+				 v->base_id[i][0] ? json_string(v->base_id[i])
+						  : json_null(),
+				 "payloads", (json_int_t)v->base_payloads[i]));
+	return a;
 }
 
 static void verify_json(const struct vrun *v)
@@ -332,6 +404,8 @@ static void verify_json(const struct vrun *v)
 			json_object_set_new(
 			    json_array_get(json_object_get(o, "images"), i),
 			    "cosign", cosign_json(v, i));
+	if (v->nbases)
+		json_object_set_new(o, "bases", bases_json(v));
 	if (v->rc != 0) {
 		json_t *err = json_object();
 		json_object_set_new(err, "category",
@@ -370,6 +444,15 @@ static void verify_text(const struct vrun *v)
 	printf("entries     %llu (%llu blobs, %.1f MiB)\n",
 	       (unsigned long long)v->st.entries,
 	       (unsigned long long)v->st.blobs, mib(v->st.blob_bytes));
+	for (size_t i = 0; i < v->nbases; i++) {
+		put_line("base        ", v->bases[i], "");
+		if (v->base_id[i][0])
+			printf(" (bundle id %s, signed by the same key): %zu "
+			       "signature payloads\n",
+			       v->base_id[i], v->base_payloads[i]);
+		else
+			printf(": not read (no payload was missing)\n");
+	}
 	for (size_t i = 0; i < v->h.nimages && v->ncosign; i++) {
 		const struct sig_key *k = NULL;
 		char why[FERR_MSG_MAX];
@@ -455,6 +538,10 @@ int cmd_verify(int argc, char **argv)
 	v->secs = (double)(t1.tv_sec - t0.tv_sec) +
 		  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	v->rc = v->r == 0 ? FERRY_EXIT_OK : ferr_exit_code(v->e.cat);
+	v->bases = va.bases;
+	v->nbases = va.nbases;
+	if (v->r == 0 && v->cc)
+		read_bases(v);
 	if (v->r == 0 && v->cc)
 		cosign_verdict(v);
 	if (json)

@@ -535,6 +535,42 @@ feature_delta() {
 	check "verify --cosign-key of the delta: exit 5 (a cannot be checked here)" [ $? = 5 ]
 	check "it names the base as where a's payload is" grep -qE "$run/wk/a:1 not signed: .*a delta's base carries it" <<<"$out"
 	check "it checks b, new in the delta" grep -qE "$run/wk/b:1 signed by $(keyid c.pub)" <<<"$out"
+	# --base: the payloads the delta left out, from the base (read whole,
+	# verified with the same key)
+	out=$("$ferry" verify delta.tar --key k.pub --cosign-key c.pub --base base.tar 2>&1)
+	check "verify --cosign-key --base: exit 0 (got $?)" [ $? = 0 ]
+	check "... a is signed, its payload from the base" grep -qE "$run/wk/a:1 signed by $(keyid c.pub)" <<<"$out"
+	check "... the base named, with its bundle id and the one payload it gave" \
+		grep -qE "^base +base.tar \(bundle id $(fjson base.tar | jq -r .bundleId), signed by the same key\): 1 signature payloads" <<<"$out"
+	check "--json: bases[] names the base and what it gave" jqt --arg id "$(fjson base.tar | jq -r .bundleId)" \
+		'.bases == [{bundle: "base.tar", bundleId: $id, payloads: 1}] and (.images | all(.cosign.signed))' \
+		<<<"$("$ferry" verify delta.tar --key k.pub --cosign-key c.pub --base base.tar --json)"
+	expect "--base without --cosign-key: usage error" 2 "--base goes with --cosign-key" \
+		verify delta.tar --key k.pub --base base.tar
+	# a base that does not carry a's payload: a stays unchecked
+	"$ferry" export -q "$P/$run/wk/b:1" -o onlyb.tar --compress none --key k.key "${X[@]}" --cache cache
+	out=$("$ferry" verify delta.tar --key k.pub --cosign-key c.pub --base onlyb.tar 2>&1)
+	check "a base without the payload: exit 5 (got $?)" [ $? = 5 ]
+	check "... a still not checkable" grep -qE "$run/wk/a:1 not signed: .*--base" <<<"$out"
+	# a base signed with another key is not trusted
+	"$ferry" keygen -q -o other >/dev/null
+	"$ferry" export -q "$P/$run/wk/a:1" -o otherkey.tar --compress none --key other.key "${X[@]}" --cache cache
+	out=$("$ferry" verify delta.tar --key k.pub --cosign-key c.pub --base otherkey.tar 2>&1)
+	check "a base signed by another key: exit 5 (got $?)" [ $? = 5 ]
+	check "... naming that base" grep -q "base 'otherkey.tar'" <<<"$out"
+	# a base whose payload was changed: the base is read whole and fails
+	python3 - "$pa" <<'PY' || bad "tamper with the base's payload"
+import sys, tarfile
+name = "blobs/sha256/" + sys.argv[1].split(":")[1]
+with tarfile.open("base.tar") as t:
+    m = t.getmember(name)
+data = bytearray(open("base.tar", "rb").read())
+data[m.offset_data] ^= 0x01
+open("badbase.tar", "wb").write(data)
+PY
+	out=$("$ferry" verify delta.tar --key k.pub --cosign-key c.pub --base badbase.tar 2>&1)
+	check "a base with a changed payload: exit 5 (got $?)" [ $? = 5 ]
+	check "... naming the base" grep -q "base 'badbase.tar'" <<<"$out"
 	out=$("$ferry" import delta.tar --key k.pub --to "$P/$run/wk-in" "${X[@]}" --state-dir st 2>&1)
 	check "the delta alone is refused, naming its base" [ $? != 0 ] && grep -q "$(fjson base.tar | jq -r .bundleId)" <<<"$out"
 	"$ferry" import -q base.tar --key k.pub --to "$P/$run/wk-in" "${X[@]}" --state-dir st &&
