@@ -2065,10 +2065,12 @@ out:
 	return rc;
 }
 
-/* A cosign tag (.sig, .att) the target may hold already, perhaps with
- * signatures the site added: see cosign_merge.  Worked out before any
- * tag is written, so that a tag that cannot be merged fails the import
- * while no tag has moved. */
+/* What the target holds at a cosign tag, worked out before any tag is
+ * written.  A .sig or .att tag may hold signatures the site added: merged
+ * (see cosign_merge), so that a tag that cannot be merged fails the
+ * import while no tag has moved.  A .sbom tag is replaced, as cosign
+ * does.  Nothing is asked where the tag cannot be there yet: its subject
+ * only arrived in this run (cosign signs what the registry holds). */
 static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
 		     struct ferr *e)
 {
@@ -2080,12 +2082,16 @@ static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
 	enum cosign_merge how;
 	int rc = -1;
 
-	if (a->kind != BA_SIGNATURE && a->kind != BA_ATTESTATION)
+	if (a->kind == BA_REFERRERS)
 		return 0;
 	if (!s || !s->doc)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"attachment '%s' has no manifest in the bundle",
 				a->digest.str);
+	t->looked = true;
+	if (set_placed(x, &a->subject, t->repo) ||
+	    (a->kind == BA_SBOM && set_placed(x, &a->digest, t->repo)))
+		return 0;
 	memset(&have, 0, sizeof(have));
 	if (reg_get_manifest(c, repo, a->tag, &have, e) < 0) {
 		/* 404: none; a document ferry does not take (another type,
@@ -2094,11 +2100,11 @@ static int prep_ctag(struct imp *x, struct reg_client *c, size_t i,
 			return -1;
 		t->have = e->code != 404;
 		ferr_clear(e);
-		t->looked = true;
 		return 0;
 	}
-	t->looked = t->have = true;
-	if ((t->same = digest_equal(&have.digest, &a->digest))) {
+	t->have = true;
+	if ((t->same = digest_equal(&have.digest, &a->digest)) ||
+	    a->kind == BA_SBOM) {
 		rc = 0;
 	} else if (cosign_merge_plan(have.data, have.len, s->doc->data,
 				     s->doc->len,
@@ -2149,40 +2155,15 @@ static int push_atag(struct imp *x, struct reg_client *c, size_t i,
 		     struct ferr *e)
 {
 	const struct atag *t = &x->atags[i];
-	const struct bundle_attach *a = t->a;
-	const char *repo = x->repos[t->repo].name;
-	struct dset *s = set_find(x, &a->digest);
-	struct reg_head h;
+	struct dset *s = set_find(x, &t->a->digest);
 
-	if (a->kind == BA_REFERRERS)
+	if (t->a->kind == BA_REFERRERS)
 		return 0; /* merged, after every tag */
-	if (!s || !s->doc)
+	if (!t->looked || !s || !s->doc)
 		return ferr_set(e, FERR_BUNDLE, 0,
 				"attachment '%s' has no manifest in the bundle",
-				a->digest.str);
-	if (t->looked)
-		return push_ctag(x, c, t, s->doc, e);
-	if (!set_placed(x, &a->digest, t->repo)) {
-		if (reg_head_manifest(c, repo, a->tag, &h, e) < 0)
-			return -1;
-		if (h.found && h.has_digest &&
-		    digest_equal(&h.digest, &a->digest)) {
-			note(x, IMP_EV_TAG, t->repo, a->tag, 0, "skipped", NULL,
-			     NULL);
-			return 0;
-		}
-	}
-	if (x->o->dry_run) {
-		note(x, IMP_EV_TAG, t->repo, a->tag, 0, "would push", NULL,
-		     NULL);
-		return 0;
-	}
-	if (reg_put_manifest(c, repo, a->tag, s->doc->media_type, s->doc->data,
-			     s->doc->len, &a->digest, e) < 0)
-		return -1;
-	note(x, IMP_EV_TAG, t->repo, a->tag, 0, "pushed", &x->res->attach_tags,
-	     &x->pr->tags_pushed);
-	return 0;
+				t->a->digest.str);
+	return push_ctag(x, c, t, s->doc, e);
 }
 
 /* Does the target index referrers itself?  Known from the answers to

@@ -633,9 +633,15 @@ feature_site_signatures() {
 		cz sign "$P" "$1" "$2" --key u.pem >/dev/null || bad "upstream signs $1"
 	done
 	cz attest "$P" "$a" "$A" --key u.pem >/dev/null || bad "upstream attests a"
+	local before
 	"$ferry" export -q "$P/$a:1" "$P/$b:1" "$P/$c:1" -o w1.tar --compress none --key k.key "${X[@]}" \
-		--cache cache --sequence 1 && "$ferry" import -q w1.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st
+		--cache cache --sequence 1 && before=$(wc -l <"$FERRY_TEST_PLAIN_LOG") &&
+		"$ferry" import -q w1.tar --key k.pub --to "$P/$T" "${X[@]}" --state-dir st
 	check "week 1: export and import, exit 0" [ $? = 0 ]
+	sleep 0.3 # the access log is written after the answer
+	check "week 1: images new to the target, so their cosign tags are not looked up" \
+		[ "$(tail -n +"$((before + 1))" "$FERRY_TEST_PLAIN_LOG" |
+			grep -cE "\"(GET|HEAD) /v2/$T/[^ ]*/manifests/sha256-")" = 0 ]
 	TA=$T/$a TB=$T/$b TC=$T/$c
 	check "week 1: a's .sig arrives with its source digest" \
 		[ "$(sdigest "docker://$P/$TA:sha256-$(hexof "$A").sig")" = "$(sdigest "docker://$P/$a:sha256-$(hexof "$A").sig")" ]
