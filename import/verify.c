@@ -211,6 +211,19 @@ struct vargs {
 	size_t nbases;
 };
 
+/* A repeatable option, at most `max` times. */
+static int add_repeated(const char *cmd, const char *opt, const char **list,
+			size_t *n, size_t max, const char *arg)
+{
+	if (*n == max) {
+		cli_usage_error(cmd, "%s may be given at most %zu times", opt,
+				max);
+		return -1;
+	}
+	list[(*n)++] = arg;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 		      bool want_key, struct cli_common *com,
 		      const char **bundle, const char **keyfile, bool *json,
@@ -248,26 +261,19 @@ static int parse_args(int argc, char **argv, const char *cmd, const char *usage,
 			*json = true;
 			break;
 		case OPT_COSIGN:
-			if (!want_key)
-				goto bad;
-			if (va->ncosign == VERIFY_MAX_COSIGN_KEYS) {
-				cli_usage_error(cmd, "--cosign-key may be "
-						     "given at most 16 times");
-				*rc = FERRY_EXIT_USAGE;
-				return -1;
-			}
-			va->cosign[va->ncosign++] = optarg;
-			break;
 		case OPT_BASE:
 			if (!want_key)
 				goto bad;
-			if (va->nbases == VERIFY_MAX_BASES) {
-				cli_usage_error(cmd, "--base may be given at "
-						     "most 16 times");
+			if (c == OPT_COSIGN
+				? add_repeated(cmd, "--cosign-key", va->cosign,
+					       &va->ncosign,
+					       VERIFY_MAX_COSIGN_KEYS, optarg)
+				: add_repeated(cmd, "--base", va->bases,
+					       &va->nbases, VERIFY_MAX_BASES,
+					       optarg)) {
 				*rc = FERRY_EXIT_USAGE;
 				return -1;
 			}
-			va->bases[va->nbases++] = optarg;
 			break;
 		default:
 		bad:
